@@ -1,0 +1,143 @@
+"""Configuration is data: YAML files in ``configs/`` loaded into frozen dataclasses.
+
+Each stage declares a frozen dataclass (nested dataclasses allowed) and loads it with
+:func:`load_config`. Unknown keys, missing required keys and wrong types are :class:`ConfigError` naming
+the file and the key, so a typo in a config never silently falls back to a default.
+
+``configs/NAME.yaml`` files ship inside the package (``lungcad/configs`` links to the top-level folder),
+so ``load_config(SynthConfig, "synth")`` works from a wheel as well as from a checkout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from lungcad.errors import ConfigError
+
+T = TypeVar("T")
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """Resolve ``"synth"`` to the bundled ``configs/synth.yaml``; a path is returned as is."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    return CONFIG_DIR / f"{name_or_path}.yaml"
+
+
+def load_config(cls: type[T], name_or_path: str | Path | None = None, **overrides: Any) -> T:
+    """Load a YAML file into the frozen dataclass ``cls``.
+
+    Args:
+        cls: the dataclass type to build.
+        name_or_path: a bundled config name (``"synth"``) or a YAML path; None uses the class defaults.
+        overrides: top-level fields that replace the file's values (e.g. from CLI options); None is ignored.
+    """
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if name_or_path is not None:
+        path = config_path(name_or_path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError("config file not found", path=path, fix="give a YAML path or a name in configs/")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"not valid YAML ({exc})".replace("\n", " "), path=path) from exc
+        if not isinstance(loaded, Mapping):
+            raise ConfigError("top level must be a mapping of keys to values", path=path)
+        data = dict(loaded)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return from_dict(cls, data, source=source)
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "<dict>", prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping, recursively, checking keys and types."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls} is not a dataclass")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key '{prefix}{unknown[0]}'",
+            path=source,
+            expected="one of " + ", ".join(prefix + k for k in fields),
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, source=source, key=prefix + name)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # missing required field
+        raise ConfigError(str(exc), path=source) from exc
+    except ValueError as exc:  # __post_init__ validation
+        raise ConfigError(str(exc), path=source) from exc
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass -> plain dict/list (tuples become lists) for YAML/JSON dumps."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, Mapping):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def _coerce(tp: Any, value: Any, *, source: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, source=source, key=key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"'{key}' must be a mapping", path=source)
+        return from_dict(tp, value, source=source, prefix=key + ".")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"'{key}' is {value!r}", path=source, expected="one of " + ", ".join(map(repr, args)))
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"'{key}' must be a list, got {value!r}", path=source)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, source=source, key=key) for v in value)
+        if len(args) != len(value):
+            raise ConfigError(f"'{key}' must have {len(args)} items, got {len(value)}", path=source)
+        return tuple(_coerce(a, v, source=source, key=key) for a, v in zip(args, value))
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"'{key}' must be a number, got {value!r}", path=source)
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"'{key}' must be an integer, got {value!r}", path=source)
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"'{key}' must be true or false, got {value!r}", path=source)
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"'{key}' must be a string, got {value!r}", path=source)
+        return value
+    return value
