@@ -4,6 +4,7 @@
 :mod:`lungcad.io.writers`.
 """
 
+from lungcad.io.load import load_scan
 from lungcad.io.writers import ct_slice_datasets, write_datasets, write_dicom_series, write_mhd
 
-__all__ = ["ct_slice_datasets", "write_datasets", "write_dicom_series", "write_mhd"]
+__all__ = ["ct_slice_datasets", "load_scan", "write_datasets", "write_dicom_series", "write_mhd"]

@@ -48,7 +48,9 @@ def write_mhd(scan: CTScan, path: str | Path, *, compress: bool = False) -> Path
     sitk.WriteImage(img, str(tmp_stem) + ".mhd", useCompression=compress)
     data_suffix = ".zraw" if compress else ".raw"
     header = Path(str(tmp_stem) + ".mhd").read_text()
-    header = header.replace(f"ElementDataFile = {tmp_stem.name}{data_suffix}", f"ElementDataFile = {path.stem}{data_suffix}")
+    header = header.replace(
+        f"ElementDataFile = {tmp_stem.name}{data_suffix}", f"ElementDataFile = {path.stem}{data_suffix}"
+    )
     os.replace(str(tmp_stem) + data_suffix, path.with_suffix(data_suffix))
     tmp_header = Path(str(tmp_stem) + ".mhd")
     tmp_header.write_text(header)

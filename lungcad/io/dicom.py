@@ -1,0 +1,428 @@
+"""Read a CT series from a folder of DICOM files (DSB 2017 layout: one folder of slices per patient).
+
+Geometry comes only from ImagePositionPatient (IPP) and ImageOrientationPatient (IOP):
+
+- slices are sorted by IPP projected on the slice normal ``row x col`` (never by file name,
+  InstanceNumber or SliceLocation); the volume's k axis points along the normal, so the direction matrix
+  is ``[row, col, normal]`` and voxel ``[0, 0, 0]`` is the first slice's IPP;
+- the slice spacing comes from the positions, never from SliceThickness;
+- duplicate positions are dropped; a gap (missing or unreadable slice) or uneven spacing is resampled
+  onto a regular grid by linear interpolation along the normal, so every voxel keeps its true world
+  position (with a warning);
+- gantry tilt (IPPs drifting in-plane from slice to slice) is resampled slice by slice onto the
+  orthogonal grid, or refused with ``gantry_tilt="refuse"``.
+
+Pixel values are converted per slice with that slice's RescaleSlope/Intercept; padding outside the scan
+circle (PixelPaddingValue, or anything at or below -2000 HU such as DSB's raw -2000 and -3024) becomes
+air (:data:`PADDING_HU`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from lungcad.errors import (
+    CorruptScanError,
+    NoDicomError,
+    NotCTError,
+    SeriesNotFoundError,
+    UnsupportedCompressionError,
+)
+from lungcad.io.geometry import regularize_slices
+from lungcad.io.hu import PADDING_HU, map_padding
+from lungcad.scan import CTScan
+
+log = logging.getLogger(__name__)
+
+#: Slices whose positions along the normal differ by less than this are duplicates (mm).
+DUPLICATE_TOLERANCE_MM = 0.01
+#: Files with these suffixes are never DICOM (skipped without opening).
+NON_DICOM_SUFFIXES = {".txt", ".csv", ".json", ".xml", ".md", ".png", ".jpg", ".jpeg", ".mhd", ".raw",
+                      ".zip", ".gz", ".nii", ".html", ".pdf", ".py", ".yaml", ".yml", ".db", ".ini"}
+
+TiltPolicy = Literal["resample", "refuse"]
+
+
+@dataclass
+class SliceHeader:
+    """One image file: its dataset (pixel data deferred) and the geometry read from it."""
+
+    path: Path
+    ds: Dataset
+    position: np.ndarray  # IPP (x, y, z) mm
+    orientation: np.ndarray  # IOP row (3) + column (3) direction cosines
+    rows: int
+    columns: int
+
+    @property
+    def normal(self) -> np.ndarray:
+        return np.cross(self.orientation[:3], self.orientation[3:])
+
+
+@dataclass
+class SeriesGroup:
+    """Image slices sharing a SeriesInstanceUID, orientation and matrix size."""
+
+    uid: str
+    slices: list[SliceHeader] = field(default_factory=list)
+
+    @property
+    def first(self) -> Dataset:
+        return self.slices[0].ds
+
+    @property
+    def modality(self) -> str:
+        return str(getattr(self.first, "Modality", "") or "")
+
+    @property
+    def is_axial(self) -> bool:
+        return abs(self.slices[0].normal[2]) > 0.9
+
+    def describe(self) -> str:
+        desc = str(getattr(self.first, "SeriesDescription", "") or "").strip()
+        return f"{self.uid} ({self.modality or '?'}, {len(self.slices)} slices{', ' + desc if desc else ''})"
+
+
+# ---------------------------------------------------------------------------------------------- files
+def list_candidate_files(folder: Path) -> list[Path]:
+    """Files that may be DICOM: those directly in ``folder``, else (nested layouts) all below it."""
+    top = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if any(_maybe_dicom(p) for p in top):
+        return [p for p in top if _maybe_dicom(p)]
+    nested = sorted(Path(root) / f for root, _, files in os.walk(folder) for f in files if not f.startswith("."))
+    return [p for p in nested if _maybe_dicom(p)]
+
+
+def _maybe_dicom(path: Path) -> bool:
+    return path.suffix.lower() not in NON_DICOM_SUFFIXES and path.name.upper() != "DICOMDIR"
+
+
+def read_header(path: Path) -> Dataset | None:
+    """Open ``path`` with pixel data deferred; None if it is not DICOM at all.
+
+    Raises:
+        CorruptScanError: the file claims to be DICOM but cannot be parsed.
+    """
+    try:
+        return pydicom.dcmread(path, defer_size="2 KB")
+    except InvalidDicomError:
+        # No 'DICM' preamble: either not DICOM or an old raw dataset; try once more without the check.
+        try:
+            ds = pydicom.dcmread(path, defer_size="2 KB", force=True)
+        except Exception:
+            return None
+        return ds if "SOPClassUID" in ds or "PixelData" in ds else None
+    except Exception as exc:  # truncated header, bad element lengths, ...
+        raise CorruptScanError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path=path) from exc
+
+
+def image_slice(path: Path, ds: Dataset) -> SliceHeader | None:
+    """The slice geometry of an image dataset, or None for non-images, localizers and multi-frame files."""
+    required = ("PixelData", "ImagePositionPatient", "ImageOrientationPatient", "Rows", "Columns")
+    missing = [tag for tag in required if tag not in ds]
+    if missing:
+        meta = getattr(ds, "file_meta", None)
+        sop_class = getattr(ds, "SOPClassUID", None) or getattr(meta, "MediaStorageSOPClassUID", None)
+        if sop_class is not None and "Image Storage" in getattr(sop_class, "name", ""):
+            raise CorruptScanError(f"image file without {', '.join(missing)} (truncated?)", path=path)
+        return None  # a non-image object (report, presentation state, ...)
+    image_type = [str(v).upper() for v in (getattr(ds, "ImageType", None) or [])]
+    if "LOCALIZER" in image_type or "SCOUT" in image_type:
+        return None
+    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+        log.warning("%s: multi-frame (enhanced) image skipped; only single-frame slices are read", path)
+        return None
+    try:
+        position = np.asarray([float(v) for v in ds.ImagePositionPatient], dtype=np.float64)
+        orientation = np.asarray([float(v) for v in ds.ImageOrientationPatient], dtype=np.float64)
+        rows, columns = int(ds.Rows), int(ds.Columns)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise CorruptScanError(
+            f"bad geometry tags ({exc})", path=path, expected="numeric IPP/IOP/Rows/Columns"
+        ) from exc
+    if position.shape != (3,) or orientation.shape != (6,):
+        raise CorruptScanError(
+            "ImagePositionPatient must have 3 values and ImageOrientationPatient 6", path=path
+        )
+    row, col = orientation[:3], orientation[3:]
+    orientation = np.concatenate([row / np.linalg.norm(row), col / np.linalg.norm(col)])
+    return SliceHeader(path, ds, position, orientation, rows, columns)
+
+
+def scan_folder(folder: Path) -> tuple[list[SliceHeader], list[str], int]:
+    """Read every file's header. Returns (image slices, warnings about skipped files, non-DICOM count)."""
+    slices: list[SliceHeader] = []
+    warnings: list[str] = []
+    non_dicom = 0
+    for path in list_candidate_files(folder):
+        try:
+            ds = read_header(path)
+        except CorruptScanError as exc:
+            warnings.append(f"skipped {exc}")
+            continue
+        if ds is None:
+            non_dicom += 1
+            continue
+        try:
+            sl = image_slice(path, ds)
+        except CorruptScanError as exc:
+            warnings.append(f"skipped {exc}")
+            continue
+        if sl is not None:
+            slices.append(sl)
+    return slices, warnings, non_dicom
+
+
+# --------------------------------------------------------------------------------------------- series
+def group_series(slices: Sequence[SliceHeader]) -> list[SeriesGroup]:
+    """Group slices by (SeriesInstanceUID, orientation, matrix size); a UID split over orientations
+    (e.g. a localizer that shares the CT's UID) yields several groups with the same ``uid``."""
+    groups: dict[tuple, SeriesGroup] = {}
+    for sl in slices:
+        uid = str(getattr(sl.ds, "SeriesInstanceUID", "") or "unknown")
+        key = (uid, tuple(np.round(sl.orientation, 3)), sl.rows, sl.columns)
+        groups.setdefault(key, SeriesGroup(uid)).slices.append(sl)
+    return list(groups.values())
+
+
+def choose_series(groups: list[SeriesGroup], folder: Path, series_uid: str | None) -> tuple[SeriesGroup, list[str]]:
+    """The series to read: ``series_uid`` if given, else the axial CT series with the most slices
+    (thinner slices first on a tie). Returns it and warnings about what was left out."""
+    if not groups:
+        raise NoDicomError(
+            "no DICOM image slices found", path=folder, expected="a folder of CT slices (*.dcm)",
+            fix="point to the folder that holds one series' .dcm files",
+        )
+    warnings: list[str] = []
+    if series_uid is not None:
+        chosen = [g for g in groups if g.uid == series_uid]
+        if not chosen:
+            available = "; ".join(g.describe() for g in _largest_per_uid(groups))
+            raise SeriesNotFoundError(f"series {series_uid} not in folder", path=folder, expected=available)
+    else:
+        chosen = [g for g in groups if g.modality.upper() in ("CT", "")]
+        if not chosen:
+            found = sorted({g.modality or "?" for g in groups})
+            raise NotCTError(
+                f"no CT series (modalities found: {', '.join(found)})", path=folder,
+                expected="Modality CT", fix="lungcad reads CT only",
+            )
+    best = max(chosen, key=_series_rank)
+    dropped = [g for g in groups if g.uid == best.uid and g is not best]
+    if dropped:
+        n = sum(len(g.slices) for g in dropped)
+        warnings.append(f"dropped {n} image(s) of series {best.uid} with another orientation or size (localizer?)")
+    others = [g for g in _largest_per_uid(groups) if g.uid != best.uid]
+    if others:
+        log.info("%s: %d other series not read: %s", folder, len(others), "; ".join(g.describe() for g in others))
+    return best, warnings
+
+
+def _series_rank(group: SeriesGroup) -> tuple:
+    positions = sorted(float(s.position @ s.normal) for s in group.slices)
+    step = float(np.median(np.diff(positions))) if len(positions) > 1 else np.inf
+    return (group.modality.upper() in ("CT", ""), group.is_axial, len({round(p, 2) for p in positions}), -step)
+
+
+def _largest_per_uid(groups: list[SeriesGroup]) -> list[SeriesGroup]:
+    by_uid: dict[str, SeriesGroup] = {}
+    for g in groups:
+        if g.uid not in by_uid or len(g.slices) > len(by_uid[g.uid].slices):
+            by_uid[g.uid] = g
+    return list(by_uid.values())
+
+
+def drop_duplicates(slices: list[SliceHeader]) -> tuple[list[SliceHeader], list[str]]:
+    """Sort by position along the normal and keep one slice per position."""
+    normal = slices[0].normal
+    ordered = sorted(slices, key=lambda s: float(s.position @ normal))
+    kept = [ordered[0]]
+    dup: list[Path] = []
+    for sl in ordered[1:]:
+        if abs(float((sl.position - kept[-1].position) @ normal)) < DUPLICATE_TOLERANCE_MM:
+            dup.append(sl.path)
+        else:
+            kept.append(sl)
+    warnings = []
+    if dup:
+        names = ", ".join(p.name for p in dup[:3]) + (" ..." if len(dup) > 3 else "")
+        warnings.append(f"dropped {len(dup)} duplicate slice(s) at an already-seen position ({names})")
+    return kept, warnings
+
+
+# ---------------------------------------------------------------------------------------------- pixels
+def slice_hu(sl: SliceHeader) -> np.ndarray:
+    """HU of one slice, shape (rows, columns), float32, padding already mapped to :data:`PADDING_HU`.
+
+    Raises:
+        UnsupportedCompressionError: no installed decoder handles the transfer syntax.
+        CorruptScanError: the pixel data cannot be decoded (truncated, wrong length).
+    """
+    ds = sl.ds
+    _check_decoder(ds, sl.path)
+    try:
+        raw = ds.pixel_array
+    except Exception as exc:
+        raise CorruptScanError(f"pixel data unreadable ({_one_line(exc)})", path=sl.path) from exc
+    if raw.shape != (sl.rows, sl.columns):
+        expected = f"({sl.rows}, {sl.columns})"
+        raise CorruptScanError(f"pixel array has shape {raw.shape}", path=sl.path, expected=expected)
+    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
+    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+    hu = raw.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    padding = None
+    ppv = getattr(ds, "PixelPaddingValue", None)
+    if isinstance(ppv, int):
+        limit = getattr(ds, "PixelPaddingRangeLimit", None)
+        lo, hi = sorted((ppv, limit)) if isinstance(limit, int) else (ppv, ppv)
+        padding = (raw >= lo) & (raw <= hi)
+    map_padding(hu, padding)
+    return hu
+
+
+def _check_decoder(ds: Dataset, path: Path) -> None:
+    from pydicom.pixels import get_decoder
+
+    ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if ts is None or not ts.is_compressed:
+        return
+    try:
+        decoder = get_decoder(ts)
+        available = decoder.is_available
+    except NotImplementedError:
+        available = False
+    if not available:
+        raise UnsupportedCompressionError(
+            f"pixel data compressed as '{ts.name}' ({ts}) and no installed decoder reads it",
+            path=path,
+            fix=f"pip install {_plugin_for(ts)}",
+        )
+
+
+def _plugin_for(ts: pydicom.uid.UID) -> str:
+    name = ts.name.lower()
+    if "2000" in name or "htj2k" in name:
+        return "pylibjpeg pylibjpeg-openjpeg (or python-gdcm)"
+    if "rle" in name:
+        return "pylibjpeg pylibjpeg-rle"
+    if "jpeg" in name:
+        return "python-gdcm (or pylibjpeg pylibjpeg-libjpeg)"
+    return "python-gdcm (if it supports this transfer syntax; otherwise convert with dcmdjpeg/gdcmconv)"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def read_pixels(slices: list[SliceHeader]) -> tuple[list[SliceHeader], np.ndarray, list[str]]:
+    """Decode every slice to HU (float32, shape (Z, Y, X)); truncated/undecodable slices are dropped
+    with a warning naming the file (the gap is resampled later)."""
+    kept: list[SliceHeader] = []
+    planes: list[np.ndarray] = []
+    warnings: list[str] = []
+    for sl in slices:
+        try:
+            planes.append(slice_hu(sl))
+        except CorruptScanError as exc:
+            warnings.append(f"skipped slice {exc}")
+            continue
+        kept.append(sl)
+    if not kept:
+        raise CorruptScanError("no slice of the series could be decoded", path=slices[0].path.parent)
+    return kept, np.stack(planes), warnings
+
+
+# ----------------------------------------------------------------------------------------------- main
+def read_dicom_series(
+    folder: str | Path,
+    *,
+    series_uid: str | None = None,
+    gantry_tilt: TiltPolicy = "resample",
+) -> CTScan:
+    """Read one CT series from ``folder`` into a :class:`CTScan` (int16 HU, z/y/x, exact geometry).
+
+    Args:
+        folder: a folder of DICOM files (one patient; nested folders are searched if the top has none).
+        series_uid: SeriesInstanceUID to read; default: the axial CT series with the most slices.
+        gantry_tilt: "resample" tilted series onto an orthogonal grid (with a warning) or "refuse" them.
+    """
+    folder = Path(folder)
+    slices, warnings, non_dicom = scan_folder(folder)
+    group, choose_warnings = choose_series(group_series(slices), folder, series_uid)
+    warnings += choose_warnings
+    log.info("%s: reading series %s", folder, group.describe())
+    ordered, dup_warnings = drop_duplicates(group.slices)
+    kept, hu, pixel_warnings = read_pixels(ordered)
+    warnings += dup_warnings + pixel_warnings
+    first = kept[0]
+    row_mm, col_mm = (float(v) for v in first.ds.PixelSpacing) if "PixelSpacing" in first.ds else (1.0, 1.0)
+    if "PixelSpacing" not in first.ds:
+        warnings.append("PixelSpacing missing: assumed 1 mm")
+    grid = regularize_slices(
+        hu,
+        positions=np.stack([s.position for s in kept]),
+        orientation=first.orientation,
+        pixel_spacing_yx=(row_mm, col_mm),
+        gantry_tilt=gantry_tilt,
+        source=folder,
+        fill_hu=PADDING_HU,
+        slice_thickness=_float_or_none(getattr(first.ds, "SliceThickness", None)),
+    )
+    warnings += grid.warnings
+    for w in warnings:
+        log.warning("%s: %s", folder, w)
+    array = np.clip(np.rint(grid.array), -32768, 32767).astype(np.int16)
+    return CTScan(
+        array=array,
+        spacing=grid.spacing_zyx,
+        origin=tuple(grid.origin_xyz),
+        direction=grid.direction,
+        id=folder.name,
+        metadata=_metadata(group, kept, non_dicom, grid.resampled),
+        warnings=tuple(warnings),
+        source=folder,
+    )
+
+
+def _float_or_none(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _metadata(group: SeriesGroup, kept: list[SliceHeader], non_dicom: int, resampled: bool) -> dict:
+    ds = group.first
+    tags = {
+        "series_uid": "SeriesInstanceUID", "study_uid": "StudyInstanceUID", "patient_id": "PatientID",
+        "modality": "Modality", "series_description": "SeriesDescription", "manufacturer": "Manufacturer",
+        "model": "ManufacturerModelName", "kvp": "KVP", "convolution_kernel": "ConvolutionKernel",
+        "slice_thickness_mm": "SliceThickness", "study_date": "StudyDate", "body_part": "BodyPartExamined",
+        "frame_of_reference_uid": "FrameOfReferenceUID",
+    }
+    meta: dict = {"format": "dicom"}
+    for key, tag in tags.items():
+        value = getattr(ds, tag, None)
+        if value not in (None, ""):
+            meta[key] = value if isinstance(value, (int, float)) else str(value)
+    normal = kept[0].normal
+    meta.update(
+        slice_files=[str(s.path) for s in kept],
+        sop_instance_uids=[str(getattr(s.ds, "SOPInstanceUID", "")) for s in kept],
+        slice_positions_mm=[float(s.position @ normal) for s in kept],
+        slices_read=len(kept),
+        non_dicom_files=non_dicom,
+        transfer_syntax=str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else "",
+        resampled=resampled,
+    )
+    return meta
