@@ -13,3 +13,60 @@ def rotation(axis: str, degrees: float) -> np.ndarray:
     r = np.eye(3)
     r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
     return r
+
+
+def simple_chest(
+    shape=(60, 96, 96),
+    spacing=(2.5, 3.5, 3.5),
+    lungs: str = "two",
+    body_touches_edge: bool = False,
+    nodule_radius_mm: float = 6.0,
+    seed: int = 0,
+):
+    """A geometric chest (no anatomy detail) for lung-mask edge cases.
+
+    Returns (CTScan, lung truth bool, juxtapleural nodule bool): body ellipse (40 HU) on a table, lungs as
+    ellipsoids (-850 HU) whose size varies along z, a trachea (-1000 HU) from the top that splits into
+    two main bronchi entering the lungs, and a solid nodule (30 HU) touching the left lung's outer wall.
+    ``lungs``: "two", "one" (right lung only) or "merged" (lungs joined in front of the mediastinum).
+    """
+    from lungcad.scan import CTScan
+
+    rng = np.random.default_rng(seed)
+    nz, ny, nx = shape
+    sz, sy, sx = spacing
+    z, y, x = np.meshgrid(*(np.arange(n) * s for n, s in zip(shape, spacing)), indexing="ij")
+    cy, cx = ny * sy / 2, nx * sx / 2
+    half_w = (nx * sx / 2) * (1.02 if body_touches_edge else 0.8)
+    body = ((y - cy) / (0.55 * half_w)) ** 2 + ((x - cx) / half_w) ** 2 < 1
+    hu = np.where(body, 40.0, -1000.0)
+    hu[(y > cy + 0.6 * half_w) & (y < cy + 0.6 * half_w + 8)] = 200.0  # table
+    zc = nz * sz
+    rz = np.clip((z - 0.1 * zc) / (0.75 * zc), 0, 1)  # lungs grow from apex (top) to base
+    height = (z > 0.1 * zc) & (z < 0.85 * zc)
+    lung_r = 0.28 * half_w * (0.4 + 0.6 * np.sqrt(1 - rz))
+    right = height & (((x - (cx - 0.42 * half_w)) / lung_r) ** 2 + ((y - cy) / (1.3 * lung_r)) ** 2 < 1)
+    left = height & (((x - (cx + 0.42 * half_w)) / lung_r) ** 2 + ((y - cy) / (1.3 * lung_r)) ** 2 < 1)
+    lung = right | (left if lungs != "one" else False)
+    if lungs == "merged":
+        lung |= height & (np.abs(x - cx) < 0.45 * half_w) & (np.abs(y - (cy - 0.5 * lung_r)) < 0.25 * lung_r)
+    hu[lung] = -850.0
+    airway = (np.hypot(x - cx, y - cy) < 8) & (z > 0.85 * zc)  # trachea above the lungs (top of volume)
+    for side in (-1, 1):  # main bronchi from the carina into each lung
+        t = np.clip((0.85 * zc - z) / (0.15 * zc), 0, 1)
+        bx = cx + side * t * 0.42 * half_w
+        airway |= (np.hypot(x - bx, y - cy) < 5) & (z > 0.7 * zc) & (z <= 0.85 * zc)
+    hu[airway] = -1000.0
+    wall_x = cx + 0.42 * half_w + lung_r[:, :, :] * 1.0
+    nz0 = int(0.45 * nz)
+    nodule_centre = (nz0 * sz, cy, float(wall_x[nz0, int(cy / sy), 0]) - nodule_radius_mm)
+    nodule = (z - nodule_centre[0]) ** 2 + (y - nodule_centre[1]) ** 2 + (
+        x - nodule_centre[2]
+    ) ** 2 < nodule_radius_mm**2
+    if lungs == "one":
+        nodule[:] = False
+    hu[nodule] = 30.0
+    hu += rng.normal(0, 15, size=hu.shape)
+    truth = (lung | nodule) & ~airway
+    scan = CTScan(np.rint(hu).astype(np.int16), spacing, (-cx, -cy, -300.0), id=f"chest-{lungs}")
+    return scan, truth, nodule

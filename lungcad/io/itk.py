@@ -26,6 +26,15 @@ MET_BYTES = {
 }
 
 
+def scan_to_sitk(scan: CTScan) -> sitk.Image:
+    """SimpleITK image with the scan's array and exact geometry (spacing/origin/direction in x, y, z)."""
+    img = sitk.GetImageFromArray(np.ascontiguousarray(scan.array))
+    img.SetSpacing(tuple(scan.spacing_xyz))
+    img.SetOrigin(tuple(scan.origin))
+    img.SetDirection(tuple(np.asarray(scan.direction, dtype=float).ravel()))
+    return img
+
+
 def parse_mhd_header(path: Path) -> dict[str, str]:
     """The ``key = value`` pairs of a MetaImage header (up to ElementDataFile)."""
     header: dict[str, str] = {}

@@ -15,19 +15,11 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from lungcad.io.itk import scan_to_sitk
 from lungcad.scan import CTScan
 
 #: Prefix for the UIDs lungcad makes (the pydicom root, deterministic from an entropy source).
 UID_PREFIX = pydicom.uid.PYDICOM_ROOT_UID
-
-
-def scan_to_sitk(scan: CTScan) -> sitk.Image:
-    """SimpleITK image with the scan's array and exact geometry (spacing/origin/direction in x, y, z)."""
-    img = sitk.GetImageFromArray(np.ascontiguousarray(scan.array))
-    img.SetSpacing(tuple(scan.spacing_xyz))
-    img.SetOrigin(tuple(scan.origin))
-    img.SetDirection(tuple(np.asarray(scan.direction, dtype=float).ravel()))
-    return img
 
 
 def write_mhd(scan: CTScan, path: str | Path, *, compress: bool = False) -> Path:

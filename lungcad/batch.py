@@ -1,0 +1,233 @@
+"""Batch runs over many scans: discovery, parallel workers, resume, and an errors file.
+
+Every batch command (``preprocess``, later ``detect``) works the same way:
+
+- :func:`find_scans` turns inputs (scan files, DICOM folders, LUNA16 ``subset*`` folders, DSB ``stage1``
+  folders, nested trees) into :class:`ScanRef` s with unique ids;
+- :func:`run_batch` calls a per-scan function in worker processes; the function writes its own outputs
+  atomically, so a finished scan is never half-written and a rerun skips it (``is_done``);
+- a failing scan is recorded in ``errors.csv`` (``id,path,error``) with its one-line reason and the batch
+  goes on; a rerun retries failed scans and drops them from the file when they succeed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from lungcad.errors import DataLayoutError, LungcadError, ScanNotFoundError
+
+log = logging.getLogger(__name__)
+
+#: Files read as volumes when found while walking a folder.
+VOLUME_SUFFIXES = (".mhd", ".mha", ".nii", ".nii.gz")
+#: Folders never searched for scans (LUNA16 ships lung masks as .mhd in these).
+SKIP_DIRS = ("seg-lungs", "stage1_lungs", "lung_labels", ".")
+
+
+@dataclass(frozen=True)
+class ScanRef:
+    """One scan to process: its id (output name) and the path to give ``load_scan``."""
+
+    id: str
+    path: Path
+
+
+@dataclass
+class BatchSummary:
+    """What a batch did: ids done now, skipped (already done), and failed with their reasons."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every scan succeeded, 3 when some failed."""
+        return 3 if self.failed else 0
+
+    def line(self) -> str:
+        n = len(self.done)
+        per = f", {self.seconds / n:.1f} s/scan" if n else ""
+        return (
+            f"{n} scans done, {len(self.skipped)} already done, {len(self.failed)} failed in {self.seconds:.1f} s{per}"
+        )
+
+
+# ------------------------------------------------------------------------------------------- discovery
+def _is_dicom_folder(folder: Path) -> bool:
+    for entry in os.scandir(folder):
+        if not entry.is_file() or entry.name.startswith("."):
+            continue
+        if entry.name.lower().endswith(".dcm"):
+            return True
+        try:
+            with open(entry.path, "rb") as fh:
+                fh.seek(128)
+                if fh.read(4) == b"DICM":
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def _walk(folder: Path) -> Iterable[Path]:
+    """Scan paths below ``folder``: volume files and folders that directly hold DICOM files."""
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(SKIP_DIRS))
+        root_path = Path(root)
+        for name in sorted(files):
+            if name.lower().endswith(VOLUME_SUFFIXES) and not name.startswith("."):
+                yield root_path / name
+        if any(f.lower().endswith(".dcm") for f in files) or (files and _is_dicom_folder(root_path)):
+            yield root_path
+
+
+def scan_id(path: Path) -> str:
+    """The id of a scan path: file name without volume suffix, or the DICOM folder's name."""
+    name = path.name
+    for suffix in VOLUME_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def find_scans(inputs: Sequence[str | Path]) -> list[ScanRef]:
+    """Every scan in ``inputs`` (files, DICOM folders or trees of either), in a stable order.
+
+    Raises:
+        ScanNotFoundError: an input does not exist.
+        DataLayoutError: an input holds no scan, or two scans share an id.
+    """
+    refs: list[ScanRef] = []
+    for item in map(Path, inputs):
+        if not item.exists():
+            raise ScanNotFoundError("no such file or folder", path=item)
+        found = [item] if item.is_file() or _is_dicom_folder(item) else list(_walk(item))
+        if not found:
+            raise DataLayoutError(
+                "no scans found", path=item, expected="a .mhd/.mha/.nii(.gz) file, a DICOM folder, or folders of them"
+            )
+        refs += [ScanRef(scan_id(p), p) for p in found]
+    seen: dict[str, Path] = {}
+    for ref in refs:
+        if ref.id in seen:
+            raise DataLayoutError(
+                f"two scans share the id {ref.id!r}: {seen[ref.id]} and {ref.path}",
+                path=ref.path,
+                fix="rename one, or process them in separate runs",
+            )
+        seen[ref.id] = ref.path
+    return refs
+
+
+# ---------------------------------------------------------------------------------------------- errors
+def read_errors(path: Path) -> dict[str, tuple[str, str]]:
+    """``errors.csv`` as {id: (path, error)}; an absent file is empty."""
+    if not path.exists():
+        return {}
+    with open(path, newline="") as fh:
+        return {row["id"]: (row["path"], row["error"]) for row in csv.DictReader(fh)}
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_errors(path: Path, errors: dict[str, tuple[str, str]]) -> None:
+    """Rewrite ``errors.csv`` atomically (header only when there are none)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "path", "error"])
+    for sid in sorted(errors):
+        writer.writerow([sid, *errors[sid]])
+    write_text_atomic(path, buf.getvalue())
+
+
+# ------------------------------------------------------------------------------------------------- run
+def _call(fn: Callable[[ScanRef], object], ref: ScanRef) -> str | None:
+    """Run ``fn`` on one scan in a worker; a lungcad error (or any crash) becomes its one-line text."""
+    try:
+        fn(ref)
+        return None
+    except LungcadError as exc:
+        return str(exc)
+    except Exception as exc:  # a bug must not stop the batch: record it with its type
+        return f"{ref.path}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def run_batch(
+    refs: Sequence[ScanRef],
+    fn: Callable[[ScanRef], object],
+    *,
+    errors_csv: Path,
+    is_done: Callable[[ScanRef], bool],
+    workers: int = 1,
+    desc: str = "scans",
+) -> BatchSummary:
+    """Run ``fn(ref)`` for every scan not yet done; record failures in ``errors_csv``.
+
+    ``fn`` must be picklable (a module-level function or ``functools.partial``) when ``workers > 1``.
+    """
+    t0 = time.perf_counter()
+    summary = BatchSummary()
+    errors = read_errors(errors_csv)
+    todo: list[ScanRef] = []
+    for ref in refs:
+        if is_done(ref):
+            summary.skipped.append(ref.id)
+            errors.pop(ref.id, None)
+        else:
+            todo.append(ref)
+
+    def record(ref: ScanRef, error: str | None) -> None:
+        if error is None:
+            summary.done.append(ref.id)
+            errors.pop(ref.id, None)
+        else:
+            summary.failed[ref.id] = error
+            errors[ref.id] = (str(ref.path), error)
+            log.error("%s", error)
+        write_errors(errors_csv, errors)
+
+    with tqdm(total=len(todo), desc=desc, unit="scan", disable=None) as bar:
+        if workers <= 1:
+            for ref in todo:
+                record(ref, _call(fn, ref))
+                bar.update(1)
+        else:
+            _run_pool(todo, fn, workers, record, bar)
+    write_errors(errors_csv, errors)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _run_pool(todo: list[ScanRef], fn, workers: int, record, bar) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending: dict[Future, ScanRef] = {pool.submit(_call, fn, ref): ref for ref in todo}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                ref = pending.pop(fut)
+                try:
+                    error = fut.result()
+                except Exception as exc:  # the worker process died (out of memory, ...)
+                    error = f"{ref.path}: worker failed: {type(exc).__name__}: {exc}"
+                record(ref, error)
+                bar.update(1)

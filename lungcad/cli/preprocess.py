@@ -1,0 +1,55 @@
+"""``lungcad preprocess INPUT... -o OUT [--workers N] [--config FILE]``: the training cache."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from pathlib import Path
+
+from lungcad.batch import ScanRef, find_scans, run_batch
+from lungcad.config import load_config
+from lungcad.io import load_scan
+from lungcad.preprocess import PreprocessConfig, preprocess_scan, save_preprocessed
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "preprocess",
+        help="resample, segment lungs, crop and normalise scans into a training cache",
+        description="Write OUT/<id>/{image.npy, lung_mask.npy, geometry.json} per scan; reruns skip finished "
+        "scans; failures go to OUT/errors.csv. Exit 0: all scans ok, 3: some failed.",
+    )
+    p.add_argument("inputs", nargs="+", help="scans: .mhd/.mha/.nii(.gz), DICOM folders, or folders of them")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--config", default="preprocess", help="YAML config (default: configs/preprocess.yaml)")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to read from multi-series DICOM folders")
+    p.add_argument("--overwrite", action="store_true", help="redo scans already in OUT")
+    p.set_defaults(func=run)
+
+
+def preprocess_one(ref: ScanRef, *, out: Path, config: PreprocessConfig, series_uid: str | None) -> Path:
+    """Read, preprocess and cache one scan (the batch worker)."""
+    scan = load_scan(ref.path, series_uid=series_uid)
+    scan = scan.with_array(scan.array, id=ref.id)
+    return save_preprocessed(preprocess_scan(scan, config), out)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(PreprocessConfig, args.config)
+    out = Path(args.output)
+    refs = find_scans(args.inputs)
+    work = functools.partial(preprocess_one, out=out, config=config, series_uid=args.series)
+    summary = run_batch(
+        refs,
+        work,
+        errors_csv=out / "errors.csv",
+        workers=args.workers,
+        desc="preprocess",
+        is_done=lambda ref: not args.overwrite and (out / ref.id / "geometry.json").exists(),
+    )
+    print(
+        f"preprocess: {summary.line()}; output in {out}"
+        + (f", errors in {out / 'errors.csv'}" if summary.failed else "")
+    )
+    return summary.exit_code

@@ -1,0 +1,139 @@
+"""Preprocess one scan (resample -> lung mask -> crop -> normalise) and cache it on disk.
+
+Cache layout, one folder per scan (written to a temporary folder, then renamed: a folder that exists is
+complete)::
+
+    OUT/<id>/image.npy       normalised volume (z, y, x), float16 by default, memory-mappable
+    OUT/<id>/lung_mask.npy   bool (z, y, x), same grid
+    OUT/<id>/geometry.json   origin/spacing/direction of that grid, the crop, the source, timings
+
+The cached grid is a :class:`CTScan` geometry, so a voxel of ``image.npy`` maps to world mm with
+``PreprocessedScan.scan.voxel_to_world``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lungcad import __version__
+from lungcad.config import to_dict
+from lungcad.preprocess.config import PreprocessConfig
+from lungcad.preprocess.crop import Box, bounding_box, crop_scan
+from lungcad.preprocess.intensity import window_normalise
+from lungcad.preprocess.lungmask import lung_mask
+from lungcad.preprocess.resample import resample_scan
+from lungcad.scan import CTScan
+
+
+@dataclass(frozen=True)
+class PreprocessedScan:
+    """A preprocessed scan.
+
+    Attributes:
+        scan: the cropped, resampled scan (int16 HU) whose geometry is the cache grid.
+        image: normalised volume on that grid, (z, y, x), ``config.output_dtype``.
+        lung_mask: bool (z, y, x) on that grid.
+        crop: the crop box in the resampled (uncropped) grid.
+        info: provenance and timings (what ``geometry.json`` holds besides the geometry).
+    """
+
+    scan: CTScan
+    image: np.ndarray
+    lung_mask: np.ndarray
+    crop: Box
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def preprocess_scan(scan: CTScan, config: PreprocessConfig) -> PreprocessedScan:
+    """Resample to ``config.target_spacing_mm``, segment the lungs, crop to them, normalise HU."""
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    resampled = resample_scan(scan, config.target_spacing_mm) if config.target_spacing_mm else scan
+    times["resample_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    mask = lung_mask(resampled, config.lung_mask)
+    times["lung_mask_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    box = bounding_box(mask, resampled.spacing, config.crop_margin_mm)
+    cropped = crop_scan(resampled, box)
+    image = window_normalise(cropped.array, config.hu_window, config.normalise).astype(config.output_dtype)
+    times["crop_normalise_s"] = time.perf_counter() - t
+    lung_ml = float(mask.sum()) * float(np.prod(resampled.spacing)) / 1000.0
+    info = {
+        "id": scan.id,
+        "source": None if scan.source is None else str(scan.source),
+        "source_shape_zyx": list(scan.shape),
+        "source_spacing_zyx_mm": list(scan.spacing),
+        "source_origin_xyz_mm": list(scan.origin),
+        "resampled_shape_zyx": list(resampled.shape),
+        "lung_volume_ml": round(lung_ml, 1),
+        "loader_warnings": list(scan.warnings),
+        "timings": {k: round(v, 3) for k, v in times.items()},
+        "config": to_dict(config),
+        "lungcad_version": __version__,
+    }
+    return PreprocessedScan(cropped, image, np.ascontiguousarray(mask[box.slices]), box, info)
+
+
+def geometry_dict(pre: PreprocessedScan) -> dict[str, Any]:
+    """What ``geometry.json`` holds: the cache grid's geometry, the crop and ``pre.info``."""
+    s = pre.scan
+    return {
+        "shape_zyx": list(s.shape),
+        "spacing_zyx_mm": list(s.spacing),
+        "origin_xyz_mm": list(s.origin),
+        "direction": s.direction.tolist(),
+        "crop_start_zyx": list(pre.crop.start),
+        "crop_stop_zyx": list(pre.crop.stop),
+        "hu_window": list(pre.info["config"]["hu_window"]),
+        "normalise": pre.info["config"]["normalise"],
+        **pre.info,
+    }
+
+
+def save_preprocessed(pre: PreprocessedScan, out_dir: str | Path) -> Path:
+    """Write ``out_dir/<id>/`` atomically (temporary folder, then rename); replaces an older one."""
+    final = Path(out_dir) / pre.scan.id
+    tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    np.save(tmp / "image.npy", pre.image)
+    np.save(tmp / "lung_mask.npy", pre.lung_mask)
+    (tmp / "geometry.json").write_text(json.dumps(geometry_dict(pre), indent=1))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def load_preprocessed(folder: str | Path, mmap: bool = True) -> PreprocessedScan:
+    """Read a cache folder back; ``image`` and ``lung_mask`` are memory-mapped unless ``mmap=False``.
+
+    The returned ``scan`` holds the cache grid's geometry only (its array is all zeros): use ``image``.
+    """
+    folder = Path(folder)
+    geo = json.loads((folder / "geometry.json").read_text())
+    mode = "r" if mmap else None
+    image = np.load(folder / "image.npy", mmap_mode=mode)
+    mask = np.load(folder / "lung_mask.npy", mmap_mode=mode)
+    # the scan carries the grid's geometry; its array is a zero-cost zero view: the values are in `image`
+    geometry_only = np.broadcast_to(np.zeros((), np.int16), tuple(geo["shape_zyx"]))
+    scan = CTScan(
+        geometry_only,
+        geo["spacing_zyx_mm"],
+        geo["origin_xyz_mm"],
+        np.asarray(geo["direction"]),
+        id=geo["id"],
+        source=folder,
+    )
+    crop = Box(tuple(geo["crop_start_zyx"]), tuple(geo["crop_stop_zyx"]))
+    return PreprocessedScan(scan, image, mask, crop, geo)

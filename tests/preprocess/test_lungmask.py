@@ -1,0 +1,44 @@
+"""Lung segmentation on geometric chests: two lungs, one lung, merged lungs, body cut by the field of view;
+trachea and main bronchi out, juxtapleural nodule in."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import simple_chest
+
+from lungcad.preprocess import default_config, lung_mask
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+@pytest.mark.parametrize("lungs", ["two", "one", "merged"])
+@pytest.mark.parametrize("edge", [False, True], ids=["fov-inside", "body-touches-edge"])
+def test_lung_mask_cases(lungs, edge):
+    scan, truth, nodule = simple_chest(lungs=lungs, body_touches_edge=edge)
+    mask = lung_mask(scan, default_config().lung_mask)
+    assert mask.shape == scan.shape and mask.dtype == bool
+    assert dice(mask, truth) >= 0.97
+    if nodule.any():
+        assert (mask & nodule).sum() >= 0.95 * nodule.sum()
+
+
+def test_trachea_removed_and_bowel_gas_ignored():
+    scan, truth, _ = simple_chest()
+    array = scan.array.copy()
+    nz, ny, nx = scan.shape
+    array[2:5, ny // 2 - 2 : ny // 2 + 2, nx // 2 - 2 : nx // 2 + 2] = -1000  # gas below the lungs
+    scan = scan.with_array(array)
+    mask = lung_mask(scan, default_config().lung_mask)
+    assert not mask[2:5].any()
+    trachea_top = scan.array[-3:] < -950
+    assert trachea_top.any() and not (mask[-3:] & trachea_top).any()
+
+
+def test_no_lungs_gives_empty_mask():
+    scan, _, _ = simple_chest()
+    body = scan.with_array(np.where(scan.array < -400, 40, scan.array).astype(np.int16))
+    body = body.with_array(np.where(np.abs(np.arange(body.shape[2]) - 48) > 40, -1000, body.array).astype(np.int16))
+    assert not lung_mask(body, default_config().lung_mask).any()

@@ -1,0 +1,67 @@
+"""Scan discovery in LUNA16 / DSB layouts and the batch runner's resume and error bookkeeping."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from lungcad.batch import ScanRef, find_scans, read_errors, run_batch
+from lungcad.errors import CorruptScanError, DataLayoutError, ScanNotFoundError
+from lungcad.io import write_dicom_series, write_mhd
+
+
+def test_find_scans_in_luna_and_dsb_layouts(tmp_path, make_scan):
+    scan = make_scan(shape=(3, 8, 8))
+    write_mhd(scan, tmp_path / "luna16" / "subset0" / "1.2.3.mhd")
+    write_mhd(scan, tmp_path / "luna16" / "subset1" / "1.2.4.mhd")
+    write_mhd(scan, tmp_path / "luna16" / "seg-lungs-LUNA16" / "1.2.3.mhd")  # masks, not scans
+    write_dicom_series(scan, tmp_path / "dsb2017" / "stage1" / "aaa")
+    write_dicom_series(scan, tmp_path / "dsb2017" / "stage1" / "bbb", shuffle_names=False)
+    refs = find_scans([tmp_path])
+    assert [r.id for r in refs] == ["aaa", "bbb", "1.2.3", "1.2.4"]
+    assert find_scans([tmp_path / "dsb2017" / "stage1" / "aaa"]) == [ScanRef("aaa", tmp_path / "dsb2017/stage1/aaa")]
+    assert [r.id for r in find_scans([tmp_path / "luna16" / "subset1" / "1.2.4.mhd"])] == ["1.2.4"]
+
+
+def test_find_scans_errors(tmp_path, make_scan):
+    with pytest.raises(ScanNotFoundError):
+        find_scans([tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataLayoutError, match="no scans found"):
+        find_scans([tmp_path / "empty"])
+    write_mhd(make_scan(shape=(2, 4, 4)), tmp_path / "a" / "x.mhd")
+    write_mhd(make_scan(shape=(2, 4, 4)), tmp_path / "b" / "x.mhd")
+    with pytest.raises(DataLayoutError, match="share the id 'x'"):
+        find_scans([tmp_path / "a", tmp_path / "b"])
+
+
+def _work(ref: ScanRef, out) -> None:
+    if "bad" in ref.id:
+        raise CorruptScanError("broken on purpose", path=ref.path)
+    (out / f"{ref.id}.done").write_text("ok")
+
+
+def test_run_batch_records_errors_and_resumes(tmp_path):
+    refs = [ScanRef(n, tmp_path / n) for n in ("a", "bad1", "c")]
+    errors = tmp_path / "errors.csv"
+    fn = functools.partial(_work, out=tmp_path)
+    done = lambda r: (tmp_path / f"{r.id}.done").exists()  # noqa: E731
+    first = run_batch(refs, fn, errors_csv=errors, is_done=done)
+    assert first.done == ["a", "c"] and list(first.failed) == ["bad1"] and first.exit_code == 3
+    assert read_errors(errors) == {"bad1": (str(tmp_path / "bad1"), f"{tmp_path / 'bad1'}: broken on purpose")}
+    again = run_batch(refs, fn, errors_csv=errors, is_done=done)
+    assert again.skipped == ["a", "c"] and list(again.failed) == ["bad1"]
+    fixed = [ScanRef("a", refs[0].path), ScanRef("bad1".replace("bad", "good"), refs[1].path)]
+    (tmp_path / "errors.csv").write_text("id,path,error\ngood1,x,old failure\n")
+    last = run_batch(fixed, fn, errors_csv=errors, is_done=done)
+    assert last.done == ["good1"] and read_errors(errors) == {} and last.exit_code == 0
+
+
+def test_run_batch_in_worker_processes(tmp_path):
+    refs = [ScanRef(n, tmp_path / n) for n in ("a", "b", "bad")]
+    summary = run_batch(refs, functools.partial(_work, out=tmp_path), errors_csv=tmp_path / "errors.csv",
+                        is_done=lambda r: False, workers=2)
+    assert sorted(summary.done) == ["a", "b"] and list(summary.failed) == ["bad"]
+    assert np.all([(tmp_path / f"{n}.done").exists() for n in ("a", "b")])
