@@ -1,0 +1,1 @@
+"""Stage 6, false-positive reduction: a WideResNet scores each candidate patch."""
