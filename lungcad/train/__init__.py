@@ -1,0 +1,1 @@
+"""Stage 8, train: one training loop (:func:`lungcad.train.loop.fit`) for every model and strategy."""

@@ -1,0 +1,245 @@
+"""One training loop for every model and every distribution strategy.
+
+A stage describes its training as a :class:`Task` (model builder, per-example loss, dataset, validation);
+:func:`fit` runs it: a custom ``strategy.run`` step with ``tf.nn.compute_average_loss``, a checkpoint
+every epoch (model, optimizer, epoch) with ``resume``, ``history.csv``, TensorBoard scalars, the best
+weights by a monitored validation metric, a training-curve PNG, and ``metrics.json``.
+
+Reproducibility: the seed fixes weight initialisation and dropout (``keras.utils.set_random_seed``) and
+each epoch's data stream is seeded by ``(seed, epoch)``, so a resumed run sees the same batches as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from lungcad.batch import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Training-loop settings (``train:`` section of each model's YAML).
+
+    Attributes:
+        epochs, steps_per_epoch: length of training.
+        batch_size: per replica; the global batch is ``batch_size * replicas``.
+        learning_rate: for one replica; scaled by ``lr_scaling`` ("linear": x replicas, or "none").
+        weight_decay: AdamW decoupled weight decay.
+        clip_norm: global gradient-norm clip (0 = none).
+        seed: weights, dropout and data order.
+        monitor, monitor_mode: validation metric that picks ``best.weights.h5`` ("max"/"min").
+        keep_checkpoints: checkpoints kept on disk.
+    """
+
+    epochs: int
+    steps_per_epoch: int
+    batch_size: int
+    learning_rate: float
+    lr_scaling: Literal["linear", "none"]
+    weight_decay: float
+    clip_norm: float
+    seed: int
+    monitor: str
+    monitor_mode: Literal["max", "min"]
+    keep_checkpoints: int
+
+
+@dataclass
+class Task:
+    """What a stage provides to :func:`fit`.
+
+    Attributes:
+        build_model: () -> keras.Model, called inside the strategy scope.
+        loss: (y_true, y_pred, weight) -> per-example loss (B,), float32.
+        dataset: (global_batch_size, seed) -> finite or infinite ``tf.data.Dataset`` of (x, y, weight).
+        validate: (model) -> {metric: value}, run on the host after each epoch (may be None).
+    """
+
+    build_model: Callable[[], keras.Model]
+    loss: Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
+    dataset: Callable[[int, int], tf.data.Dataset]
+    validate: Callable[[keras.Model], dict[str, float]] | None = None
+
+
+@dataclass
+class FitResult:
+    model: keras.Model
+    history: list[dict[str, float]]
+    best: dict[str, float]
+    out_dir: Path
+
+
+def _learning_rate(config: LoopConfig, replicas: int) -> float:
+    return config.learning_rate * (replicas if config.lr_scaling == "linear" else 1)
+
+
+def _make_step(model, optimizer, loss_fn, strategy, global_batch: int, clip_norm: float):
+    @tf.function
+    def step_fn(batch):
+        def replica_step(x, y, w):
+            with tf.GradientTape() as tape:
+                pred = model(x, training=True)
+                loss = tf.nn.compute_average_loss(loss_fn(y, pred, w), global_batch_size=global_batch)
+                if model.losses:
+                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            grads = tape.gradient(loss, model.trainable_variables)
+            if clip_norm > 0:
+                grads, _ = tf.clip_by_global_norm(grads, clip_norm)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        per_replica = strategy.run(replica_step, args=batch)
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return step_fn
+
+
+def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    write_text_atomic(path, buf.getvalue())
+
+
+def _read_history(path: Path, upto_epoch: int) -> list[dict[str, float]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(fh)]
+    return [r for r in rows if r["epoch"] <= upto_epoch]
+
+
+def plot_history(history: list[dict[str, float]], path: Path, title: str) -> None:
+    """Training curve PNG: loss on the left, validation metrics on the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [r["loss"] for r in history], marker="o")
+    ax1.set(xlabel="epoch", ylabel="training loss", title=title)
+    for key in sorted({k for r in history for k in r} - {"epoch", "loss", "seconds", "learning_rate"}):
+        ax2.plot(epochs, [r.get(key, math.nan) for r in history], marker="o", label=key)
+    ax2.set(xlabel="epoch", title="validation")
+    if ax2.lines:
+        ax2.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".tmp-{path.name}")
+    fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def fit(task: Task, config: LoopConfig, out_dir: str | Path, *, strategy=None, resume: bool = False) -> FitResult:
+    """Train ``task`` into ``out_dir`` (checkpoints/, history.csv, tensorboard/, best.weights.h5,
+    last.weights.h5, training_curve.png, metrics.json)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    global_batch = config.batch_size * replicas
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = task.build_model()
+        optimizer = keras.optimizers.AdamW(_learning_rate(config, replicas), weight_decay=config.weight_decay)
+        optimizer.build(model.trainable_variables)  # must exist before the tf.function step (MirroredStrategy)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # dropout's random state lives in Keras seed generators, which the model's checkpoint does not track
+        seed_states = [v.value for v in model.non_trainable_variables if "seed_generator" in v.path]
+        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var, seed_states=seed_states)
+    manager = tf.train.CheckpointManager(ckpt, out / "checkpoints", max_to_keep=config.keep_checkpoints)
+    if resume and manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        log.info("resumed from %s (epoch %d)", manager.latest_checkpoint, int(epoch_var.numpy()))
+    elif resume:
+        log.info("no checkpoint in %s: starting from epoch 1", out / "checkpoints")
+    start = int(epoch_var.numpy())
+    history = _read_history(out / "history.csv", start)
+    step_fn = _make_step(model, optimizer, task.loss, strategy, global_batch, config.clip_norm)
+    writer = tf.summary.create_file_writer(str(out / "tensorboard"))
+    log.info(
+        "training %s: %d replica(s), global batch %d, epochs %d..%d",
+        model.name,
+        replicas,
+        global_batch,
+        start + 1,
+        config.epochs,
+    )
+    for epoch in range(start + 1, config.epochs + 1):
+        row = _run_epoch(task, config, strategy, step_fn, model, global_batch, epoch)
+        history.append(row)
+        epoch_var.assign(epoch)
+        manager.save(checkpoint_number=epoch)
+        _write_history(out / "history.csv", history)
+        with writer.as_default(step=epoch):
+            for key, value in row.items():
+                tf.summary.scalar(key, value)
+        if _is_best(row, history, config):
+            model.save_weights(out / "best.weights.h5")
+        log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
+    model.save_weights(out / "last.weights.h5")
+    best = _best_row(history, config)
+    if history:
+        plot_history(history, out / "training_curve.png", model.name)
+    write_text_atomic(
+        out / "metrics.json",
+        json.dumps(
+            {"best": best, "last": history[-1] if history else {}, "replicas": replicas, "global_batch": global_batch},
+            indent=1,
+        ),
+    )
+    return FitResult(model, history, best, out)
+
+
+def _run_epoch(task: Task, config: LoopConfig, strategy, step_fn, model, global_batch: int, epoch: int) -> dict:
+    t0 = time.perf_counter()
+    data = task.dataset(global_batch, config.seed * 100_003 + epoch).take(config.steps_per_epoch)
+    losses = []
+    for batch in tqdm(
+        strategy.experimental_distribute_dataset(data),
+        total=config.steps_per_epoch,
+        desc=f"epoch {epoch}/{config.epochs}",
+        unit="step",
+        leave=False,
+        disable=None,
+    ):
+        losses.append(float(step_fn(batch)))
+    row = {"epoch": float(epoch), "loss": float(np.mean(losses)) if losses else math.nan}
+    if task.validate is not None:
+        row.update({k: float(v) for k, v in task.validate(model).items()})
+    row["seconds"] = time.perf_counter() - t0
+    return row
+
+
+def _best_row(history: list[dict[str, float]], config: LoopConfig) -> dict[str, float]:
+    scored = [r for r in history if config.monitor in r and not math.isnan(r[config.monitor])]
+    if not scored:
+        return history[-1] if history else {}
+    pick = max if config.monitor_mode == "max" else min
+    return pick(scored, key=lambda r: r[config.monitor])
+
+
+def _is_best(row: dict[str, float], history: list[dict[str, float]], config: LoopConfig) -> bool:
+    best = _best_row(history, config)
+    return best.get("epoch") == row["epoch"]
