@@ -47,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Log to stderr: INFO by default, WARNING with ``quiet``, DEBUG with ``-vv``."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    # third-party libraries log at WARNING (INFO only with -vv); lungcad's own messages at ``level``
+    logging.basicConfig(level=logging.DEBUG if verbose >= 2 else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    logging.getLogger("lungcad").setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:
