@@ -1,0 +1,131 @@
+"""``lungcad evaluate froc|dsb``: LUNA16 FROC/CPM and DSB 2017 log loss (thin parser over :mod:`lungcad.evaluate`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lungcad.evaluate.config import FrocConfig
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``evaluate`` with its sub-commands ``froc`` and ``dsb``."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score detections (LUNA16 FROC/CPM) or patient predictions (DSB 2017 log loss)",
+        description="Score CAD output with the official LUNA16 and DSB 2017 rules.",
+    )
+    sub = parser.add_subparsers(dest="evaluate_command", metavar="{froc,dsb}")
+    sub.required = True
+    _add_froc(sub)
+    _add_dsb(sub)
+
+
+def _add_froc(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "froc",
+        help="LUNA16 FROC, sensitivity at 1/8..8 FPs/scan and CPM",
+        description="LUNA16 nodule detection scoring, as noduleCADEvaluationLUNA16.py: FROC, sensitivity at "
+        "1/8, 1/4, 1/2, 1, 2, 4, 8 false positives per scan, CPM (their mean, interpolated on the curve).",
+    )
+    p.add_argument(
+        "--annotations", required=True, type=Path, help="annotations.csv (seriesuid,coordX,coordY,coordZ,diameter_mm)"
+    )
+    p.add_argument(
+        "--candidates", required=True, type=Path, help="CAD marks CSV (seriesuid,coordX,coordY,coordZ,probability)"
+    )
+    p.add_argument("--excluded", type=Path, help="annotations_excluded.csv: hits on these are ignored")
+    p.add_argument(
+        "--seriesuids", type=Path, help="scans evaluated, one uid per line (default: all uids in the tables)"
+    )
+    p.add_argument("-o", "--out", required=True, type=Path, help="output folder")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument(
+        "--bootstrap", type=int, metavar="N", help="bootstrap resamplings of scans for 95%% CIs (challenge: 1000)"
+    )
+    p.add_argument("--seed", type=int, help="bootstrap seed (default from config: 0)")
+    p.add_argument("--max-marks", type=int, metavar="N", help="marks kept per scan (official 100; 0 = all)")
+    p.add_argument("--score-column", help="candidate score column (default 'probability')")
+    p.add_argument(
+        "--ignore-unknown-ids",
+        action="store_true",
+        help="drop marks of scans not in the series list (official behaviour) instead of failing",
+    )
+    p.add_argument(
+        "--config", default="evaluate", help="evaluate config name or YAML path (default: configs/evaluate.yaml)"
+    )
+    p.set_defaults(func=run_froc)
+
+
+def _add_dsb(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "dsb",
+        help="DSB 2017 log loss, AUC and calibration of per-patient predictions",
+        description="Kaggle DSB 2017 scoring: log loss with predictions clipped to [1e-15, 1-1e-15], the "
+        "base-rate log loss for reference, AUC and a calibration plot.",
+    )
+    p.add_argument("--labels", required=True, type=Path, help="stage1_labels.csv (id,cancer)")
+    p.add_argument("--predictions", required=True, type=Path, help="predictions CSV (id,cancer = probability)")
+    p.add_argument("-o", "--out", type=Path, help="output folder (default: the predictions file's folder)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--only-predicted", action="store_true", help="score only patients that have a prediction")
+    p.add_argument(
+        "--config", default="evaluate", help="evaluate config name or YAML path (default: configs/evaluate.yaml)"
+    )
+    p.set_defaults(func=run_dsb)
+
+
+def froc_config(args: argparse.Namespace) -> FrocConfig:
+    """The ``froc`` settings of the config file with the command-line overrides applied."""
+    from lungcad.evaluate.config import load_evaluate_config
+
+    cfg = load_evaluate_config(args.config).froc
+    overrides = {
+        "bootstrap_samples": args.bootstrap,
+        "bootstrap_seed": args.seed,
+        "max_marks_per_scan": args.max_marks,
+        "score_column": args.score_column,
+        "unknown_ids": "ignore" if args.ignore_unknown_ids else None,
+    }
+    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def run_froc(args: argparse.Namespace) -> int:
+    """``lungcad evaluate froc``: compute, write outputs into ``--out``, print a summary."""
+    from lungcad.errors import ConfigError
+    from lungcad.evaluate import compute_froc_files, format_froc, froc_summary, write_froc_outputs
+
+    try:
+        cfg = froc_config(args)
+    except ValueError as exc:  # an override failing the config's own validation
+        raise ConfigError(str(exc), fix="check the command-line values") from exc
+    result = compute_froc_files(
+        args.annotations, args.candidates, excluded=args.excluded, seriesuids=args.seriesuids, config=cfg
+    )
+    paths = write_froc_outputs(result, args.out, title=args.candidates.stem)
+    if args.json:
+        print(json.dumps(froc_summary(result)))
+    else:
+        print(format_froc(result))
+        print(f"outputs in {args.out} ({', '.join(p.name for p in paths.values())})")
+    return 0
+
+
+def run_dsb(args: argparse.Namespace) -> int:
+    """``lungcad evaluate dsb``: score, write ``dsb.json`` and ``calibration.png``, print a summary."""
+    from lungcad.evaluate import compute_dsb_files, dsb_summary, format_dsb, load_evaluate_config, write_dsb_outputs
+
+    cfg = load_evaluate_config(args.config).dsb
+    result = compute_dsb_files(args.labels, args.predictions, config=cfg, only_predicted=args.only_predicted)
+    out = args.out if args.out is not None else args.predictions.resolve().parent
+    paths = write_dsb_outputs(result, out)
+    if args.json:
+        print(json.dumps(dsb_summary(result)))
+    else:
+        print(format_dsb(result))
+        print(f"outputs in {out} ({', '.join(p.name for p in paths.values())})")
+    return 0
