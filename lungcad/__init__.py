@@ -5,7 +5,12 @@ Stages (each a subpackage): ``io`` (read CT), ``synth`` (synthetic phantoms), ``
 The one volume type every stage passes along is :class:`lungcad.scan.CTScan`.
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# TensorFlow's C++ start-up chatter (CUDA probing, CPU feature notes) is noise for CLI users.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from lungcad.scan import CTScan  # noqa: E402
 

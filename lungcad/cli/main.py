@@ -18,7 +18,7 @@ import sys
 from lungcad import __version__
 from lungcad.errors import LungcadError
 
-COMMANDS = ("inspect", "synth", "preprocess", "evaluate")
+COMMANDS = ("inspect", "synth", "preprocess", "train", "evaluate")
 
 log = logging.getLogger("lungcad")
 

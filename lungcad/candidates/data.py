@@ -1,0 +1,170 @@
+"""U-Net training data: 2.5-D slice patches sampled from the preprocess cache.
+
+Each sample is a ``(P, P, 2c + 1)`` stack of adjacent normalised axial slices (``c`` = context slices,
+edge slices repeated at the volume's ends), its ``(P, P, 1)`` nodule target and a ``(P, P, 1)`` loss
+weight (0 on excluded findings). Patches are centred on a nodule (positives), on a vessel-like bright
+voxel inside the lungs (hard negatives: the detector's main confusion) or on a random lung voxel
+(negatives), in configured proportions, then augmented: flips, small rotations and scalings, HU offset
+and contrast jitter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+from scipy import ndimage
+
+from lungcad.candidates.targets import nodule_targets
+from lungcad.preprocess.pipeline import PreprocessedScan
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Patch sampling and augmentation (``sampling:`` section of ``configs/unet.yaml``).
+
+    Attributes:
+        patch_size: patch side in pixels of the cache grid.
+        positive_fraction, hard_negative_fraction: shares of nodule / vessel-centred patches (the rest
+            are random lung patches).
+        hard_negative_hu: HU above which a lung voxel (outside nodules) counts as vessel-like.
+        max_shift_fraction: a positive's nodule centre is shifted up to this fraction of the patch.
+        flip: random left-right / up-down flips.
+        rotation_deg, scale_range: in-plane rotation (+-deg) and isotropic scaling range.
+        hu_offset, contrast_range: added HU offset (+-) and multiplicative contrast jitter.
+    """
+
+    patch_size: int
+    positive_fraction: float
+    hard_negative_fraction: float
+    hard_negative_hu: float
+    max_shift_fraction: float
+    flip: bool
+    rotation_deg: float
+    scale_range: tuple[float, float]
+    hu_offset: float
+    contrast_range: tuple[float, float]
+
+
+@dataclass
+class TrainingScan:
+    """One cached scan with its targets and the voxels patches are centred on (z, y, x indices)."""
+
+    id: str
+    image: np.ndarray  # (Z, Y, X) normalised
+    target: np.ndarray  # bool
+    ignore: np.ndarray  # bool
+    nodule_voxels: np.ndarray  # (N, 3) voxels of nodules
+    vessel_voxels: np.ndarray  # (M, 3) bright lung voxels outside nodules
+    lung_voxels: np.ndarray  # (K, 3) random lung voxels
+    hu_window: tuple[float, float]
+
+
+def training_scan(pre: PreprocessedScan, annotations, excluded, config: SamplingConfig, rng) -> TrainingScan:
+    """Targets for a cached scan and the voxel pools its patches are centred on (subsampled)."""
+    target, ignore = nodule_targets(pre.scan, annotations, excluded)
+    image = np.asarray(pre.image)
+    lung = np.asarray(pre.lung_mask)
+    lo, hi = pre.info["hu_window"]
+    threshold = (config.hard_negative_hu - lo) / (hi - lo)
+    vessel = lung & (image > threshold) & ~ndimage.binary_dilation(target | ignore, iterations=2)
+
+    def pool(mask: np.ndarray, limit: int = 20000) -> np.ndarray:
+        idx = np.flatnonzero(mask)
+        if idx.size > limit:
+            idx = rng.choice(idx, limit, replace=False)
+        return np.column_stack(np.unravel_index(idx, mask.shape)) if idx.size else np.zeros((0, 3), int)
+
+    return TrainingScan(pre.scan.id, image, target, ignore, pool(target), pool(vessel), pool(lung), (lo, hi))
+
+
+def _stack(scan: TrainingScan, z: int, context: int) -> np.ndarray:
+    """(Y, X, 2c+1) float32 slices z-c..z+c, indices clamped at the volume ends."""
+    zs = np.clip(np.arange(z - context, z + context + 1), 0, scan.image.shape[0] - 1)
+    return np.moveaxis(scan.image[zs].astype(np.float32), 0, -1)
+
+
+def _centre(scan: TrainingScan, kind: str, rng: np.random.Generator, config: SamplingConfig) -> np.ndarray:
+    pool = {"pos": scan.nodule_voxels, "hard": scan.vessel_voxels, "neg": scan.lung_voxels}[kind]
+    if len(pool) == 0:
+        pool = scan.lung_voxels if len(scan.lung_voxels) else np.array([[s // 2 for s in scan.image.shape]])
+    centre = pool[rng.integers(len(pool))].astype(float)
+    if kind == "pos":
+        shift = config.max_shift_fraction * config.patch_size
+        centre[1:] += rng.uniform(-shift, shift, size=2)
+    return centre
+
+
+def _affine(rng: np.random.Generator, config: SamplingConfig) -> np.ndarray:
+    """2x2 output->input matrix: rotation, scaling and flips."""
+    angle = np.radians(rng.uniform(-config.rotation_deg, config.rotation_deg))
+    scale = rng.uniform(*config.scale_range)
+    c, s = np.cos(angle), np.sin(angle)
+    matrix = np.array([[c, -s], [s, c]]) / scale
+    if config.flip:
+        matrix = matrix @ np.diag(rng.choice([-1.0, 1.0], size=2))
+    return matrix
+
+
+def sample_patch(scan: TrainingScan, kind: str, context: int, config: SamplingConfig, rng) -> tuple[np.ndarray, ...]:
+    """One augmented sample (x (P,P,C), y (P,P,1), w (P,P,1)), float32, centred as ``kind`` says."""
+    p = config.patch_size
+    centre = _centre(scan, kind, rng, config)
+    z = int(round(centre[0]))
+    matrix = _affine(rng, config)
+    offset = centre[1:] - matrix @ np.array([(p - 1) / 2, (p - 1) / 2])
+    air = (-1024.0 - scan.hu_window[0]) / (scan.hu_window[1] - scan.hu_window[0])
+
+    def warp(plane: np.ndarray, order: int, fill: float) -> np.ndarray:
+        return ndimage.affine_transform(
+            plane, matrix, offset, output_shape=(p, p), order=order, mode="constant", cval=fill
+        )
+
+    stack = _stack(scan, z, context)
+    x = np.stack([warp(stack[..., i], 1, air) for i in range(stack.shape[-1])], axis=-1)
+    y = warp(scan.target[z].astype(np.float32), 0, 0.0)
+    w = 1.0 - warp(scan.ignore[z].astype(np.float32), 0, 0.0)
+    lo, hi = scan.hu_window
+    offset_norm = rng.uniform(-config.hu_offset, config.hu_offset) / (hi - lo)
+    x = np.clip(x * rng.uniform(*config.contrast_range) + offset_norm, 0.0, 1.0)
+    return x.astype(np.float32), y[..., None], w[..., None].astype(np.float32)
+
+
+def patch_stream(
+    scans: list[TrainingScan], context: int, config: SamplingConfig, seed: int
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """Endless seeded stream of samples over ``scans``."""
+    rng = np.random.default_rng(seed)
+    kinds = np.array(["pos", "hard", "neg"])
+    neg = 1.0 - config.positive_fraction - config.hard_negative_fraction
+    probs = np.array([config.positive_fraction, config.hard_negative_fraction, neg])
+    with_nodules = [s for s in scans if len(s.nodule_voxels)]
+    while True:
+        kind = str(rng.choice(kinds, p=probs))
+        pool = with_nodules if kind == "pos" and with_nodules else scans
+        yield sample_patch(pool[rng.integers(len(pool))], kind, context, config, rng)
+
+
+def make_dataset(scans: list[TrainingScan], context: int, config: SamplingConfig, batch: int, seed: int):
+    """``tf.data.Dataset`` of batched (x, y, w) from :func:`patch_stream`."""
+    p, channels = config.patch_size, 2 * context + 1
+    signature = (
+        tf.TensorSpec((p, p, channels), tf.float32),
+        tf.TensorSpec((p, p, 1), tf.float32),
+        tf.TensorSpec((p, p, 1), tf.float32),
+    )
+    ds = tf.data.Dataset.from_generator(lambda: patch_stream(scans, context, config, seed), output_signature=signature)
+    return ds.batch(batch, drop_remainder=True).prefetch(2)
+
+
+def dice_bce_loss(y_true: tf.Tensor, y_pred: tf.Tensor, weight: tf.Tensor, smooth: float = 1.0) -> tf.Tensor:
+    """Per-example (B,) loss: weighted binary cross-entropy + (1 - soft Dice), pixels with weight 0 ignored."""
+    y_pred = tf.clip_by_value(tf.cast(y_pred, tf.float32), 1e-6, 1.0 - 1e-6)
+    bce = -(y_true * tf.math.log(y_pred) + (1.0 - y_true) * tf.math.log(1.0 - y_pred))
+    axes = [1, 2, 3]
+    bce = tf.reduce_sum(bce * weight, axes) / (tf.reduce_sum(weight, axes) + 1e-6)
+    inter = tf.reduce_sum(y_true * y_pred * weight, axes)
+    total = tf.reduce_sum((y_true + y_pred) * weight, axes)
+    return bce + 1.0 - (2.0 * inter + smooth) / (total + smooth)

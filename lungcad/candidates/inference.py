@@ -1,0 +1,147 @@
+"""U-Net inference on a scan: preprocess, batched slice inference restricted to the lungs, merge.
+
+Only slices that contain lung are run, on the lung bounding box the preprocessing cropped to (plus its
+margin), padded to a multiple of the U-Net's downsampling factor: nothing is spent outside the lungs.
+The model is called through one ``tf.function`` (``model.predict`` has a large per-call overhead).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import yaml
+from scipy import ndimage
+
+from lungcad.candidates.unet import UNetConfig
+from lungcad.config import from_dict, to_dict
+from lungcad.errors import ConfigError
+from lungcad.merge import MergeConfig, merge_candidates
+from lungcad.preprocess.config import PreprocessConfig
+from lungcad.preprocess.pipeline import PreprocessedScan, preprocess_scan
+from lungcad.scan import CTScan
+
+log = logging.getLogger(__name__)
+
+#: Files of a U-Net model directory.
+MODEL_FILE = "model.keras"
+DETECTOR_FILE = "detector.yaml"
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """What inference needs besides the weights (``detector.yaml`` in a model directory).
+
+    Attributes:
+        preprocess: the grid and HU window the U-Net was trained on.
+        model: the U-Net's hyper-parameters (context slices, depth).
+        merge: probability map -> candidates.
+        batch_size: slices per inference call.
+        lung_margin_mm: probabilities farther than this outside the lung mask are zeroed.
+    """
+
+    preprocess: PreprocessConfig
+    model: UNetConfig
+    merge: MergeConfig
+    batch_size: int
+    lung_margin_mm: float
+
+
+class CandidateDetector:
+    """A trained U-Net with its detector config; ``detect(scan)`` gives the candidate table."""
+
+    def __init__(self, model: keras.Model, config: DetectorConfig, source: Path | None = None) -> None:
+        self.model = model
+        self.config = config
+        self.source = source
+        channels = config.model.channels
+        self._infer = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec((None, None, None, channels), tf.float32)],
+        )
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> CandidateDetector:
+        """Load ``model.keras`` and ``detector.yaml`` from a directory written by ``lungcad train unet``."""
+        model_dir = Path(model_dir)
+        for name in (MODEL_FILE, DETECTOR_FILE):
+            if not (model_dir / name).is_file():
+                raise ConfigError(
+                    f"not a U-Net model directory: {name} missing",
+                    path=model_dir,
+                    fix="give a folder written by 'lungcad train unet'",
+                )
+        config = from_dict(
+            DetectorConfig,
+            yaml.safe_load((model_dir / DETECTOR_FILE).read_text()),
+            source=str(model_dir / DETECTOR_FILE),
+        )
+        model = keras.models.load_model(model_dir / MODEL_FILE, compile=False)
+        return cls(model, config, model_dir)
+
+    def save(self, model_dir: str | Path) -> Path:
+        """Write ``model.keras`` and ``detector.yaml`` into ``model_dir``."""
+        model_dir = Path(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        self.model.save(model_dir / MODEL_FILE)
+        (model_dir / DETECTOR_FILE).write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
+        return model_dir
+
+    def probability(self, image: np.ndarray, lung_mask: np.ndarray) -> np.ndarray:
+        """Nodule probability (Z, Y, X) float32 for a normalised cached volume; 0 on slices without lung."""
+        return predict_volume(self._infer, image, lung_mask, self.config.model, self.config.batch_size)
+
+    def detect(self, scan: CTScan, timings: dict[str, float] | None = None) -> pd.DataFrame:
+        """Candidates of ``scan`` in world mm (columns of :func:`lungcad.merge.z_merge` + ``seriesuid``)."""
+        timings = {} if timings is None else timings
+        t0 = time.perf_counter()
+        pre = preprocess_scan(scan, self.config.preprocess)
+        t1 = time.perf_counter()
+        table = self.detect_preprocessed(pre)
+        timings.update(preprocess_s=t1 - t0, unet_and_merge_s=time.perf_counter() - t1)
+        return table
+
+    def detect_preprocessed(self, pre: PreprocessedScan) -> pd.DataFrame:
+        """Candidates from an already preprocessed scan (e.g. the training cache)."""
+        image, lung = np.asarray(pre.image), np.asarray(pre.lung_mask)
+        prob = self.probability(image, lung)
+        prob *= near_lung(lung, pre.scan.spacing, self.config.lung_margin_mm)
+        table = merge_candidates(prob, pre.scan, self.config.merge)
+        table.insert(0, "seriesuid", pre.scan.id)
+        return table
+
+
+def near_lung(lung: np.ndarray, spacing_zyx, margin_mm: float) -> np.ndarray:
+    """Bool mask of voxels within ``margin_mm`` (in-plane) of the lung mask."""
+    if margin_mm <= 0:
+        return lung
+    iterations = max(1, int(round(margin_mm / min(spacing_zyx[1:]))))
+    structure = np.zeros((3, 3, 3), bool)
+    structure[1] = ndimage.generate_binary_structure(2, 1)
+    return ndimage.binary_dilation(lung, structure, iterations=iterations)
+
+
+def predict_volume(infer, image: np.ndarray, lung: np.ndarray, model_config: UNetConfig, batch_size: int) -> np.ndarray:
+    """Run ``infer`` over every slice with lung, ``batch_size`` slices at a time, with 2.5-D context."""
+    nz, ny, nx = image.shape
+    multiple = 2 ** (model_config.depth - 1)
+    py, px = (-ny) % multiple, (-nx) % multiple
+    context = model_config.context_slices
+    prob = np.zeros(image.shape, np.float32)
+    zs = np.flatnonzero(lung.reshape(nz, -1).any(axis=1))
+    fill = float(np.min(image)) if image.size else 0.0
+    for start in range(0, len(zs), batch_size):
+        chunk = zs[start : start + batch_size]
+        idx = np.clip(chunk[:, None] + np.arange(-context, context + 1)[None, :], 0, nz - 1)
+        x = np.moveaxis(image[idx].astype(np.float32), 1, -1)  # (B, Y, X, C)
+        if py or px:
+            x = np.pad(x, ((0, 0), (0, py), (0, px), (0, 0)), constant_values=fill)
+        out = np.asarray(infer(tf.constant(x)))
+        prob[chunk] = out[:, :ny, :nx, 0]
+    return prob

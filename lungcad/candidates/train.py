@@ -1,0 +1,210 @@
+"""``lungcad train unet``: train the candidate U-Net on LUNA16-layout data (real or ``lungcad synth``).
+
+Steps: every scan under ``data`` is preprocessed into a cache (resumable); scans are split into training
+and held-out validation scans (seeded); patches are sampled as :mod:`lungcad.candidates.data` says; the
+shared loop (:func:`lungcad.train.loop.fit`) trains with Dice + BCE. After each epoch the model is
+validated on fixed held-out patches (loss, Dice) and, on up to ``recall_scans`` held-out scans, by what
+matters downstream: the fraction of nodules hit by the top ``recall_at`` candidates (``val_recall``)
+and the candidates per scan. The model directory receives ``model.keras`` (best epoch) and
+``detector.yaml`` (what inference needs) beside the loop's outputs and ``train_config.yaml``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import yaml
+
+from lungcad import __version__
+from lungcad.batch import find_scans, run_batch, write_text_atomic
+from lungcad.candidates.data import SamplingConfig, dice_bce_loss, make_dataset, sample_patch, training_scan
+from lungcad.candidates.inference import CandidateDetector, DetectorConfig
+from lungcad.candidates.unet import UNetConfig, build_unet
+from lungcad.config import to_dict
+from lungcad.errors import DataLayoutError
+from lungcad.merge import MergeConfig
+from lungcad.preprocess.config import PreprocessConfig
+from lungcad.preprocess.pipeline import load_preprocessed
+from lungcad.train.loop import FitResult, LoopConfig, Task, fit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UNetTrainConfig:
+    """``configs/unet.yaml``: model, grid, sampling, loop, merging and validation settings."""
+
+    model: UNetConfig
+    preprocess: PreprocessConfig
+    sampling: SamplingConfig
+    train: LoopConfig
+    merge: MergeConfig
+    validation_fraction: float
+    validation_patches: int
+    recall_scans: int
+    recall_at: int
+    inference_batch_size: int
+    lung_margin_mm: float
+
+    def detector(self) -> DetectorConfig:
+        return DetectorConfig(self.preprocess, self.model, self.merge, self.inference_batch_size, self.lung_margin_mm)
+
+
+def read_tables(data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``annotations.csv`` and (optional) ``annotations_excluded.csv`` of a LUNA16-layout folder."""
+    ann_path = data / "annotations.csv"
+    if not ann_path.is_file():
+        raise DataLayoutError("annotations.csv not found", path=data, expected="a LUNA16-layout folder")
+    from lungcad.evaluate import read_annotations
+
+    annotations = read_annotations(ann_path)
+    excluded_path = data / "annotations_excluded.csv"
+    excluded = read_annotations(excluded_path, excluded=True) if excluded_path.is_file() else annotations.iloc[:0]
+    return annotations, excluded
+
+
+def build_cache(data: Path, cache: Path, config: PreprocessConfig, workers: int = 1) -> list[str]:
+    """Preprocess every scan under ``data`` into ``cache`` (skipping finished ones); returns the usable ids."""
+    from lungcad.cli.preprocess import preprocess_one
+
+    refs = find_scans([data])
+    work = functools.partial(preprocess_one, out=cache, config=config, series_uid=None)
+    summary = run_batch(
+        refs,
+        work,
+        errors_csv=cache / "errors.csv",
+        workers=workers,
+        desc="preprocess",
+        is_done=lambda ref: (cache / ref.id / "geometry.json").exists(),
+    )
+    log.info("cache: %s", summary.line())
+    return [r.id for r in refs if r.id not in summary.failed]
+
+
+def split_ids(ids: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Seeded split of scan ids into (train, validation), at least one of each when possible."""
+    order = list(np.random.default_rng(seed).permutation(sorted(ids)))
+    n_val = min(max(1, int(round(fraction * len(order)))), len(order) - 1) if len(order) > 1 else 0
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def data_fingerprint(cache: Path, ids: list[str]) -> str:
+    """Hash of the cached grids' geometry files: changes when the data or its preprocessing changes."""
+    digest = hashlib.sha256()
+    for sid in sorted(ids):
+        digest.update((cache / sid / "geometry.json").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _recall(tables: list[pd.DataFrame], annotations: pd.DataFrame, ids: list[str], top: int) -> tuple[float, float]:
+    """Fraction of annotated nodules within radius of one of the top-``top`` candidates; candidates/scan."""
+    hits = total = 0
+    for sid, table in zip(ids, tables):
+        nodules = annotations[annotations.seriesuid == sid]
+        cands = table.head(top)[["coordX", "coordY", "coordZ"]].to_numpy(float)
+        for _, row in nodules.iterrows():
+            total += 1
+            if len(cands):
+                d = np.linalg.norm(cands - row[["coordX", "coordY", "coordZ"]].to_numpy(float), axis=1)
+                hits += bool(np.any(d < max(row.diameter_mm, 0) / 2 + 1e-9))
+    per_scan = float(np.mean([len(t) for t in tables])) if tables else 0.0
+    return (hits / total if total else float("nan")), per_scan
+
+
+def make_validator(config: UNetTrainConfig, val_scans, val_pre, annotations):
+    """Validation callback: fixed held-out patches (loss, Dice) and held-out scan recall."""
+    rng = np.random.default_rng(config.train.seed + 1)
+    kinds = ["pos", "hard", "neg"]
+    samples = (
+        [
+            sample_patch(
+                val_scans[i % len(val_scans)],
+                kinds[i % 3],
+                config.model.context_slices,
+                replace(
+                    config.sampling,
+                    flip=False,
+                    rotation_deg=0.0,
+                    scale_range=(1.0, 1.0),
+                    hu_offset=0.0,
+                    contrast_range=(1.0, 1.0),
+                ),
+                rng,
+            )
+            for i in range(config.validation_patches)
+        ]
+        if val_scans
+        else []
+    )
+    x, y, w = (np.stack(a) for a in zip(*samples)) if samples else (None, None, None)
+
+    def validate(model) -> dict[str, float]:
+        if x is None:
+            return {}
+        pred = np.asarray(model(x, training=False))
+        loss = float(tf.reduce_mean(dice_bce_loss(y, pred, w)))
+        inter = float(np.sum((pred > 0.5) * y * w))
+        dice = 2 * inter / max(float(np.sum((pred > 0.5) * w) + np.sum(y * w)), 1e-6)
+        detector = CandidateDetector(model, config.detector())
+        tables = [detector.detect_preprocessed(pre) for pre in val_pre]
+        recall, per_scan = _recall(tables, annotations, [p.scan.id for p in val_pre], config.recall_at)
+        return {"val_loss": loss, "val_dice": dice, "val_recall": recall, "val_candidates": per_scan}
+
+    return validate
+
+
+def train_unet(
+    data: str | Path,
+    out_dir: str | Path,
+    config: UNetTrainConfig,
+    *,
+    cache: str | Path | None = None,
+    resume: bool = False,
+    strategy=None,
+    workers: int = 1,
+) -> FitResult:
+    """Train the U-Net on the LUNA16-layout folder ``data``; write the model directory ``out_dir``."""
+    data, out = Path(data), Path(out_dir)
+    cache = Path(cache) if cache else out / "cache"
+    annotations, excluded = read_tables(data)
+    ids = build_cache(data, cache, config.preprocess, workers)
+    if len(ids) < 2:
+        raise DataLayoutError(f"{len(ids)} usable scan(s); training needs at least 2", path=data)
+    train_ids, val_ids = split_ids(ids, config.validation_fraction, config.train.seed)
+    rng = np.random.default_rng(config.train.seed)
+    pre = {sid: load_preprocessed(cache / sid) for sid in ids}
+    scans = {sid: training_scan(pre[sid], annotations, excluded, config.sampling, rng) for sid in ids}
+    train_scans = [scans[s] for s in train_ids]
+    task = Task(
+        build_model=lambda: build_unet(config.model),
+        loss=dice_bce_loss,
+        dataset=lambda batch, seed: make_dataset(
+            train_scans, config.model.context_slices, config.sampling, batch, seed
+        ),
+        validate=make_validator(
+            config, [scans[s] for s in val_ids], [pre[s] for s in val_ids[: config.recall_scans]], annotations
+        ),
+    )
+    result = fit(task, config.train, out, strategy=strategy, resume=resume)
+    if (out / "best.weights.h5").exists():
+        result.model.load_weights(out / "best.weights.h5")
+    CandidateDetector(result.model, config.detector()).save(out)
+    info = {
+        "lungcad_version": __version__,
+        "data": str(data),
+        "train_scans": train_ids,
+        "validation_scans": val_ids,
+        "data_fingerprint": data_fingerprint(cache, ids),
+        "best": result.best,
+    }
+    write_text_atomic(out / "train_config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
+    write_text_atomic(out / "run.json", json.dumps(info, indent=1))
+    return result
