@@ -140,8 +140,9 @@ def predict_volume(infer, image: np.ndarray, lung: np.ndarray, model_config: UNe
         chunk = zs[start : start + batch_size]
         idx = np.clip(chunk[:, None] + np.arange(-context, context + 1)[None, :], 0, nz - 1)
         x = np.moveaxis(image[idx].astype(np.float32), 1, -1)  # (B, Y, X, C)
-        if py or px:
-            x = np.pad(x, ((0, 0), (0, py), (0, px), (0, 0)), constant_values=fill)
+        pb = batch_size - len(chunk)  # a full last batch keeps one input shape per scan
+        if py or px or pb:
+            x = np.pad(x, ((0, pb), (0, py), (0, px), (0, 0)), constant_values=fill)
         out = np.asarray(infer(tf.constant(x)))
-        prob[chunk] = out[:, :ny, :nx, 0]
+        prob[chunk] = out[: len(chunk), :ny, :nx, 0]
     return prob
