@@ -69,14 +69,7 @@ class CandidateDetector:
     @classmethod
     def load(cls, model_dir: str | Path) -> CandidateDetector:
         """Load ``model.keras`` and ``detector.yaml`` from a directory written by ``lungcad train unet``."""
-        model_dir = Path(model_dir)
-        for name in (MODEL_FILE, DETECTOR_FILE):
-            if not (model_dir / name).is_file():
-                raise ConfigError(
-                    f"not a U-Net model directory: {name} missing",
-                    path=model_dir,
-                    fix="give a folder written by 'lungcad train unet'",
-                )
+        model_dir = check_model_dir(model_dir)
         config = from_dict(
             DetectorConfig,
             yaml.safe_load((model_dir / DETECTOR_FILE).read_text()),
@@ -115,6 +108,19 @@ class CandidateDetector:
         table = merge_candidates(prob, pre.scan, self.config.merge)
         table.insert(0, "seriesuid", pre.scan.id)
         return table
+
+
+def check_model_dir(model_dir: str | Path) -> Path:
+    """``model_dir`` if it holds a U-Net model (``model.keras`` + ``detector.yaml``), else ConfigError."""
+    model_dir = Path(model_dir)
+    for name in (MODEL_FILE, DETECTOR_FILE):
+        if not (model_dir / name).is_file():
+            raise ConfigError(
+                f"not a U-Net model directory: {name} missing",
+                path=model_dir,
+                fix="give a folder written by 'lungcad train unet'",
+            )
+    return model_dir
 
 
 def near_lung(lung: np.ndarray, spacing_zyx, margin_mm: float) -> np.ndarray:

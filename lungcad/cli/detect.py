@@ -1,0 +1,37 @@
+"""``lungcad detect INPUT... -o OUT [--stage candidates] [--model DIR] [--workers N]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "detect",
+        help="find nodules in scans (batch, resumable)",
+        description="Run detection over scans (.mhd, DICOM folders, or LUNA16/DSB-layout folders). Writes "
+        "OUT/candidates.csv (LUNA16 submission columns first), OUT/scans/<id>.{csv,json}, OUT/errors.csv. "
+        "Reruns skip finished scans. Exit 0: all scans ok; 3: some failed (see errors.csv); 2: bad arguments.",
+    )
+    p.add_argument("inputs", nargs="+", help="scans or folders of scans")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--stage", default="candidates", choices=["candidates"], help="last stage to run")
+    p.add_argument("--model", help="U-Net model directory (default: the bundled model)")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to read from multi-series DICOM folders")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lungcad.detect import detect_scans
+
+    summary = detect_scans(
+        args.inputs, args.output, stage=args.stage, model_dir=args.model, workers=args.workers, series_uid=args.series
+    )
+    out = Path(args.output)
+    print(
+        f"detect: {summary.line()}; candidates in {out / 'candidates.csv'}"
+        + (f"; errors in {out / 'errors.csv'}" if summary.failed else "")
+    )
+    return summary.exit_code

@@ -1,0 +1,114 @@
+"""``lungcad detect``: run the detection pipeline over scans, resumable and loss-free.
+
+Per scan, written atomically as it finishes (the JSON last, so it marks a finished scan)::
+
+    OUT/scans/<id>.csv    the scan's candidates (LUNA16 submission columns first)
+    OUT/scans/<id>.json   geometry, loader warnings, timings, model, candidates with world and voxel coords
+
+and after every run ``OUT/candidates.csv`` is rebuilt as the union of finished scans, ``OUT/errors.csv``
+lists failed scans (``id,path,error``). A rerun skips finished scans and retries failed ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from lungcad import __version__
+from lungcad.batch import BatchSummary, ScanRef, find_scans, run_batch, write_text_atomic
+from lungcad.errors import ConfigError
+from lungcad.io import load_scan
+
+log = logging.getLogger(__name__)
+
+#: Where the bundled default models live (trained by scripts/train_default_models.py).
+BUNDLED_MODELS = Path(__file__).resolve().parent / "models"
+#: Leading columns of candidates.csv (the LUNA16 submission format), then the extras.
+CANDIDATE_COLUMNS = ["seriesuid", "coordX", "coordY", "coordZ", "probability", "diameter_mm"]
+
+
+def default_model_dir(stage: str) -> Path:
+    """The bundled model directory of ``stage`` ("unet", ...); a clear error when it is not there."""
+    path = BUNDLED_MODELS / stage
+    if not path.is_dir():
+        raise ConfigError(
+            f"no bundled {stage} model in this installation",
+            path=path,
+            fix=f"train one with 'lungcad train {stage}' and pass --model DIR",
+        )
+    return path
+
+
+@functools.lru_cache(maxsize=4)
+def _detector(model_dir: str):
+    from lungcad.candidates.inference import CandidateDetector
+
+    return CandidateDetector.load(model_dir)
+
+
+def detect_one(ref: ScanRef, *, out: Path, model_dir: str, series_uid: str | None = None) -> pd.DataFrame:
+    """Detect candidates in one scan and write its CSV and JSON (the batch worker)."""
+    t0 = time.perf_counter()
+    scan = load_scan(ref.path, series_uid=series_uid)
+    scan = scan.with_array(scan.array, id=ref.id)
+    timings: dict[str, float] = {"read_s": time.perf_counter() - t0}
+    table = _detector(model_dir).detect(scan, timings)
+    timings["total_s"] = time.perf_counter() - t0
+    table = table[CANDIDATE_COLUMNS + [c for c in table.columns if c not in CANDIDATE_COLUMNS]]
+    scans = out / "scans"
+    write_text_atomic(scans / f"{ref.id}.csv", table.to_csv(index=False))
+    record = {
+        "id": ref.id,
+        "path": str(ref.path),
+        "geometry": scan.summary(),
+        "timings_s": timings,
+        "model": {"unet": model_dir},
+        "lungcad_version": __version__,
+        "candidates": json.loads(table.to_json(orient="records")),
+    }
+    write_text_atomic(scans / f"{ref.id}.json", json.dumps(record, indent=1))
+    return table
+
+
+def collect_candidates(out: Path) -> pd.DataFrame:
+    """Union of every finished scan's candidates; rewrites ``OUT/candidates.csv`` atomically."""
+    frames = [pd.read_csv(p) for p in sorted((out / "scans").glob("*.csv")) if p.with_suffix(".json").exists()]
+    frames = [f for f in frames if not f.empty]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CANDIDATE_COLUMNS)
+    write_text_atomic(out / "candidates.csv", table.to_csv(index=False))
+    return table
+
+
+def detect_scans(
+    inputs: list[str | Path],
+    out: str | Path,
+    *,
+    stage: str = "candidates",
+    model_dir: str | Path | None = None,
+    workers: int = 1,
+    series_uid: str | None = None,
+) -> BatchSummary:
+    """Run detection over every scan in ``inputs`` into ``out``; returns the batch summary."""
+    if stage != "candidates":
+        raise ConfigError(f"stage {stage!r} is not available yet", expected="candidates")
+    out = Path(out)
+    from lungcad.candidates.inference import check_model_dir
+
+    model = str(check_model_dir(model_dir if model_dir else default_model_dir("unet")))
+    refs = find_scans(inputs)
+    work = functools.partial(detect_one, out=out, model_dir=model, series_uid=series_uid)
+    summary = run_batch(
+        refs,
+        work,
+        errors_csv=out / "errors.csv",
+        workers=workers,
+        desc="detect",
+        is_done=lambda ref: (out / "scans" / f"{ref.id}.json").exists(),
+    )
+    collect_candidates(out)
+    return summary

@@ -1,0 +1,60 @@
+"""``lungcad detect --stage candidates``: batch outputs, a corrupt scan recorded, resume, model errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pandas as pd
+import pytest
+from helpers import simple_chest
+
+from lungcad.candidates.inference import CandidateDetector
+from lungcad.candidates.train import UNetTrainConfig
+from lungcad.candidates.unet import build_unet
+from lungcad.cli.main import main
+from lungcad.config import load_config
+from lungcad.io import write_dicom_series, write_mhd
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    cfg = load_config(UNetTrainConfig, "unet")
+    cfg = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, depth=3, base_filters=4),
+        preprocess=dataclasses.replace(cfg.preprocess, target_spacing_mm=None),
+    )
+    path = tmp_path_factory.mktemp("model")
+    return CandidateDetector(build_unet(cfg.model), cfg.detector()).save(path)
+
+
+def test_detect_batch_with_corrupt_scan_and_resume(tmp_path, tiny_model, capsys):
+    data = tmp_path / "in"
+    scan, _, _ = simple_chest(seed=1)
+    write_mhd(scan, data / "luna" / "1.2.3.mhd")
+    write_dicom_series(simple_chest(seed=2)[0], data / "dsb" / "patientA")
+    bad = write_mhd(scan, data / "luna" / "1.2.4.mhd")
+    bad.with_suffix(".raw").write_bytes(b"\x00" * 100)
+    out = tmp_path / "out"
+    assert main(["detect", str(data), "-o", str(out), "--model", str(tiny_model)]) == 3
+    assert "2 scans done, 0 already done, 1 failed" in capsys.readouterr().out
+    errors = pd.read_csv(out / "errors.csv")
+    assert list(errors.id) == ["1.2.4"] and "truncated" in errors.error[0]
+    table = pd.read_csv(out / "candidates.csv")
+    assert list(table.columns[:6]) == ["seriesuid", "coordX", "coordY", "coordZ", "probability", "diameter_mm"]
+    assert set(table.seriesuid) <= {"1.2.3", "patientA"}
+    record = json.loads((out / "scans" / "patientA.json").read_text())
+    assert record["geometry"]["modality"] == "CT" and "total_s" in record["timings_s"]
+    assert len(record["candidates"]) == (table.seriesuid == "patientA").sum()
+    stamp = (out / "scans" / "1.2.3.json").stat().st_mtime_ns
+    assert main(["detect", str(data), "-o", str(out), "--model", str(tiny_model)]) == 3
+    assert "0 scans done, 2 already done, 1 failed" in capsys.readouterr().out
+    assert (out / "scans" / "1.2.3.json").stat().st_mtime_ns == stamp
+    assert len(pd.read_csv(out / "candidates.csv")) == len(table)
+
+
+def test_detect_with_a_folder_that_is_not_a_model(tmp_path, capsys):
+    write_mhd(simple_chest()[0], tmp_path / "a.mhd")
+    assert main(["detect", str(tmp_path / "a.mhd"), "-o", str(tmp_path / "o"), "--model", str(tmp_path)]) == 2
+    assert "not a U-Net model directory" in capsys.readouterr().err
