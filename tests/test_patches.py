@@ -1,0 +1,66 @@
+"""Patch geometry: a bright point at a known world position lands on the patch centre for odd spacings
+and orientations; flipped scans give the same patch; edges pad with air."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import rotation
+
+from lungcad.patches import PatchConfig, extract_patches
+from lungcad.scan import CTScan
+
+CUBE = PatchConfig(size=15, spacing_mm=1.0, mode="3d", hu_window=(-1000.0, 1000.0))
+PLANES = PatchConfig(size=15, spacing_mm=1.0, mode="2.5d", hu_window=(-1000.0, 1000.0))
+
+
+def _scan_with_ball(direction, spacing=(2.3, 0.67, 0.81), shape=(30, 80, 70), point=(12.3, -40.7, -88.1)):
+    """Air, and a 3 mm radius ball of +1000 HU at world ``point`` (mm)."""
+    offset = np.asarray(shape[::-1]) * np.asarray(spacing[::-1]) * [0.45, 0.55, 0.5]
+    origin = np.asarray(point) - np.asarray(direction) @ offset
+    geom = CTScan(np.zeros(shape, np.int16), spacing, tuple(origin), direction)
+    zyx = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
+    dist = np.linalg.norm(geom.voxel_to_world(zyx) - np.asarray(point), axis=1).reshape(shape)
+    return geom.with_array(np.where(dist <= 3.0, 1000, -1000).astype(np.int16)), np.asarray(point)
+
+
+def _centroid(values: np.ndarray) -> np.ndarray:
+    w = np.clip(values - 0.5, 0, None)
+    idx = np.argwhere(w > 0)
+    return (idx * w[w > 0][:, None]).sum(0) / w.sum()
+
+
+@pytest.mark.parametrize("direction", [np.eye(3), np.diag([-1.0, -1.0, 1.0]), rotation("z", 33) @ rotation("x", 10)])
+def test_bright_ball_lands_in_cube_and_plane_centres(direction):
+    scan, point = _scan_with_ball(direction)
+    cube = extract_patches(scan, point[None], CUBE)
+    assert cube.shape == (1, 15, 15, 15, 1) and cube.dtype == np.float32
+    np.testing.assert_allclose(_centroid(cube[0, ..., 0]), [7, 7, 7], atol=0.35)
+    planes = extract_patches(scan, point[None], PLANES)
+    assert planes.shape == (1, 15, 15, 3)
+    for c in range(3):
+        np.testing.assert_allclose(_centroid(planes[0, :, :, c]), [7, 7], atol=0.35)
+    assert planes[0, 7, 7].min() > 0.9 and cube[0, 0, 0, 0, 0] < 0.05
+
+
+def test_flipped_scan_gives_the_same_patch():
+    straight, point = _scan_with_ball(np.eye(3), spacing=(1.0, 1.0, 1.0), shape=(20, 40, 40))
+    flipped = CTScan(
+        straight.array[:, ::-1, ::-1].copy(),
+        straight.spacing,
+        tuple(straight.voxel_to_world([0, 39, 39])),
+        np.diag([-1.0, -1.0, 1.0]),
+    )
+    np.testing.assert_allclose(flipped.voxel_to_world([3, 4, 5]), straight.voxel_to_world([3, 35, 34]))
+    a = extract_patches(straight, point + [1.5, -0.5, 0.0], CUBE)
+    b = extract_patches(flipped, point + [1.5, -0.5, 0.0], CUBE)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_many_candidates_at_once_and_air_outside_volume():
+    scan, point = _scan_with_ball(np.eye(3))
+    centres = np.stack([point, point + [3.0, 0, 0], scan.voxel_to_world([0, 0, 0]) - 20.0])
+    out = extract_patches(scan, centres, CUBE)
+    assert out.shape == (3, 15, 15, 15, 1)
+    np.testing.assert_allclose(_centroid(out[1, ..., 0]), [7, 7, 4], atol=0.35)  # shifted 3 mm along +x
+    assert np.allclose(out[2], 0.0, atol=1e-6)  # all air (-1024 HU clips to the window floor)
