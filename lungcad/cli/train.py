@@ -9,7 +9,7 @@ from lungcad.config import load_config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model (unet, ...)", description="Train a stage's model.")
+    p = sub.add_parser("train", help="train a model (unet, fpr)", description="Train a stage's model.")
     models = p.add_subparsers(dest="model", metavar="MODEL", required=True)
     u = models.add_parser(
         "unet",
@@ -27,16 +27,47 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--workers", type=int, default=1, help="processes for preprocessing the cache")
     u.add_argument("--resume", action="store_true", help="continue from the last checkpoint in MODEL_DIR")
     u.set_defaults(func=run_unet)
+    f = models.add_parser(
+        "fpr",
+        help="WideResNet false-positive reduction on candidate patches",
+        description="Train the WideResNet on a LUNA16-layout folder: its candidates.csv (class 0/1) and/or "
+        "--candidates (e.g. the U-Net's, labelled against annotations.csv). Writes MODEL_DIR/{model.keras, fpr.yaml, "
+        "history.csv, training_curve.png, metrics.json, checkpoints/}.",
+    )
+    f.add_argument("--data", required=True, help="LUNA16-layout folder")
+    f.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="model directory")
+    f.add_argument("--candidates", help="extra candidate table (seriesuid,coordX,coordY,coordZ,...) to label and use")
+    f.add_argument("--config", default="fpr", help="YAML config (default: configs/fpr.yaml)")
+    f.add_argument("--epochs", type=int, help="override train.epochs")
+    f.add_argument("--steps", type=int, help="override train.steps_per_epoch")
+    f.add_argument("--cache", help="patch cache folder (default: MODEL_DIR/patch_cache)")
+    f.add_argument("--resume", action="store_true", help="continue from the last checkpoint in MODEL_DIR")
+    f.set_defaults(func=run_fpr)
+
+
+def _with_overrides(config, args: argparse.Namespace):
+    changes = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch", args.steps)) if v is not None}
+    return replace(config, train=replace(config.train, **changes)) if changes else config
+
+
+def _report(name: str, result, output: str) -> None:
+    best = ", ".join(f"{k} {v:.4g}" for k, v in result.best.items())
+    print(f"train {name}: best epoch: {best}; model in {output}")
+
+
+def run_fpr(args: argparse.Namespace) -> int:
+    from lungcad.fpr.train import FprTrainConfig, train_fpr
+
+    config = _with_overrides(load_config(FprTrainConfig, args.config), args)
+    result = train_fpr(args.data, args.output, config, candidates=args.candidates, cache=args.cache, resume=args.resume)
+    _report("fpr", result, args.output)
+    return 0
 
 
 def run_unet(args: argparse.Namespace) -> int:
     from lungcad.candidates.train import UNetTrainConfig, train_unet
 
-    config = load_config(UNetTrainConfig, args.config)
-    changes = {k: v for k, v in (("epochs", args.epochs), ("steps_per_epoch", args.steps)) if v is not None}
-    if changes:
-        config = replace(config, train=replace(config.train, **changes))
+    config = _with_overrides(load_config(UNetTrainConfig, args.config), args)
     result = train_unet(args.data, args.output, config, cache=args.cache, resume=args.resume, workers=args.workers)
-    best = ", ".join(f"{k} {v:.4g}" for k, v in result.best.items())
-    print(f"train unet: best epoch: {best}; model in {args.output}")
+    _report("unet", result, args.output)
     return 0

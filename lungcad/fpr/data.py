@@ -1,0 +1,148 @@
+"""False-positive-reduction training data: labelled candidates, a patch cache, balanced sampling.
+
+Candidates come from a LUNA16-style ``candidates.csv`` (``class`` 0/1 as given) and/or from the U-Net's
+own candidates (mined hard negatives), labelled against ``annotations.csv``: 1 within a nodule's radius,
+0 when farther than the radius plus ``label_margin_mm`` from every nodule and outside every excluded
+finding; in-between candidates are ambiguous and left out. Patches are cut ``augment_margin`` voxels
+larger than the model's input so random crops give small shifts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from lungcad.patches import PatchConfig, extract_patches
+from lungcad.scan import CTScan
+
+XYZ = ["coordX", "coordY", "coordZ"]
+
+
+@dataclass(frozen=True)
+class FprSamplingConfig:
+    """Labelling, augmentation and balancing (``sampling:`` section of ``configs/fpr.yaml``).
+
+    Attributes:
+        label_margin_mm: negatives must be this far beyond every nodule's radius.
+        unknown_diameter_mm: excluded findings of unknown size (-1) use this diameter.
+        augment_margin: extra voxels cut on each side for random-crop shifts.
+        positive_fraction: share of positives in each batch.
+        flip, rotate90: random flips / 90-degree in-plane rotations.
+        hu_offset, contrast_range: HU offset (+-) and contrast jitter.
+    """
+
+    label_margin_mm: float
+    unknown_diameter_mm: float
+    augment_margin: int
+    positive_fraction: float
+    flip: bool
+    rotate90: bool
+    hu_offset: float
+    contrast_range: tuple[float, float]
+
+
+def _min_distance_ratio(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each point: (distance - radius) to the nearest sphere surface, and whether it is inside one."""
+    if len(centres) == 0:
+        return np.full(len(points), np.inf), np.zeros(len(points), bool)
+    d = np.linalg.norm(points[:, None, :] - centres[None, :, :], axis=-1) - radii[None, :]
+    return d.min(axis=1), (d < 0).any(axis=1)
+
+
+def label_candidates(
+    candidates: pd.DataFrame, annotations: pd.DataFrame, excluded: pd.DataFrame, config: FprSamplingConfig
+) -> pd.DataFrame:
+    """``candidates`` (seriesuid, coordX..Z[, class]) with a ``label`` column; ambiguous rows dropped.
+
+    A ``class`` column is taken as the label (LUNA16 candidates); otherwise labels come from the tables.
+    """
+    if "class" in candidates.columns:
+        return candidates.assign(label=candidates["class"].astype(int))
+    labels = np.full(len(candidates), -1)
+    for uid, rows in candidates.groupby("seriesuid").groups.items():
+        pts = candidates.loc[rows, XYZ].to_numpy(float)
+        ann = annotations[annotations.seriesuid == uid]
+        exc = excluded[excluded.seriesuid == uid]
+        exc_d = exc.diameter_mm.to_numpy(float)
+        exc_r = np.where(exc_d > 0, exc_d, config.unknown_diameter_mm) / 2
+        gap, inside = _min_distance_ratio(pts, ann[XYZ].to_numpy(float), ann.diameter_mm.to_numpy(float) / 2)
+        _, in_excluded = _min_distance_ratio(pts, exc[XYZ].to_numpy(float), exc_r)
+        lab = np.where(inside, 1, np.where((gap > config.label_margin_mm) & ~in_excluded, 0, -1))
+        labels[candidates.index.get_indexer(rows)] = lab
+    out = candidates.assign(label=labels)
+    return out[out.label >= 0].reset_index(drop=True)
+
+
+@dataclass
+class PatchSet:
+    """Patches of labelled candidates: ``patches`` float16 (N, ...), ``labels`` (N,), ``scan_ids`` (N,)."""
+
+    patches: np.ndarray
+    labels: np.ndarray
+    scan_ids: np.ndarray
+
+    @classmethod
+    def concat(cls, parts: list[PatchSet]) -> PatchSet:
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("patches", "labels", "scan_ids")))
+
+    def subset(self, mask: np.ndarray) -> PatchSet:
+        return PatchSet(self.patches[mask], self.labels[mask], self.scan_ids[mask])
+
+
+def cut_patches(scan: CTScan, table: pd.DataFrame, patch: PatchConfig, margin: int) -> PatchSet:
+    """Patches (with ``margin`` extra voxels per side) for the rows of one scan's labelled table."""
+    big = replace(patch, size=patch.size + 2 * margin)
+    values = extract_patches(scan, table[XYZ].to_numpy(float), big).astype(np.float16)
+    return PatchSet(values, table.label.to_numpy(np.int8), np.full(len(table), scan.id))
+
+
+def center_crop(patches: np.ndarray, size: int, dims: int) -> np.ndarray:
+    """The central ``size`` voxels of each (margin-padded) patch along its ``dims`` spatial axes."""
+    start = (patches.shape[1] - size) // 2
+    index = (slice(None),) + (slice(start, start + size),) * dims
+    return patches[index]
+
+
+def augment(patch: np.ndarray, size: int, dims: int, config: FprSamplingConfig, rng) -> np.ndarray:
+    """Random crop (shift), flips, 90-degree in-plane rotation and intensity jitter of one patch."""
+    start = rng.integers(0, patch.shape[0] - size + 1, size=dims)
+    out = patch[tuple(slice(s, s + size) for s in start)].astype(np.float32)
+    if config.flip:
+        for axis in range(dims):
+            if rng.random() < 0.5:
+                out = np.flip(out, axis)
+    if config.rotate90:
+        out = np.rot90(out, k=int(rng.integers(4)), axes=(dims - 2, dims - 1))
+    jitter = out * rng.uniform(*config.contrast_range) + rng.uniform(-config.hu_offset, config.hu_offset) / 2000.0
+    return np.clip(jitter, 0.0, 1.0)
+
+
+def balanced_stream(data: PatchSet, size: int, dims: int, config: FprSamplingConfig, seed: int) -> Iterator:
+    """Endless seeded (x, y, w) samples, positives drawn with probability ``positive_fraction``."""
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(data.labels == 1), np.flatnonzero(data.labels == 0)
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError(f"need positives and negatives, got {len(pos)} and {len(neg)}")
+    while True:
+        is_pos = rng.random() < config.positive_fraction
+        i = (pos if is_pos else neg)[rng.integers(len(pos) if is_pos else len(neg))]
+        x = augment(data.patches[i], size, dims, config, rng)
+        yield x, np.float32([float(is_pos)]), np.float32(1.0)
+
+
+def make_dataset(data: PatchSet, size: int, dims: int, config: FprSamplingConfig, batch: int, seed: int):
+    """Batched ``tf.data.Dataset`` of :func:`balanced_stream`."""
+    sample = augment(data.patches[0], size, dims, config, np.random.default_rng(0))
+    signature = (
+        tf.TensorSpec(sample.shape, tf.float32),
+        tf.TensorSpec((1,), tf.float32),
+        tf.TensorSpec((), tf.float32),
+    )
+    ds = tf.data.Dataset.from_generator(
+        lambda: balanced_stream(data, size, dims, config, seed), output_signature=signature
+    )
+    return ds.batch(batch, drop_remainder=True).prefetch(2)

@@ -1,0 +1,206 @@
+"""``lungcad train fpr``: train the WideResNet false-positive reducer, and score candidates with it.
+
+Training data: the scans of a LUNA16-layout folder with its ``candidates.csv`` (class 0/1) and/or the
+U-Net's candidates of the same scans (``--candidates``, labelled against ``annotations.csv``: mined
+hard negatives). Patches are cut once into a cache per scan (resumable), scans are split into training
+and held-out validation scans, batches are balanced between positives and negatives and augmented. Each
+epoch reports the validation AUC over held-out candidates and, when U-Net candidates are given, the
+held-out FROC CPM with FPR scores. A model directory holds ``model.keras`` and ``fpr.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import yaml
+
+from lungcad import __version__
+from lungcad.batch import find_scans, write_text_atomic
+from lungcad.candidates.train import read_tables, split_ids
+from lungcad.config import from_dict, to_dict
+from lungcad.errors import ConfigError, DataLayoutError
+from lungcad.fpr.data import (
+    FprSamplingConfig,
+    PatchSet,
+    center_crop,
+    cut_patches,
+    label_candidates,
+    make_dataset,
+)
+from lungcad.fpr.wideresnet import WRNConfig, build_wideresnet
+from lungcad.io import load_scan
+from lungcad.patches import PatchConfig, extract_patches
+from lungcad.scan import CTScan
+from lungcad.train.loop import FitResult, LoopConfig, Task, fit
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"
+FPR_FILE = "fpr.yaml"
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """What scoring needs besides the weights (``fpr.yaml`` in a model directory)."""
+
+    patches: PatchConfig
+    model: WRNConfig
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class FprTrainConfig:
+    """``configs/fpr.yaml``."""
+
+    model: WRNConfig
+    patches: PatchConfig
+    sampling: FprSamplingConfig
+    train: LoopConfig
+    validation_fraction: float
+    batch_size_inference: int
+
+    def scorer(self) -> ScorerConfig:
+        return ScorerConfig(self.patches, self.model, self.batch_size_inference)
+
+
+class FprScorer:
+    """A trained WideResNet: ``score(scan, candidates)`` gives each candidate's nodule probability."""
+
+    def __init__(self, model: keras.Model, config: ScorerConfig) -> None:
+        self.model = model
+        self.config = config
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> FprScorer:
+        model_dir = Path(model_dir)
+        for name in (MODEL_FILE, FPR_FILE):
+            if not (model_dir / name).is_file():
+                raise ConfigError(
+                    f"not an FPR model directory: {name} missing",
+                    path=model_dir,
+                    fix="give a folder written by 'lungcad train fpr'",
+                )
+        config = from_dict(
+            ScorerConfig, yaml.safe_load((model_dir / FPR_FILE).read_text()), source=str(model_dir / FPR_FILE)
+        )
+        return cls(keras.models.load_model(model_dir / MODEL_FILE, compile=False), config)
+
+    def save(self, model_dir: str | Path) -> Path:
+        model_dir = Path(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        self.model.save(model_dir / MODEL_FILE)
+        (model_dir / FPR_FILE).write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
+        return model_dir
+
+    def score_patches(self, patches: np.ndarray) -> np.ndarray:
+        """Nodule probability (N,) of ready patches (N, ...) in [0, 1]."""
+        out = [
+            np.asarray(self.model(tf.constant(patches[i : i + self.config.batch_size], tf.float32), training=False))[
+                :, 0
+            ]
+            for i in range(0, len(patches), self.config.batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def score(self, scan: CTScan, centres_xyz: np.ndarray) -> np.ndarray:
+        """Nodule probability (N,) of candidates at world centres (N, 3) mm of ``scan``."""
+        if len(centres_xyz) == 0:
+            return np.zeros(0, np.float32)
+        return self.score_patches(extract_patches(scan, np.asarray(centres_xyz, float), self.config.patches))
+
+
+def read_candidates_tables(data: Path, extra: Path | None) -> pd.DataFrame:
+    """LUNA16 ``candidates.csv`` of ``data`` (if present) plus an extra candidate table (e.g. U-Net's)."""
+    frames = []
+    if (data / "candidates.csv").is_file():
+        frames.append(pd.read_csv(data / "candidates.csv"))
+    if extra is not None:
+        frames.append(pd.read_csv(extra).drop(columns=["class"], errors="ignore"))
+    if not frames:
+        raise DataLayoutError("no candidates: neither candidates.csv nor --candidates", path=data)
+    return pd.concat(frames, ignore_index=True)
+
+
+def build_patch_cache(data: Path, cache: Path, labelled: pd.DataFrame, config: FprTrainConfig) -> PatchSet:
+    """Cut (margin-padded) patches per scan into ``cache/<id>.npz`` (skipping finished scans)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for ref in find_scans([data]):
+        table = labelled[labelled.seriesuid == ref.id]
+        if table.empty:
+            continue
+        path = cache / f"{ref.id}.npz"
+        if not path.exists():
+            part = cut_patches(load_scan(ref.path), table, config.patches, config.sampling.augment_margin)
+            tmp = path.with_name(f".tmp-{path.name}")
+            np.savez(tmp, patches=part.patches, labels=part.labels, scan_ids=part.scan_ids)
+            tmp.replace(path)
+        with np.load(path) as npz:
+            parts.append(PatchSet(npz["patches"], npz["labels"], npz["scan_ids"]))
+    if not parts:
+        raise DataLayoutError("no candidate belongs to a scan in the folder", path=data)
+    return PatchSet.concat(parts)
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (ties count half)."""
+    from lungcad.evaluate import auc
+
+    return float(auc(labels, scores)) if 0 < labels.sum() < len(labels) else float("nan")
+
+
+def train_fpr(
+    data: str | Path,
+    out_dir: str | Path,
+    config: FprTrainConfig,
+    *,
+    candidates: str | Path | None = None,
+    cache: str | Path | None = None,
+    resume: bool = False,
+    strategy=None,
+) -> FitResult:
+    """Train the WideResNet on ``data`` (LUNA16 layout) into the model directory ``out_dir``."""
+    data, out = Path(data), Path(out_dir)
+    annotations, excluded = read_tables(data)
+    labelled = label_candidates(
+        read_candidates_tables(data, Path(candidates) if candidates else None), annotations, excluded, config.sampling
+    )
+    patches = build_patch_cache(data, Path(cache) if cache else out / "patch_cache", labelled, config)
+    train_ids, val_ids = split_ids(sorted(set(patches.scan_ids)), config.validation_fraction, config.train.seed)
+    train_set = patches.subset(np.isin(patches.scan_ids, train_ids))
+    val_set = patches.subset(np.isin(patches.scan_ids, val_ids))
+    size, dims = config.patches.size, 3 if config.patches.mode == "3d" else 2
+    val_x = center_crop(val_set.patches, size, dims).astype(np.float32)
+
+    def validate(model) -> dict[str, float]:
+        scores = FprScorer(model, config.scorer()).score_patches(val_x)
+        return {"val_auc": roc_auc(val_set.labels, scores)}
+
+    task = Task(
+        build_model=lambda: build_wideresnet(config.model),
+        loss=lambda y, p, w: keras.losses.binary_crossentropy(y, p) * w,
+        dataset=lambda batch, seed: make_dataset(train_set, size, dims, config.sampling, batch, seed),
+        validate=validate if len(val_set.labels) else None,
+    )
+    result = fit(task, config.train, out, strategy=strategy, resume=resume)
+    if (out / "best.weights.h5").exists():
+        result.model.load_weights(out / "best.weights.h5")
+    FprScorer(result.model, config.scorer()).save(out)
+    info = {
+        "lungcad_version": __version__,
+        "data": str(data),
+        "train_scans": train_ids,
+        "validation_scans": val_ids,
+        "train_candidates": {"positive": int(train_set.labels.sum()), "total": len(train_set.labels)},
+        "best": result.best,
+    }
+    write_text_atomic(out / "train_config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
+    write_text_atomic(out / "run.json", json.dumps(info, indent=1))
+    return result

@@ -1,0 +1,124 @@
+"""FPR: candidate labelling rules, a tiny WideResNet separating nodule balls from vessel tubes, and an
+end-to-end training run on LUNA16-layout data."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import simple_chest
+
+from lungcad.config import load_config
+from lungcad.fpr.data import PatchSet, label_candidates
+from lungcad.fpr.train import FprScorer, FprTrainConfig, roc_auc, train_fpr
+from lungcad.io import write_mhd
+from lungcad.train.loop import Task, fit
+
+SAMPLING = load_config(FprTrainConfig, "fpr").sampling
+
+
+def _table(rows):
+    return pd.DataFrame(rows, columns=["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"])
+
+
+def test_labels_inside_nodule_far_negative_ambiguous_and_excluded_dropped():
+    ann = _table([["s", 0.0, 0.0, 0.0, 10.0]])
+    exc = _table([["s", 50.0, 0.0, 0.0, -1.0]])
+    cand = pd.DataFrame(
+        {
+            "seriesuid": ["s"] * 5,
+            "coordX": [2.0, 7.0, 30.0, 52.0, 0.0],
+            "coordY": 0.0,
+            "coordZ": [0.0, 0.0, 0.0, 0.0, 4.9],
+        }
+    )
+    out = label_candidates(cand, ann, exc, SAMPLING)
+    # inside (1); 2 mm past the radius: ambiguous (margin 5 mm); far (0); in the excluded finding: dropped
+    assert out[["coordX", "coordZ", "label"]].values.tolist() == [[2.0, 0.0, 1], [30.0, 0.0, 0], [0.0, 4.9, 1]]
+    luna = cand.assign(**{"class": [1, 0, 0, 0, 0]})
+    assert label_candidates(luna, ann, exc, SAMPLING).label.tolist() == [1, 0, 0, 0, 0]
+
+
+def _balls_and_tubes(n: int, size: int, seed: int) -> PatchSet:
+    """2.5-D patches: a ball (nodule) looks round in all three planes, a tube (vessel) elongated in one."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] - size / 2 + 0.5
+    patches, labels = [], []
+    for i in range(n):
+        radius = rng.uniform(2.5, 5.0)
+        planes = []
+        for c in range(3):
+            if i % 2 == 0:
+                img = yy**2 + xx**2 <= radius**2
+            else:
+                angle = rng.uniform(0, np.pi) if c == 0 else 0.0
+                d = np.abs(-np.sin(angle) * xx + np.cos(angle) * yy)
+                img = d <= radius * (0.8 if c == 0 else 1.0) if c != 1 else (yy**2 + xx**2 <= radius**2)
+            planes.append(np.where(img, 0.65, 0.1) + rng.normal(0, 0.03, (size, size)))
+        patches.append(np.stack(planes, -1))
+        labels.append(1 - i % 2)
+    return PatchSet(np.clip(patches, 0, 1).astype(np.float16), np.array(labels, np.int8), np.array(["x"] * n))
+
+
+@pytest.mark.slow
+def test_tiny_wideresnet_separates_nodules_from_vessels(tmp_path):
+    from lungcad.fpr.data import make_dataset
+    from lungcad.fpr.wideresnet import build_wideresnet
+
+    cfg = load_config(FprTrainConfig, "fpr")
+    model_cfg = dataclasses.replace(cfg.model, depth=10, widen_factor=1, patch_size=16)
+    sampling = dataclasses.replace(cfg.sampling, augment_margin=2)
+    train = _balls_and_tubes(200, 20, seed=0)
+    val = _balls_and_tubes(100, 20, seed=1)
+    val_x = val.patches[:, 2:18, 2:18].astype(np.float32)
+
+    def validate(model):
+        scores = np.asarray(model(val_x, training=False))[:, 0]
+        return {"val_auc": roc_auc(val.labels, scores)}
+
+    loop = dataclasses.replace(cfg.train, epochs=4, steps_per_epoch=15, batch_size=16, learning_rate=0.003)
+    task = Task(
+        lambda: build_wideresnet(model_cfg),
+        lambda y, p, w: (p - y)[:, 0] ** 2 * w,
+        lambda batch, seed: make_dataset(train, 16, 2, sampling, batch, seed),
+        validate,
+    )
+    result = fit(task, loop, tmp_path)
+    assert result.best["val_auc"] >= 0.9
+
+
+@pytest.mark.slow
+def test_train_fpr_end_to_end_and_scorer(tmp_path):
+    data = tmp_path / "data"
+    rows, ann = [], []
+    for k in range(3):
+        scan, truth, nodule = simple_chest(seed=k)
+        uid = f"1.3.{k}"
+        write_mhd(scan.with_array(scan.array, id=uid), data / "subset0" / f"{uid}.mhd")
+        centre = scan.voxel_to_world(np.argwhere(nodule).mean(0))
+        ann.append([uid, *centre, 12.0])
+        rows.append([uid, *centre, 1])
+        lung = np.argwhere(truth & ~nodule)
+        for idx in np.random.default_rng(k).choice(len(lung), 6, replace=False):
+            rows.append([uid, *scan.voxel_to_world(lung[idx]), 0])
+    pd.DataFrame(rows, columns=["seriesuid", "coordX", "coordY", "coordZ", "class"]).to_csv(
+        data / "candidates.csv", index=False
+    )
+    _table(ann).to_csv(data / "annotations.csv", index=False)
+    cfg = load_config(FprTrainConfig, "fpr")
+    cfg = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, depth=10, widen_factor=1, patch_size=16),
+        patches=dataclasses.replace(cfg.patches, size=16, spacing_mm=2.0),
+        validation_fraction=0.34,
+        train=dataclasses.replace(cfg.train, epochs=2, steps_per_epoch=3, batch_size=8),
+    )
+    result = train_fpr(data, tmp_path / "model", cfg)
+    assert "val_auc" in result.history[-1]
+    scorer = FprScorer.load(tmp_path / "model")
+    scan, _, nodule = simple_chest(seed=0)
+    probs = scorer.score(scan, np.array([scan.voxel_to_world(np.argwhere(nodule).mean(0))]))
+    assert probs.shape == (1,) and 0.0 <= probs[0] <= 1.0
+
