@@ -1,0 +1,364 @@
+"""Write synthetic datasets in the LUNA16 and DSB 2017 layouts: :func:`write_dataset`.
+
+Layout under ``OUT`` (``fmt="luna"``, ``"dsb"`` or ``"both"``)::
+
+    synth.json                          phantom version, lungcad version, seed, size, config
+    synth_records/00000.json            per-scan ground truth (written last: a scan is done when it exists)
+    luna16/subset0/<seriesuid>.mhd/.raw int16 HU, LUNA16 MetaImage
+    luna16/seg-lungs-LUNA16/<seriesuid>.mhd/.raw   uint8 labels: 3 left lung, 4 right lung, 5 airway
+    luna16/annotations.csv              seriesuid,coordX,coordY,coordZ,diameter_mm   (nodules >= 3 mm)
+    luna16/annotations_excluded.csv     same columns: the < 3 mm findings
+    luna16/candidates.csv               seriesuid,coordX,coordY,coordZ,class
+    luna16/seriesuids.csv               one seriesuid per line, no header
+    dsb2017/stage1/<patient id>/*.dcm   DICOM series, shuffled names, RescaleIntercept -1024, padding -2000
+    dsb2017/stage1_labels.csv           id,cancer
+    dsb2017/stage1_nodules.csv          id,coordX,coordY,coordZ,diameter_mm,type,shape,location,malignant,excluded
+    dsb2017/stage1_lungs/<patient id>.mhd/.raw     uint8 labels in the DICOM series' geometry
+
+Coordinates are world mm. A rerun with the same arguments skips finished scans and rebuilds the CSVs
+from the records; other arguments into the same folder are refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from lungcad import __version__
+from lungcad.config import to_dict
+from lungcad.errors import ConfigError, DataLayoutError
+from lungcad.io.writers import write_dicom_series, write_mhd
+from lungcad.synth.config import SynthConfig, load_synth_config
+from lungcad.synth.phantom import PHANTOM_VERSION, Nodule, Phantom, make_phantom
+
+log = logging.getLogger("lungcad.synth")
+
+FORMATS = ("luna", "dsb", "both")
+ANNOTATION_HEADER = ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"]
+CANDIDATE_HEADER = ["seriesuid", "coordX", "coordY", "coordZ", "class"]
+NODULE_HEADER = [
+    "id", "coordX", "coordY", "coordZ", "diameter_mm", "type", "shape", "location", "malignant", "excluded",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What :func:`write_dataset` did."""
+
+    out: Path
+    scans: int
+    generated: int
+    skipped: int
+    nodules: int
+    excluded: int
+    cancer_rate: float
+    seconds: float
+    formats: tuple[str, ...]
+
+    def line(self) -> str:
+        """One-line human summary."""
+        return (
+            f"synth: {self.scans} scans ({self.generated} generated, {self.skipped} already there), "
+            f"{self.nodules} nodules + {self.excluded} excluded findings, cancer rate {self.cancer_rate:.1%}, "
+            f"{self.seconds:.1f} s -> {self.out}"
+        )
+
+
+def _formats(fmt: str) -> tuple[str, ...]:
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}", expected="one of " + ", ".join(FORMATS))
+    return ("luna", "dsb") if fmt == "both" else (fmt,)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_csv(path: Path, header: Sequence[str] | None, rows: Iterable[Sequence[Any]]) -> None:
+    """Write a CSV (``\\n`` line ends, no index column) atomically; ``header=None`` writes no header."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        if header is not None:
+            writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.6f}"
+
+
+# --------------------------------------------------------------------------- paths
+def luna_paths(out: Path, rec: dict) -> dict[str, Path]:
+    """Files of one scan in the LUNA16 layout."""
+    uid = rec["series_uid"]
+    root = out / "luna16"
+    return {
+        "scan": root / f"subset{rec['subset']}" / f"{uid}.mhd",
+        "raw": root / f"subset{rec['subset']}" / f"{uid}.raw",
+        "lungs": root / "seg-lungs-LUNA16" / f"{uid}.mhd",
+    }
+
+
+def dsb_paths(out: Path, rec: dict) -> dict[str, Path]:
+    """Folder and files of one patient in the DSB 2017 layout."""
+    pid = rec["patient_id"]
+    root = out / "dsb2017"
+    return {"series": root / "stage1" / pid, "lungs": root / "stage1_lungs" / f"{pid}.mhd"}
+
+
+def _done(out: Path, rec: dict, fmt: str) -> bool:
+    """Whether a scan's files for ``fmt`` are complete on disk."""
+    if fmt not in rec.get("formats", []):
+        return False
+    if fmt == "luna":
+        return all(p.is_file() for p in luna_paths(out, rec).values())
+    paths = dsb_paths(out, rec)
+    n = sum(1 for _ in paths["series"].glob("*.dcm")) if paths["series"].is_dir() else 0
+    return n == rec["shape"][0] and paths["lungs"].is_file()
+
+
+# --------------------------------------------------------------------------- one scan
+def _nodule_json(n: Nodule) -> dict:
+    return {
+        "world_xyz": list(n.world_xyz),
+        "diameter_mm": n.diameter_mm,
+        "type": n.type,
+        "shape": n.shape,
+        "location": n.location,
+        "lung": n.lung,
+        "malignant": n.malignant,
+        "excluded": n.excluded,
+        "core_diameter_mm": n.core_diameter_mm,
+    }
+
+
+def _record(ph: Phantom, subset: int, formats: Sequence[str]) -> dict:
+    """Per-scan JSON record: identifiers, geometry, nodules (both layouts' world mm), candidates."""
+    canon = ph.canonical()
+    return {
+        "index": ph.index,
+        "seed": ph.seed,
+        "phantom_version": PHANTOM_VERSION,
+        "series_uid": ph.series_uid,
+        "patient_id": ph.patient_id,
+        "subset": subset,
+        "flipped": ph.flipped,
+        "cancer": ph.cancer,
+        "formats": sorted(formats),
+        "shape": list(ph.scan.shape),
+        "spacing": list(ph.scan.spacing),
+        "origin": list(ph.scan.origin),
+        "nodules_luna": [_nodule_json(n) for n in ph.nodules],
+        "nodules_dsb": [_nodule_json(n) for n in canon.nodules],
+        "candidates": [[*map(float, p), int(c)] for p, c in zip(ph.candidates, ph.candidate_classes, strict=True)],
+    }
+
+
+def _write_luna(out: Path, ph: Phantom, rec: dict) -> None:
+    paths = luna_paths(out, rec)
+    write_mhd(ph.scan, paths["scan"])
+    write_mhd(ph.label_scan(), paths["lungs"])
+
+
+def _write_dsb(out: Path, ph: Phantom, rec: dict) -> None:
+    canon = ph.canonical()
+    paths = dsb_paths(out, rec)
+    folder = paths["series"]
+    if folder.is_dir():
+        for stale in folder.glob(".tmp-*"):
+            stale.unlink()
+    write_dicom_series(
+        canon.scan,
+        folder,
+        shuffle_names=True,
+        seed=ph.seed * 1_000_003 + ph.index,
+        patient_id=ph.patient_id,
+        series_uid=ph.series_uid,
+        rescale_intercept=-1024.0,
+        padding_value=-2000,
+        padding_mask=~canon.fov_mask,
+        slice_thickness=ph.geometry.thickness,
+    )
+    write_mhd(canon.label_scan(), paths["lungs"])
+
+
+def make_scan(
+    out: Path, seed: int, index: int, size: int, config: SynthConfig, formats: Sequence[str]
+) -> tuple[dict, bool]:
+    """Generate scan ``index`` and write what ``formats`` still lack.
+
+    Returns ``(record, generated)``; the record JSON is written last, so it marks a finished scan.
+    """
+    rec_path = out / "synth_records" / f"{index:05d}.json"
+    old = json.loads(rec_path.read_text()) if rec_path.is_file() else None
+    if old is not None and all(_done(out, old, f) for f in formats):
+        return old, False
+    ph = make_phantom(seed, index, size=size, config=config)
+    have = [f for f in (old or {}).get("formats", []) if _done(out, old, f)]
+    rec = _record(ph, index % config.luna_subsets, sorted(set(have) | set(formats)))
+    for f in formats:
+        if f in have:
+            continue
+        (_write_luna if f == "luna" else _write_dsb)(out, ph, rec)
+    _atomic_text(rec_path, json.dumps(rec, indent=1))
+    return rec, True
+
+
+def _make_scan_job(args: tuple) -> tuple[dict, bool]:
+    """Worker entry: ``make_scan(*args)``."""
+    return make_scan(*args)
+
+
+# --------------------------------------------------------------------------- tables
+def _luna_tables(out: Path, recs: list[dict]) -> None:
+    root = out / "luna16"
+    ann, excl, cand = [], [], []
+    for r in recs:
+        uid = r["series_uid"]
+        for n in r["nodules_luna"]:
+            row = [uid, *map(_fmt, n["world_xyz"]), _fmt(n["diameter_mm"])]
+            (excl if n["excluded"] else ann).append(row)
+        cand += [[uid, *map(_fmt, c[:3]), c[3]] for c in r["candidates"]]
+    write_csv(root / "annotations.csv", ANNOTATION_HEADER, ann)
+    write_csv(root / "annotations_excluded.csv", ANNOTATION_HEADER, excl)
+    write_csv(root / "candidates.csv", CANDIDATE_HEADER, cand)
+    write_csv(root / "seriesuids.csv", None, [[r["series_uid"]] for r in recs])
+
+
+def _dsb_tables(out: Path, recs: list[dict]) -> None:
+    root = out / "dsb2017"
+    recs = sorted(recs, key=lambda r: r["patient_id"])
+    write_csv(root / "stage1_labels.csv", ["id", "cancer"], [[r["patient_id"], r["cancer"]] for r in recs])
+    rows = []
+    for r in recs:
+        for n in r["nodules_dsb"]:
+            rows.append(
+                [r["patient_id"], *map(_fmt, n["world_xyz"]), _fmt(n["diameter_mm"]), n["type"], n["shape"],
+                 n["location"], int(n["malignant"]), int(n["excluded"])]
+            )  # fmt: skip
+    write_csv(root / "stage1_nodules.csv", NODULE_HEADER, rows)
+
+
+# --------------------------------------------------------------------------- driver
+def _manifest(seed: int, size: int, n_scans: int, formats: Sequence[str], config: SynthConfig) -> dict:
+    return {
+        "phantom_version": PHANTOM_VERSION,
+        "lungcad_version": __version__,
+        "seed": seed,
+        "size": size,
+        "n_scans": n_scans,
+        "formats": sorted(formats),
+        "config": to_dict(config),
+    }
+
+
+def _check_manifest(path: Path, new: dict) -> dict:
+    """Refuse an ``OUT`` made with other arguments; returns the manifest to write (formats merged)."""
+    if not path.is_file():
+        return new
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataLayoutError(f"not valid JSON ({exc})", path=path) from exc
+    for key in ("phantom_version", "seed", "size", "config"):
+        if old.get(key) != new[key]:
+            raise DataLayoutError(
+                f"this folder holds a synthetic dataset made with another {key}",
+                path=path,
+                fix="write into an empty folder, or rerun with the same seed, size and config",
+            )
+    return {**new, "formats": sorted(set(old.get("formats", [])) | set(new["formats"]))}
+
+
+def _validate(n_scans: int, seed: int, size: int) -> None:
+    if n_scans < 1:
+        raise ConfigError(f"--scans must be >= 1, got {n_scans}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
+    if size < 32:
+        raise ConfigError(f"--size must be >= 32, got {size}")
+
+
+def write_dataset(
+    out: str | Path,
+    n_scans: int,
+    seed: int,
+    size: int = 512,
+    fmt: str = "both",
+    config: SynthConfig | None = None,
+    *,
+    workers: int = 1,
+    progress: bool = True,
+) -> DatasetSummary:
+    """Write ``n_scans`` phantoms of dataset ``seed`` into ``out`` in the ``fmt`` layout(s).
+
+    Args:
+        out: output folder (created).
+        n_scans: number of scans (indices 0 .. n_scans - 1).
+        seed: dataset seed; scan ``i`` depends only on ``(seed, i)``, ``size`` and ``config``.
+        size: in-plane matrix.
+        fmt: ``"luna"``, ``"dsb"`` or ``"both"``.
+        config: default ``configs/synth.yaml``.
+        workers: processes generating scans in parallel.
+        progress: show a tqdm progress bar.
+    Returns:
+        a :class:`DatasetSummary`.
+    """
+    start = time.perf_counter()
+    _validate(n_scans, seed, size)
+    formats = _formats(fmt)
+    cfg = config if config is not None else load_synth_config()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = _check_manifest(out / "synth.json", _manifest(seed, size, n_scans, formats, cfg))
+    _atomic_text(out / "synth.json", json.dumps(manifest, indent=1))
+    jobs = [(out, seed, i, size, cfg, formats) for i in range(n_scans)]
+    recs: dict[int, dict] = {}
+    generated = 0
+    bar = tqdm(total=n_scans, desc="synth", unit="scan", disable=not progress)
+    if workers <= 1:
+        for job in jobs:
+            rec, made = _make_scan_job(job)
+            recs[rec["index"]], generated = rec, generated + made
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for fut in as_completed([pool.submit(_make_scan_job, job) for job in jobs]):
+                rec, made = fut.result()
+                recs[rec["index"]], generated = rec, generated + made
+                bar.update()
+    bar.close()
+    ordered = [recs[i] for i in range(n_scans)]
+    if "luna" in manifest["formats"]:
+        _luna_tables(out, [r for r in ordered if "luna" in r["formats"]])
+    if "dsb" in manifest["formats"]:
+        _dsb_tables(out, [r for r in ordered if "dsb" in r["formats"]])
+    nods = [n for r in ordered for n in r["nodules_luna"]]
+    return DatasetSummary(
+        out=out,
+        scans=n_scans,
+        generated=generated,
+        skipped=n_scans - generated,
+        nodules=sum(not n["excluded"] for n in nods),
+        excluded=sum(n["excluded"] for n in nods),
+        cancer_rate=sum(r["cancer"] for r in ordered) / n_scans,
+        seconds=time.perf_counter() - start,
+        formats=tuple(manifest["formats"]),
+    )
