@@ -21,6 +21,8 @@ class LungMaskConfig:
     min_lung_ml: float
     second_lung_ratio: float
     closing_radius_mm: float
+    nodule_closing_mm: float
+    nodule_max_mm: float
 
 
 @dataclass(frozen=True)

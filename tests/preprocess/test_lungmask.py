@@ -42,3 +42,24 @@ def test_no_lungs_gives_empty_mask():
     body = scan.with_array(np.where(scan.array < -400, 40, scan.array).astype(np.int16))
     body = body.with_array(np.where(np.abs(np.arange(body.shape[2]) - 48) > 40, -1000, body.array).astype(np.int16))
     assert not lung_mask(body, default_config().lung_mask).any()
+
+
+def test_dice_on_synthetic_phantoms():
+    from lungcad.synth import make_phantom
+
+    for index in range(3):
+        phantom = make_phantom(4242, index, size=128)
+        truth = np.isin(phantom.lungs, (3, 4))
+        assert dice(lung_mask(phantom.scan, default_config().lung_mask), truth) >= 0.97
+
+
+def test_nodule_closing_option_fills_a_small_pleural_dent():
+    import dataclasses
+
+    scan, truth, nodule = simple_chest(shape=(60, 128, 128), spacing=(2.5, 1.0, 1.0), nodule_radius_mm=4.0)
+    base = default_config().lung_mask
+    plain = lung_mask(scan, base)
+    closed = lung_mask(scan, dataclasses.replace(base, nodule_closing_mm=6.0))
+    assert (closed & nodule).sum() > (plain & nodule).sum()  # measured: 0.926 -> 0.972
+    assert (closed & nodule).sum() >= 0.95 * nodule.sum()
+    assert dice(closed, truth) >= 0.97
