@@ -16,21 +16,19 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-import yaml
 from scipy import ndimage
 
 from lungcad.candidates.unet import UNetConfig
-from lungcad.config import from_dict, to_dict
-from lungcad.errors import ConfigError
 from lungcad.merge import MergeConfig, merge_candidates
 from lungcad.preprocess.config import PreprocessConfig
 from lungcad.preprocess.pipeline import PreprocessedScan, preprocess_scan
 from lungcad.scan import CTScan
+from lungcad.train.modeldir import check_model_dir as check_dir
+from lungcad.train.modeldir import load_model_dir, save_model_dir
 
 log = logging.getLogger(__name__)
 
-#: Files of a U-Net model directory.
-MODEL_FILE = "model.keras"
+#: Inference config of a U-Net model directory (beside model.keras).
 DETECTOR_FILE = "detector.yaml"
 
 
@@ -69,22 +67,12 @@ class CandidateDetector:
     @classmethod
     def load(cls, model_dir: str | Path) -> CandidateDetector:
         """Load ``model.keras`` and ``detector.yaml`` from a directory written by ``lungcad train unet``."""
-        model_dir = check_model_dir(model_dir)
-        config = from_dict(
-            DetectorConfig,
-            yaml.safe_load((model_dir / DETECTOR_FILE).read_text()),
-            source=str(model_dir / DETECTOR_FILE),
-        )
-        model = keras.models.load_model(model_dir / MODEL_FILE, compile=False)
-        return cls(model, config, model_dir)
+        model, config = load_model_dir(model_dir, DetectorConfig, DETECTOR_FILE, "unet")
+        return cls(model, config, Path(model_dir))
 
     def save(self, model_dir: str | Path) -> Path:
         """Write ``model.keras`` and ``detector.yaml`` into ``model_dir``."""
-        model_dir = Path(model_dir)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        self.model.save(model_dir / MODEL_FILE)
-        (model_dir / DETECTOR_FILE).write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
-        return model_dir
+        return save_model_dir(self.model, self.config, model_dir, DETECTOR_FILE)
 
     def probability(self, image: np.ndarray, lung_mask: np.ndarray) -> np.ndarray:
         """Nodule probability (Z, Y, X) float32 for a normalised cached volume; 0 on slices without lung."""
@@ -112,15 +100,7 @@ class CandidateDetector:
 
 def check_model_dir(model_dir: str | Path) -> Path:
     """``model_dir`` if it holds a U-Net model (``model.keras`` + ``detector.yaml``), else ConfigError."""
-    model_dir = Path(model_dir)
-    for name in (MODEL_FILE, DETECTOR_FILE):
-        if not (model_dir / name).is_file():
-            raise ConfigError(
-                f"not a U-Net model directory: {name} missing",
-                path=model_dir,
-                fix="give a folder written by 'lungcad train unet'",
-            )
-    return model_dir
+    return check_dir(model_dir, DETECTOR_FILE, "unet")
 
 
 def near_lung(lung: np.ndarray, spacing_zyx, margin_mm: float) -> np.ndarray:

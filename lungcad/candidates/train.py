@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,19 +20,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-import yaml
 
-from lungcad import __version__
-from lungcad.batch import find_scans, run_batch, write_text_atomic
+from lungcad.batch import find_scans, run_batch
 from lungcad.candidates.data import SamplingConfig, dice_bce_loss, make_dataset, sample_patch, training_scan
 from lungcad.candidates.inference import CandidateDetector, DetectorConfig
 from lungcad.candidates.unet import UNetConfig, build_unet
-from lungcad.config import to_dict
 from lungcad.errors import DataLayoutError
 from lungcad.merge import MergeConfig
 from lungcad.preprocess.config import PreprocessConfig
 from lungcad.preprocess.pipeline import load_preprocessed
 from lungcad.train.loop import FitResult, LoopConfig, Task, fit
+from lungcad.train.modeldir import finish_run
 
 log = logging.getLogger(__name__)
 
@@ -194,17 +191,12 @@ def train_unet(
         ),
     )
     result = fit(task, config.train, out, strategy=strategy, resume=resume)
-    if (out / "best.weights.h5").exists():
-        result.model.load_weights(out / "best.weights.h5")
-    CandidateDetector(result.model, config.detector()).save(out)
     info = {
-        "lungcad_version": __version__,
         "data": str(data),
         "train_scans": train_ids,
         "validation_scans": val_ids,
         "data_fingerprint": data_fingerprint(cache, ids),
-        "best": result.best,
     }
-    write_text_atomic(out / "train_config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
-    write_text_atomic(out / "run.json", json.dumps(info, indent=1))
+    finish_run(result, out, config, info)
+    CandidateDetector(result.model, config.detector()).save(out)
     return result

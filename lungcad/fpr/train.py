@@ -10,7 +10,6 @@ held-out FROC CPM with FPR scores. A model directory holds ``model.keras`` and `
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +18,10 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-import yaml
 
-from lungcad import __version__
-from lungcad.batch import find_scans, write_text_atomic
+from lungcad.batch import find_scans
 from lungcad.candidates.train import read_tables, split_ids
-from lungcad.config import from_dict, to_dict
-from lungcad.errors import ConfigError, DataLayoutError
+from lungcad.errors import DataLayoutError
 from lungcad.fpr.data import (
     FprSamplingConfig,
     PatchSet,
@@ -39,10 +35,10 @@ from lungcad.io import load_scan
 from lungcad.patches import PatchConfig, extract_patches
 from lungcad.scan import CTScan
 from lungcad.train.loop import FitResult, LoopConfig, Task, fit
+from lungcad.train.modeldir import finish_run, load_model_dir, save_model_dir
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.keras"
 FPR_FILE = "fpr.yaml"
 
 
@@ -79,25 +75,12 @@ class FprScorer:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> FprScorer:
-        model_dir = Path(model_dir)
-        for name in (MODEL_FILE, FPR_FILE):
-            if not (model_dir / name).is_file():
-                raise ConfigError(
-                    f"not an FPR model directory: {name} missing",
-                    path=model_dir,
-                    fix="give a folder written by 'lungcad train fpr'",
-                )
-        config = from_dict(
-            ScorerConfig, yaml.safe_load((model_dir / FPR_FILE).read_text()), source=str(model_dir / FPR_FILE)
-        )
-        return cls(keras.models.load_model(model_dir / MODEL_FILE, compile=False), config)
+        """Load a directory written by ``lungcad train fpr``."""
+        return cls(*load_model_dir(model_dir, ScorerConfig, FPR_FILE, "fpr"))
 
     def save(self, model_dir: str | Path) -> Path:
-        model_dir = Path(model_dir)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        self.model.save(model_dir / MODEL_FILE)
-        (model_dir / FPR_FILE).write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
-        return model_dir
+        """Write ``model.keras`` and ``fpr.yaml`` into ``model_dir``."""
+        return save_model_dir(self.model, self.config, model_dir, FPR_FILE)
 
     def score_patches(self, patches: np.ndarray) -> np.ndarray:
         """Nodule probability (N,) of ready patches (N, ...) in [0, 1]."""
@@ -190,17 +173,12 @@ def train_fpr(
         validate=validate if len(val_set.labels) else None,
     )
     result = fit(task, config.train, out, strategy=strategy, resume=resume)
-    if (out / "best.weights.h5").exists():
-        result.model.load_weights(out / "best.weights.h5")
-    FprScorer(result.model, config.scorer()).save(out)
     info = {
-        "lungcad_version": __version__,
         "data": str(data),
         "train_scans": train_ids,
         "validation_scans": val_ids,
         "train_candidates": {"positive": int(train_set.labels.sum()), "total": len(train_set.labels)},
-        "best": result.best,
     }
-    write_text_atomic(out / "train_config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False))
-    write_text_atomic(out / "run.json", json.dumps(info, indent=1))
+    finish_run(result, out, config, info)
+    FprScorer(result.model, config.scorer()).save(out)
     return result
