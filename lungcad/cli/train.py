@@ -8,40 +8,43 @@ from dataclasses import replace
 from lungcad.config import load_config
 
 
+def _model_parser(models, name: str, help_text: str, description: str, cache_help: str) -> argparse.ArgumentParser:
+    """A ``lungcad train <name>`` parser with the options every model shares."""
+    p = models.add_parser(name, help=help_text, description=description)
+    p.add_argument("--data", required=True, help="LUNA16-layout folder")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="model directory")
+    p.add_argument("--config", default=name, help=f"YAML config (default: configs/{name}.yaml)")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--steps", type=int, help="override train.steps_per_epoch")
+    p.add_argument("--cache", help=cache_help)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in MODEL_DIR")
+    return p
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model (unet, fpr)", description="Train a stage's model.")
     models = p.add_subparsers(dest="model", metavar="MODEL", required=True)
-    u = models.add_parser(
+    u = _model_parser(
+        models,
         "unet",
-        help="candidate U-Net on LUNA16-layout data",
-        description="Train the candidate U-Net on a LUNA16-layout folder (annotations.csv, subset*/...): "
-        "the real dataset or 'lungcad synth' output. Writes MODEL_DIR/{model.keras, detector.yaml, history.csv, "
-        "training_curve.png, metrics.json, checkpoints/}; --resume continues from the last checkpoint.",
+        "candidate U-Net on LUNA16-layout data",
+        "Train the candidate U-Net on a LUNA16-layout folder (annotations.csv, subset*/...): the real dataset or "
+        "'lungcad synth' output. Writes MODEL_DIR/{model.keras, detector.yaml, history.csv, training_curve.png, "
+        "metrics.json, checkpoints/}; --resume continues from the last checkpoint.",
+        "preprocess cache folder (default: MODEL_DIR/cache)",
     )
-    u.add_argument("--data", required=True, help="LUNA16-layout folder")
-    u.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="model directory")
-    u.add_argument("--config", default="unet", help="YAML config (default: configs/unet.yaml)")
-    u.add_argument("--epochs", type=int, help="override train.epochs")
-    u.add_argument("--steps", type=int, help="override train.steps_per_epoch")
-    u.add_argument("--cache", help="preprocess cache folder (default: MODEL_DIR/cache)")
     u.add_argument("--workers", type=int, default=1, help="processes for preprocessing the cache")
-    u.add_argument("--resume", action="store_true", help="continue from the last checkpoint in MODEL_DIR")
     u.set_defaults(func=run_unet)
-    f = models.add_parser(
+    f = _model_parser(
+        models,
         "fpr",
-        help="WideResNet false-positive reduction on candidate patches",
-        description="Train the WideResNet on a LUNA16-layout folder: its candidates.csv (class 0/1) and/or "
-        "--candidates (e.g. the U-Net's, labelled against annotations.csv). Writes MODEL_DIR/{model.keras, fpr.yaml, "
-        "history.csv, training_curve.png, metrics.json, checkpoints/}.",
+        "WideResNet false-positive reduction on candidate patches",
+        "Train the WideResNet on a LUNA16-layout folder: its candidates.csv (class 0/1) and/or --candidates (e.g. "
+        "the U-Net's, labelled against annotations.csv). Writes MODEL_DIR/{model.keras, fpr.yaml, history.csv, "
+        "training_curve.png, metrics.json, checkpoints/}.",
+        "patch cache folder (default: MODEL_DIR/patch_cache)",
     )
-    f.add_argument("--data", required=True, help="LUNA16-layout folder")
-    f.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="model directory")
     f.add_argument("--candidates", help="extra candidate table (seriesuid,coordX,coordY,coordZ,...) to label and use")
-    f.add_argument("--config", default="fpr", help="YAML config (default: configs/fpr.yaml)")
-    f.add_argument("--epochs", type=int, help="override train.epochs")
-    f.add_argument("--steps", type=int, help="override train.steps_per_epoch")
-    f.add_argument("--cache", help="patch cache folder (default: MODEL_DIR/patch_cache)")
-    f.add_argument("--resume", action="store_true", help="continue from the last checkpoint in MODEL_DIR")
     f.set_defaults(func=run_fpr)
 
 
