@@ -159,12 +159,19 @@ def make_dataset(scans: list[TrainingScan], context: int, config: SamplingConfig
     return ds.batch(batch, drop_remainder=True).prefetch(2)
 
 
-def dice_bce_loss(y_true: tf.Tensor, y_pred: tf.Tensor, weight: tf.Tensor, smooth: float = 1.0) -> tf.Tensor:
-    """Per-example (B,) loss: weighted binary cross-entropy + (1 - soft Dice), pixels with weight 0 ignored."""
+def dice_bce_loss(
+    y_true: tf.Tensor, y_pred: tf.Tensor, weight: tf.Tensor, pos_weight: float = 1.0, smooth: float = 1.0
+) -> tf.Tensor:
+    """Per-example (B,) loss: binary cross-entropy (nodule pixels weighted ``pos_weight``) + (1 - soft Dice).
+
+    The Dice is computed over the whole (per-replica) batch and added to every example: a per-example Dice
+    rewards empty predictions on the many nodule-free patches and collapsed training to all zeros.
+    Pixels with weight 0 (excluded findings) are ignored.
+    """
     y_pred = tf.clip_by_value(tf.cast(y_pred, tf.float32), 1e-6, 1.0 - 1e-6)
-    bce = -(y_true * tf.math.log(y_pred) + (1.0 - y_true) * tf.math.log(1.0 - y_pred))
+    bce = -(pos_weight * y_true * tf.math.log(y_pred) + (1.0 - y_true) * tf.math.log(1.0 - y_pred))
     axes = [1, 2, 3]
     bce = tf.reduce_sum(bce * weight, axes) / (tf.reduce_sum(weight, axes) + 1e-6)
-    inter = tf.reduce_sum(y_true * y_pred * weight, axes)
-    total = tf.reduce_sum((y_true + y_pred) * weight, axes)
+    inter = tf.reduce_sum(y_true * y_pred * weight)
+    total = tf.reduce_sum((y_true + y_pred) * weight)
     return bce + 1.0 - (2.0 * inter + smooth) / (total + smooth)

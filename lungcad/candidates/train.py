@@ -44,6 +44,7 @@ class UNetTrainConfig:
     sampling: SamplingConfig
     train: LoopConfig
     merge: MergeConfig
+    pos_weight: float
     validation_fraction: float
     validation_patches: int
     recall_scans: int
@@ -147,7 +148,7 @@ def make_validator(config: UNetTrainConfig, val_scans, val_pre, annotations):
         if x is None:
             return {}
         pred = np.asarray(model(x, training=False))
-        loss = float(tf.reduce_mean(dice_bce_loss(y, pred, w)))
+        loss = float(tf.reduce_mean(dice_bce_loss(y, pred, w, config.pos_weight)))
         inter = float(np.sum((pred > 0.5) * y * w))
         dice = 2 * inter / max(float(np.sum((pred > 0.5) * w) + np.sum(y * w)), 1e-6)
         detector = CandidateDetector(model, config.detector())
@@ -182,7 +183,7 @@ def train_unet(
     train_scans = [scans[s] for s in train_ids]
     task = Task(
         build_model=lambda: build_unet(config.model),
-        loss=dice_bce_loss,
+        loss=functools.partial(dice_bce_loss, pos_weight=config.pos_weight),
         dataset=lambda batch, seed: make_dataset(
             train_scans, config.model.context_slices, config.sampling, batch, seed
         ),
