@@ -212,11 +212,9 @@ def z_merge(det: SliceDetections, scan: CTScan, config: MergeConfig) -> pd.DataF
         }
     )
     table = table[table.n_slices >= config.min_slices]
-    return (
-        table.sort_values("probability", ascending=False, kind="stable")
-        .head(config.max_candidates)
-        .reset_index(drop=True)
-    )
+    # peak probabilities saturate at 1.0 for many detections: ties are broken by the mean probability
+    order = table.sort_values(["probability", "mean_probability"], ascending=False, kind="stable")
+    return order.head(config.max_candidates).reset_index(drop=True)
 
 
 def merge_candidates(prob: np.ndarray, scan: CTScan, config: MergeConfig | None = None) -> pd.DataFrame:

@@ -96,6 +96,18 @@ def test_centres_in_world_mm_for_any_direction(direction):
     )
 
 
+def test_saturated_peaks_ranked_by_mean_probability():
+    scan = _scan()
+    prob = np.zeros(scan.shape, np.float32)
+    for z in range(3, 6):
+        _disc(prob, z, 15, 15, 4, 0.6)  # a weak blob ...
+        _disc(prob, z, 45, 45, 4, 0.95)  # ... and a strong one
+    prob[4, 15, 15] = prob[4, 45, 45] = 1.0  # both peak at 1.0
+    table = merge_candidates(prob, scan)
+    assert list(table.probability) == [1.0, 1.0]
+    np.testing.assert_allclose(table.loc[0, ["voxel_y", "voxel_x"]].to_numpy(float), [45, 45], atol=0.2)
+
+
 def test_empty_map_gives_empty_table_with_columns():
     scan = _scan()
     table = merge_candidates(np.zeros(scan.shape, np.float32), scan)
