@@ -5,6 +5,7 @@ Used by ``lungcad synth`` and by tests that need real-format files with known ge
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,77 +82,103 @@ def ct_slice_datasets(
     Returns:
         datasets with file meta, ready for :func:`pydicom.dcmwrite`.
     """
-    nz, ny, nx = scan.shape
+    nz = scan.shape[0]
     pid = patient_id or scan.id
-    study_uid = study_uid or deterministic_uid("study", pid)
     series_uid = series_uid or deterministic_uid("series", pid, scan.shape)
-    frame_uid = deterministic_uid("frame", pid)
+    template = _series_template(
+        scan,
+        pid,
+        study_uid or deterministic_uid("study", pid),
+        series_uid,
+        series_description,
+        slice_thickness if slice_thickness is not None else scan.spacing[0],
+        signed,
+        padding_value,
+    )
     intercepts = np.broadcast_to(np.asarray(rescale_intercept, dtype=float), (nz,))
     slopes = np.broadcast_to(np.asarray(rescale_slope, dtype=float), (nz,))
-    d = scan.direction
-    sz, sy, sx = scan.spacing
     positions = scan.voxel_to_world(np.stack([np.arange(nz), np.zeros(nz), np.zeros(nz)], axis=1))
-    normal_coord = positions @ np.cross(d[:, 0], d[:, 1])
-    dtype = np.int16 if signed else np.uint16
-    info = np.iinfo(dtype)
+    normal_coord = positions @ np.cross(scan.direction[:, 0], scan.direction[:, 1])
     out = []
     for k in range(nz):
-        raw = np.rint((scan.array[k].astype(np.float64) - intercepts[k]) / slopes[k])
-        if padding_mask is not None and padding_value is not None:
-            mask = padding_mask if padding_mask.ndim == 2 else padding_mask[k]
-            raw[mask] = padding_value
-        raw = np.clip(raw, info.min, info.max).astype(dtype)
-        sop_uid = deterministic_uid("sop", series_uid, k)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = sop_uid
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = deterministic_uid("lungcad-implementation")
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = sop_uid
-        ds.StudyDate = "20170101"
-        ds.SeriesDate = "20170101"
-        ds.Modality = "CT"
-        ds.Manufacturer = "lungcad synthetic"
-        ds.SeriesDescription = series_description
-        ds.PatientName = pid
-        ds.PatientID = pid
-        ds.BodyPartExamined = "CHEST"
-        ds.SliceThickness = f"{slice_thickness if slice_thickness is not None else sz:.4g}"
-        ds.KVP = "120"
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = series_uid
-        ds.StudyID = "1"
-        ds.SeriesNumber = 2
+        mask = None if padding_mask is None else (padding_mask if padding_mask.ndim == 2 else padding_mask[k])
+        ds = copy.deepcopy(template)
+        ds.file_meta = _file_meta(deterministic_uid("sop", series_uid, k))
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
         ds.InstanceNumber = k + 1
         ds.ImagePositionPatient = [f"{v:.6f}" for v in positions[k]]
-        ds.ImageOrientationPatient = [f"{v:.6f}" for v in (*d[:, 0], *d[:, 1])]
-        ds.FrameOfReferenceUID = frame_uid
-        ds.PositionReferenceIndicator = ""
         ds.SliceLocation = f"{normal_coord[k]:.6f}"
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows = ny
-        ds.Columns = nx
-        ds.PixelSpacing = [f"{sy:.6f}", f"{sx:.6f}"]
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1 if signed else 0
-        if padding_value is not None:
-            ds.PixelPaddingValue = int(padding_value)
-        ds.WindowCenter = "-600"
-        ds.WindowWidth = "1500"
         ds.RescaleIntercept = f"{intercepts[k]:g}"
         ds.RescaleSlope = f"{slopes[k]:g}"
-        ds.RescaleType = "HU"
-        ds.PixelData = raw.tobytes()
+        ds.PixelData = _stored_values(scan.array[k], intercepts[k], slopes[k], signed, padding_value, mask).tobytes()
         out.append(ds)
     return out
+
+
+def _stored_values(
+    hu: np.ndarray, intercept: float, slope: float, signed: bool, padding_value: int | None, padding: np.ndarray | None
+) -> np.ndarray:
+    """Stored pixel values of one slice: ``round((HU - intercept) / slope)``, padding, clipped to the type."""
+    raw = np.rint((hu.astype(np.float64) - intercept) / slope)
+    if padding is not None and padding_value is not None:
+        raw[padding] = padding_value
+    dtype = np.int16 if signed else np.uint16
+    info = np.iinfo(dtype)
+    return np.clip(raw, info.min, info.max).astype(dtype)
+
+
+def _file_meta(sop_uid: str) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = deterministic_uid("lungcad-implementation")
+    return meta
+
+
+def _series_template(
+    scan: CTScan,
+    pid: str,
+    study_uid: str,
+    series_uid: str,
+    description: str,
+    thickness: float,
+    signed: bool,
+    padding_value: int | None,
+) -> Dataset:
+    """The tags every slice of the series shares (patient, study, series, geometry, pixel format)."""
+    d = scan.direction
+    ny, nx = scan.shape[1:]
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.SOPClassUID = CTImageStorage
+    ds.StudyDate = ds.SeriesDate = "20170101"
+    ds.Modality = "CT"
+    ds.Manufacturer = "lungcad synthetic"
+    ds.SeriesDescription = description
+    ds.PatientName = ds.PatientID = pid
+    ds.BodyPartExamined = "CHEST"
+    ds.SliceThickness = f"{thickness:.4g}"
+    ds.KVP = "120"
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.StudyID = "1"
+    ds.SeriesNumber = 2
+    ds.ImageOrientationPatient = [f"{v:.6f}" for v in (*d[:, 0], *d[:, 1])]
+    ds.FrameOfReferenceUID = deterministic_uid("frame", pid)
+    ds.PositionReferenceIndicator = ""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = ny, nx
+    ds.PixelSpacing = [f"{scan.spacing[1]:.6f}", f"{scan.spacing[2]:.6f}"]
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation = 1 if signed else 0
+    if padding_value is not None:
+        ds.PixelPaddingValue = int(padding_value)
+    ds.WindowCenter, ds.WindowWidth = "-600", "1500"
+    ds.RescaleType = "HU"
+    return ds
 
 
 def write_datasets(datasets: Sequence[Dataset], folder: str | Path, names: Sequence[str]) -> list[Path]:
