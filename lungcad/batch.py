@@ -26,6 +26,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lungcad.errors import DataLayoutError, LungcadError, ScanNotFoundError
+from lungcad.fileio import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -139,14 +140,6 @@ def read_errors(path: Path) -> dict[str, tuple[str, str]]:
         return {}
     with open(path, newline="") as fh:
         return {row["id"]: (row["path"], row["error"]) for row in csv.DictReader(fh)}
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_errors(path: Path, errors: dict[str, tuple[str, str]]) -> None:

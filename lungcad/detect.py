@@ -20,8 +20,9 @@ from pathlib import Path
 import pandas as pd
 
 from lungcad import __version__
-from lungcad.batch import BatchSummary, ScanRef, find_scans, run_batch, write_text_atomic
+from lungcad.batch import BatchSummary, ScanRef, find_scans, run_batch
 from lungcad.errors import ConfigError
+from lungcad.fileio import write_text_atomic
 from lungcad.io import load_scan
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +18,12 @@ from lungcad.evaluate.analysis import FrocResult, point_label, size_bins
 from lungcad.evaluate.dsb import DsbResult
 from lungcad.evaluate.matching import DOUBLE, EXCLUDED, FP, OVER_LIMIT, TP
 from lungcad.evaluate.tables import COORDS
-
-
-def write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` atomically (temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+from lungcad.fileio import write_text_atomic
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     """Write ``df`` as CSV without index (floats at full precision), atomically."""
-    return write_text(path, df.to_csv(index=False))
+    return write_text_atomic(path, df.to_csv(index=False))
 
 
 def clean(value: Any) -> Any:
@@ -148,7 +135,7 @@ def write_froc_outputs(r: FrocResult, out_dir: str | Path, *, title: str = "FROC
     fps = cands[cands["status"] == FP].sort_values("probability", ascending=False, kind="stable")
     ignored = cands[cands["status"].isin([DOUBLE, EXCLUDED, OVER_LIMIT])].rename(columns={"status": "reason"})
     paths = {
-        "json": write_text(out / "froc.json", json.dumps(froc_summary(r), indent=2) + "\n"),
+        "json": write_text_atomic(out / "froc.json", json.dumps(froc_summary(r), indent=2) + "\n"),
         "csv": write_csv(operating_point_table(r), out / "froc.csv"),
         "curve": write_csv(curve, out / "froc_curve.csv"),
         "nodules": write_csv(nodules, out / "nodules.csv"),
@@ -216,7 +203,7 @@ def write_dsb_outputs(r: DsbResult, out_dir: str | Path) -> dict[str, Path]:
 
     out = Path(out_dir)
     return {
-        "json": write_text(out / "dsb.json", json.dumps(dsb_summary(r), indent=2) + "\n"),
+        "json": write_text_atomic(out / "dsb.json", json.dumps(dsb_summary(r), indent=2) + "\n"),
         "calibration": write_csv(r.calibration, out / "calibration.csv"),
         "png": plot_calibration(r, out / "calibration.png"),
     }

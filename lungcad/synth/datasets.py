@@ -37,6 +37,7 @@ from tqdm import tqdm
 from lungcad import __version__
 from lungcad.config import to_dict
 from lungcad.errors import ConfigError, DataLayoutError
+from lungcad.fileio import write_text_atomic
 from lungcad.io.writers import write_dicom_series, write_mhd
 from lungcad.synth.config import SynthConfig, load_synth_config
 from lungcad.synth.phantom import PHANTOM_VERSION, Nodule, Phantom, make_phantom
@@ -78,14 +79,6 @@ def _formats(fmt: str) -> tuple[str, ...]:
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}", expected="one of " + ", ".join(FORMATS))
     return ("luna", "dsb") if fmt == "both" else (fmt,)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_csv(path: Path, header: Sequence[str] | None, rows: Iterable[Sequence[Any]]) -> None:
@@ -217,7 +210,7 @@ def make_scan(
         if f in have:
             continue
         (_write_luna if f == "luna" else _write_dsb)(out, ph, rec)
-    _atomic_text(rec_path, json.dumps(rec, indent=1))
+    write_text_atomic(rec_path, json.dumps(rec, indent=1))
     return rec, True
 
 
@@ -328,7 +321,7 @@ def write_dataset(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = _check_manifest(out / "synth.json", _manifest(seed, size, n_scans, formats, cfg))
-    _atomic_text(out / "synth.json", json.dumps(manifest, indent=1))
+    write_text_atomic(out / "synth.json", json.dumps(manifest, indent=1))
     jobs = [(out, seed, i, size, cfg, formats) for i in range(n_scans)]
     recs: dict[int, dict] = {}
     generated = 0

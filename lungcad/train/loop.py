@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from lungcad.batch import write_text_atomic
+from lungcad.fileio import write_text_atomic
 
 log = logging.getLogger(__name__)
 

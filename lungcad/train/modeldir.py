@@ -15,9 +15,9 @@ import keras
 import yaml
 
 from lungcad import __version__
-from lungcad.batch import write_text_atomic
 from lungcad.config import from_dict, to_dict
 from lungcad.errors import ConfigError
+from lungcad.fileio import write_text_atomic
 
 T = TypeVar("T")
 MODEL_FILE = "model.keras"
