@@ -18,7 +18,28 @@ def _model_parser(models, name: str, help_text: str, description: str, cache_hel
     p.add_argument("--steps", type=int, help="override train.steps_per_epoch")
     p.add_argument("--cache", help=cache_help)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in MODEL_DIR")
+    p.add_argument(
+        "--strategy",
+        choices=["default", "mirrored", "multiworker"],
+        default="default",
+        help="tf.distribute strategy: one device, all local GPUs (mirrored), or TF_CONFIG workers",
+    )
+    p.add_argument("--gpus", type=int, help="mirrored: use this many GPUs (default: all visible)")
+    p.add_argument("--cpu-replicas", type=int, help="mirrored: split the CPU into N logical devices (no GPU needed)")
+    p.add_argument("--mixed-precision", action="store_true", help="float16 compute on GPUs (slower on CPUs)")
     return p
+
+
+def _strategy(args: argparse.Namespace):
+    """The distribution strategy the options ask for; must run before TensorFlow builds anything."""
+    from lungcad.train.strategy import make_strategy
+
+    strategy = make_strategy(args.strategy, gpus=args.gpus, cpu_replicas=args.cpu_replicas)
+    if args.mixed_precision:
+        import keras
+
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    return strategy
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -61,8 +82,17 @@ def _report(name: str, result, output: str) -> None:
 def run_fpr(args: argparse.Namespace) -> int:
     from lungcad.fpr.train import FprTrainConfig, train_fpr
 
+    strategy = _strategy(args)
     config = _with_overrides(load_config(FprTrainConfig, args.config), args)
-    result = train_fpr(args.data, args.output, config, candidates=args.candidates, cache=args.cache, resume=args.resume)
+    result = train_fpr(
+        args.data,
+        args.output,
+        config,
+        candidates=args.candidates,
+        cache=args.cache,
+        resume=args.resume,
+        strategy=strategy,
+    )
     _report("fpr", result, args.output)
     return 0
 
@@ -70,7 +100,16 @@ def run_fpr(args: argparse.Namespace) -> int:
 def run_unet(args: argparse.Namespace) -> int:
     from lungcad.candidates.train import UNetTrainConfig, train_unet
 
+    strategy = _strategy(args)
     config = _with_overrides(load_config(UNetTrainConfig, args.config), args)
-    result = train_unet(args.data, args.output, config, cache=args.cache, resume=args.resume, workers=args.workers)
+    result = train_unet(
+        args.data,
+        args.output,
+        config,
+        cache=args.cache,
+        resume=args.resume,
+        workers=args.workers,
+        strategy=strategy,
+    )
     _report("unet", result, args.output)
     return 0
