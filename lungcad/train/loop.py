@@ -86,6 +86,20 @@ class FitResult:
     out_dir: Path
 
 
+def worker_dir(out: Path, strategy) -> Path:
+    """Where this process writes: ``out`` for the chief (or a single process); under multi-worker training
+    the other workers write their (identical) checkpoints to ``out/workers/<type>-<index>``, since every
+    worker must take part in saving but only the chief's copy is the result."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return out
+    task_type, index = resolver.task_type, resolver.task_id
+    is_chief = task_type == "chief" or (
+        task_type == "worker" and index == 0 and "chief" not in resolver.cluster_spec().as_dict()
+    )
+    return out if is_chief else out / "workers" / f"{task_type}-{index}"
+
+
 def _learning_rate(config: LoopConfig, replicas: int) -> float:
     return config.learning_rate * (replicas if config.lr_scaling == "linear" else 1)
 
@@ -154,9 +168,9 @@ def plot_history(history: list[dict[str, float]], path: Path, title: str) -> Non
 def fit(task: Task, config: LoopConfig, out_dir: str | Path, *, strategy=None, resume: bool = False) -> FitResult:
     """Train ``task`` into ``out_dir`` (checkpoints/, history.csv, tensorboard/, best.weights.h5,
     last.weights.h5, training_curve.png, metrics.json)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     strategy = strategy or tf.distribute.get_strategy()
+    out = worker_dir(Path(out_dir), strategy)
+    out.mkdir(parents=True, exist_ok=True)
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
     keras.utils.set_random_seed(config.seed)
