@@ -21,14 +21,13 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from lungcad.batch import find_scans, run_batch
 from lungcad.candidates.data import SamplingConfig, dice_bce_loss, make_dataset, sample_patch, training_scan
 from lungcad.candidates.inference import CandidateDetector, DetectorConfig
 from lungcad.candidates.unet import UNetConfig, build_unet
 from lungcad.errors import DataLayoutError
 from lungcad.merge import MergeConfig
 from lungcad.preprocess.config import PreprocessConfig
-from lungcad.preprocess.pipeline import load_preprocessed
+from lungcad.preprocess.pipeline import load_preprocessed, preprocess_scans
 from lungcad.train.loop import FitResult, LoopConfig, Task, fit
 from lungcad.train.modeldir import finish_run
 
@@ -71,18 +70,7 @@ def read_tables(data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def build_cache(data: Path, cache: Path, config: PreprocessConfig, workers: int = 1) -> list[str]:
     """Preprocess every scan under ``data`` into ``cache`` (skipping finished ones); returns the usable ids."""
-    from lungcad.cli.preprocess import preprocess_one
-
-    refs = find_scans([data])
-    work = functools.partial(preprocess_one, out=cache, config=config, series_uid=None)
-    summary = run_batch(
-        refs,
-        work,
-        errors_csv=cache / "errors.csv",
-        workers=workers,
-        desc="preprocess",
-        is_done=lambda ref: (cache / ref.id / "geometry.json").exists(),
-    )
+    refs, summary = preprocess_scans([data], cache, config, workers=workers)
     log.info("cache: %s", summary.line())
     return [r.id for r in refs if r.id not in summary.failed]
 
@@ -103,18 +91,17 @@ def data_fingerprint(cache: Path, ids: list[str]) -> str:
 
 
 def _recall(tables: list[pd.DataFrame], annotations: pd.DataFrame, ids: list[str], top: int) -> tuple[float, float]:
-    """Fraction of annotated nodules within radius of one of the top-``top`` candidates; candidates/scan."""
-    hits = total = 0
-    for sid, table in zip(ids, tables):
-        nodules = annotations[annotations.seriesuid == sid]
-        cands = table.head(top)[["coordX", "coordY", "coordZ"]].to_numpy(float)
-        for _, row in nodules.iterrows():
-            total += 1
-            if len(cands):
-                d = np.linalg.norm(cands - row[["coordX", "coordY", "coordZ"]].to_numpy(float), axis=1)
-                hits += bool(np.any(d < max(row.diameter_mm, 0) / 2 + 1e-9))
+    """Fraction of the scans' annotated nodules hit (LUNA16 rule, :mod:`lungcad.evaluate`) by one of each scan's
+    top-``top`` candidates; and the mean number of candidates per scan."""
+    from lungcad.evaluate import compute_froc
+
     per_scan = float(np.mean([len(t) for t in tables])) if tables else 0.0
-    return (hits / total if total else float("nan")), per_scan
+    nodules = annotations[annotations.seriesuid.isin(ids)]
+    if nodules.empty:
+        return float("nan"), per_scan
+    marks = pd.concat([t.head(top) for t in tables], ignore_index=True)
+    result = compute_froc(nodules, marks[["seriesuid", "coordX", "coordY", "coordZ", "probability"]], ids)
+    return result.n_detected / result.n_nodules, per_scan
 
 
 def make_validator(config: UNetTrainConfig, val_scans, val_pre, annotations):

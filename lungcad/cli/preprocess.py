@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import functools
 from pathlib import Path
 
-from lungcad.batch import ScanRef, find_scans, run_batch
 from lungcad.config import load_config
-from lungcad.io import load_scan
-from lungcad.preprocess import PreprocessConfig, preprocess_scan, save_preprocessed
+from lungcad.preprocess import PreprocessConfig
+from lungcad.preprocess.pipeline import preprocess_scans
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,25 +26,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def preprocess_one(ref: ScanRef, *, out: Path, config: PreprocessConfig, series_uid: str | None) -> Path:
-    """Read, preprocess and cache one scan (the batch worker)."""
-    scan = load_scan(ref.path, series_uid=series_uid)
-    scan = scan.with_array(scan.array, id=ref.id)
-    return save_preprocessed(preprocess_scan(scan, config), out)
-
-
 def run(args: argparse.Namespace) -> int:
     config = load_config(PreprocessConfig, args.config)
     out = Path(args.output)
-    refs = find_scans(args.inputs)
-    work = functools.partial(preprocess_one, out=out, config=config, series_uid=args.series)
-    summary = run_batch(
-        refs,
-        work,
-        errors_csv=out / "errors.csv",
-        workers=args.workers,
-        desc="preprocess",
-        is_done=lambda ref: not args.overwrite and (out / ref.id / "geometry.json").exists(),
+    _, summary = preprocess_scans(
+        args.inputs, out, config, workers=args.workers, series_uid=args.series, overwrite=args.overwrite
     )
     print(
         f"preprocess: {summary.line()}; output in {out}"

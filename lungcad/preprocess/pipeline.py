@@ -13,6 +13,7 @@ The cached grid is a :class:`CTScan` geometry, so a voxel of ``image.npy`` maps 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from lungcad import __version__
+from lungcad.batch import BatchSummary, ScanRef, find_scans, run_batch
 from lungcad.config import to_dict
 from lungcad.preprocess.config import PreprocessConfig
 from lungcad.preprocess.crop import Box, bounding_box, crop_scan
@@ -137,3 +139,36 @@ def load_preprocessed(folder: str | Path, mmap: bool = True) -> PreprocessedScan
     )
     crop = Box(tuple(geo["crop_start_zyx"]), tuple(geo["crop_stop_zyx"]))
     return PreprocessedScan(scan, image, mask, crop, geo)
+
+
+def preprocess_one(ref: ScanRef, *, out: Path, config: PreprocessConfig, series_uid: str | None = None) -> Path:
+    """Read, preprocess and cache one scan as ``out/<ref.id>/`` (the batch worker)."""
+    from lungcad.io import load_scan
+
+    scan = load_scan(ref.path, series_uid=series_uid)
+    scan = scan.with_array(scan.array, id=ref.id)
+    return save_preprocessed(preprocess_scan(scan, config), out)
+
+
+def preprocess_scans(
+    inputs: list[str | Path],
+    out: str | Path,
+    config: PreprocessConfig,
+    *,
+    workers: int = 1,
+    series_uid: str | None = None,
+    overwrite: bool = False,
+) -> tuple[list[ScanRef], BatchSummary]:
+    """Cache every scan in ``inputs`` under ``out`` (resumable; failures in ``out/errors.csv``)."""
+    out = Path(out)
+    refs = find_scans(inputs)
+    work = functools.partial(preprocess_one, out=out, config=config, series_uid=series_uid)
+    summary = run_batch(
+        refs,
+        work,
+        errors_csv=out / "errors.csv",
+        workers=workers,
+        desc="preprocess",
+        is_done=lambda ref: not overwrite and (out / ref.id / "geometry.json").exists(),
+    )
+    return refs, summary

@@ -65,3 +65,16 @@ def test_split_is_seeded_and_keeps_both_sides():
     train, val = split_ids(ids, 0.2, seed=5)
     assert len(val) == 2 and sorted(train + val) == ids and split_ids(ids, 0.2, seed=5) == (train, val)
     assert split_ids(["a", "b"], 0.01, 0)[1] and split_ids(["a", "b"], 0.99, 0)[0]
+
+
+def test_validation_recall_uses_the_luna16_hit_rule_on_the_top_candidates():
+    from lungcad.candidates.train import _recall
+
+    nodules = pd.DataFrame(
+        {"seriesuid": ["a", "a"], "coordX": [0.0, 50.0], "coordY": 0.0, "coordZ": 0.0, "diameter_mm": [-1.0, 6.0]}
+    )  # unknown diameter counts as 10 mm
+    cands = pd.DataFrame(
+        {"seriesuid": "a", "coordX": [30.0, 4.0, 52.0], "coordY": 0.0, "coordZ": 0.0, "probability": [0.9, 0.8, 0.7]}
+    )
+    assert _recall([cands], nodules, ["a"], top=3) == (1.0, 3.0)
+    assert _recall([cands], nodules, ["a"], top=2) == (0.5, 3.0)  # the 52 mm hit is cut off
