@@ -45,7 +45,7 @@ class FprSamplingConfig:
     contrast_range: tuple[float, float]
 
 
-def _min_distance_ratio(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _gap_to_spheres(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each point: (distance - radius) to the nearest sphere surface, and whether it is inside one."""
     if len(centres) == 0:
         return np.full(len(points), np.inf), np.zeros(len(points), bool)
@@ -69,8 +69,8 @@ def label_candidates(
         exc = excluded[excluded.seriesuid == uid]
         exc_d = exc.diameter_mm.to_numpy(float)
         exc_r = np.where(exc_d > 0, exc_d, config.unknown_diameter_mm) / 2
-        gap, inside = _min_distance_ratio(pts, ann[XYZ].to_numpy(float), ann.diameter_mm.to_numpy(float) / 2)
-        _, in_excluded = _min_distance_ratio(pts, exc[XYZ].to_numpy(float), exc_r)
+        gap, inside = _gap_to_spheres(pts, ann[XYZ].to_numpy(float), ann.diameter_mm.to_numpy(float) / 2)
+        _, in_excluded = _gap_to_spheres(pts, exc[XYZ].to_numpy(float), exc_r)
         lab = np.where(inside, 1, np.where((gap > config.label_margin_mm) & ~in_excluded, 0, -1))
         labels[candidates.index.get_indexer(rows)] = lab
     out = candidates.assign(label=labels)
