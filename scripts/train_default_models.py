@@ -8,7 +8,7 @@ Steps, each resumable (rerun the same command after an interruption):
 3. detection on the held-out scans and ``lungcad evaluate froc`` against their annotations;
 4. the model, its config, training curve and held-out metrics copied into ``lungcad/models/unet/``.
 
-    python scripts/train_default_models.py --work /work/runs/default [--train-scans 48] [--heldout-scans 10]
+    python scripts/train_default_models.py --work /work/runs/default [--train-scans 128] [--heldout-scans 10]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def run(*args: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", required=True, type=Path, help="folder for data, caches and runs")
-    ap.add_argument("--train-scans", type=int, default=48)
+    ap.add_argument("--train-scans", type=int, default=128)
     ap.add_argument("--heldout-scans", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--epochs", type=int, help="override train.epochs (smoke runs)")

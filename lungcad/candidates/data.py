@@ -48,22 +48,38 @@ class SamplingConfig:
     contrast_range: tuple[float, float]
 
 
+class SliceMask:
+    """A sparse bool (Z, Y, X) mask kept as its non-empty axial planes (nodule targets are a few slices)."""
+
+    def __init__(self, mask: np.ndarray):
+        self.shape = mask.shape
+        self.planes = {int(z): mask[z].copy() for z in np.flatnonzero(mask.any(axis=(1, 2)))}
+
+    def __getitem__(self, z: int) -> np.ndarray:
+        plane = self.planes.get(int(z))
+        return plane if plane is not None else np.zeros(self.shape[1:], dtype=bool)
+
+
 @dataclass
 class TrainingScan:
     """One cached scan with its targets and the voxels patches are centred on (z, y, x indices)."""
 
     id: str
-    image: np.ndarray  # (Z, Y, X) normalised
-    target: np.ndarray  # bool
-    ignore: np.ndarray  # bool
-    nodule_voxels: np.ndarray  # (N, 3) voxels of nodules
+    image: np.ndarray  # (Z, Y, X) normalised (memory-mapped cache)
+    target: SliceMask
+    ignore: SliceMask
+    nodules: list[np.ndarray]  # per nodule (connected target component): (N_i, 3) of its voxels
     vessel_voxels: np.ndarray  # (M, 3) bright lung voxels outside nodules
     lung_voxels: np.ndarray  # (K, 3) random lung voxels
     hu_window: tuple[float, float]
 
 
 def training_scan(pre: PreprocessedScan, annotations, excluded, config: SamplingConfig, rng) -> TrainingScan:
-    """Targets for a cached scan and the voxel pools its patches are centred on (subsampled)."""
+    """Targets for a cached scan and the voxels its patches are centred on (subsampled pools).
+
+    Positives are drawn per nodule (see :func:`patch_stream`), so a 4 mm nodule is sampled as often as a
+    30 mm one, which has 400 times its voxels.
+    """
     target, ignore = nodule_targets(pre.scan, annotations, excluded)
     image = np.asarray(pre.image)
     lung = np.asarray(pre.lung_mask)
@@ -77,7 +93,14 @@ def training_scan(pre: PreprocessedScan, annotations, excluded, config: Sampling
             idx = rng.choice(idx, limit, replace=False)
         return np.column_stack(np.unravel_index(idx, mask.shape)) if idx.size else np.zeros((0, 3), int)
 
-    return TrainingScan(pre.scan.id, image, target, ignore, pool(target), pool(vessel), pool(lung), (lo, hi))
+    labels, n = ndimage.label(target)
+    nodules = []
+    for lab, box in enumerate(ndimage.find_objects(labels), start=1):
+        voxels = pool(labels[box] == lab, limit=2000)
+        nodules.append(voxels + np.array([b.start for b in box]))
+    return TrainingScan(
+        pre.scan.id, image, SliceMask(target), SliceMask(ignore), nodules, pool(vessel), pool(lung), (lo, hi)
+    )
 
 
 def _stack(scan: TrainingScan, z: int, context: int) -> np.ndarray:
@@ -86,8 +109,14 @@ def _stack(scan: TrainingScan, z: int, context: int) -> np.ndarray:
     return np.moveaxis(scan.image[zs].astype(np.float32), 0, -1)
 
 
-def _centre(scan: TrainingScan, kind: str, rng: np.random.Generator, config: SamplingConfig) -> np.ndarray:
-    pool = {"pos": scan.nodule_voxels, "hard": scan.vessel_voxels, "neg": scan.lung_voxels}[kind]
+def _centre(
+    scan: TrainingScan, kind: str, rng: np.random.Generator, config: SamplingConfig, nodule: int | None = None
+) -> np.ndarray:
+    """A patch centre (z, y, x): a voxel of nodule ``nodule`` (shifted in-plane), a vessel or a lung voxel."""
+    if kind == "pos" and nodule is not None and scan.nodules:
+        pool = scan.nodules[nodule]
+    else:
+        pool = scan.vessel_voxels if kind == "hard" else scan.lung_voxels
     if len(pool) == 0:
         pool = scan.lung_voxels if len(scan.lung_voxels) else np.array([[s // 2 for s in scan.image.shape]])
     centre = pool[rng.integers(len(pool))].astype(float)
@@ -108,10 +137,15 @@ def _affine(rng: np.random.Generator, config: SamplingConfig) -> np.ndarray:
     return matrix
 
 
-def sample_patch(scan: TrainingScan, kind: str, context: int, config: SamplingConfig, rng) -> tuple[np.ndarray, ...]:
-    """One augmented sample (x (P,P,C), y (P,P,1), w (P,P,1)), float32, centred as ``kind`` says."""
+def sample_patch(
+    scan: TrainingScan, kind: str, context: int, config: SamplingConfig, rng, nodule: int | None = None
+) -> tuple[np.ndarray, ...]:
+    """One augmented sample (x (P,P,C), y (P,P,1), w (P,P,1)), float32, centred as ``kind`` says
+    (``kind == "pos"``: on nodule number ``nodule`` of the scan, a random one when None)."""
     p = config.patch_size
-    centre = _centre(scan, kind, rng, config)
+    if kind == "pos" and nodule is None and scan.nodules:
+        nodule = int(rng.integers(len(scan.nodules)))
+    centre = _centre(scan, kind, rng, config, nodule)
     z = int(round(centre[0]))
     matrix = _affine(rng, config)
     offset = centre[1:] - matrix @ np.array([(p - 1) / 2, (p - 1) / 2])
@@ -140,11 +174,14 @@ def patch_stream(
     kinds = np.array(["pos", "hard", "neg"])
     neg = 1.0 - config.positive_fraction - config.hard_negative_fraction
     probs = np.array([config.positive_fraction, config.hard_negative_fraction, neg])
-    with_nodules = [s for s in scans if len(s.nodule_voxels)]
+    nodules = [(i, j) for i, s in enumerate(scans) for j in range(len(s.nodules))]  # positives: every nodule alike
     while True:
         kind = str(rng.choice(kinds, p=probs))
-        pool = with_nodules if kind == "pos" and with_nodules else scans
-        yield sample_patch(pool[rng.integers(len(pool))], kind, context, config, rng)
+        if kind == "pos" and nodules:
+            i, j = nodules[rng.integers(len(nodules))]
+            yield sample_patch(scans[i], kind, context, config, rng, nodule=j)
+        else:
+            yield sample_patch(scans[rng.integers(len(scans))], kind, context, config, rng)
 
 
 def make_dataset(scans: list[TrainingScan], context: int, config: SamplingConfig, batch: int, seed: int):

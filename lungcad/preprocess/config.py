@@ -21,8 +21,11 @@ class LungMaskConfig:
     min_lung_ml: float
     second_lung_ratio: float
     closing_radius_mm: float
-    nodule_closing_mm: float
-    nodule_max_mm: float
+    border_threshold_hu: float
+    pleura_shell_voxels: int
+    pleura_tile_voxels: int
+    pleura_rim_voxels: int
+    pleura_tolerance_mm: float
 
 
 @dataclass(frozen=True)

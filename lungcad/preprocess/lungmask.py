@@ -13,10 +13,15 @@ Steps (coarse grid of ``working_spacing_mm``, block-averaged so noise drops):
 4. per lung: holes filled slice by slice (vessels, nodules), then a 3-D closing with a ball of
    ``closing_radius_mm`` so nodules attached to the chest wall (juxtapleural) stay inside the mask;
 5. back on the full grid: the coarse mask's interior is kept, and in a one-coarse-voxel band around its
-   border the full-resolution threshold decides, except where step 4 added tissue (nodules);
-6. optional (``nodule_closing_mm > 0``): dents of the pleura found by step 4 (<= ``nodule_max_mm``) get
-   an exact closing at full resolution in a small window, so that small juxtapleural nodules, which the
-   coarse grid cannot resolve, stay inside (slower: 2-14 s more on 512x512x300).
+   border the full-resolution ``border_threshold_hu`` decides (a little above the air threshold, so a
+   ground-glass nodule touching the pleura stays in), except where step 4 added tissue (nodules);
+6. juxtapleural nodules at full resolution: what step 4 added at the pleura (its *dents*) says where a
+   nodule may sit on the chest wall, but the coarse grid puts the pleura only to within a coarse voxel and
+   the threshold cannot tell a nodule from the wall it touches. So, tile by tile around the dents, the
+   pleura is fitted as a quadratic surface to the full-resolution lung border next to the dent (border
+   voxels that face the same way as the dent, so the other side of a thin lung does not count), and the
+   voxels of the shell just outside the coarse mask that lie on the lung side of that surface join the
+   mask. This is a local, sub-millimetre version of the rolling-ball closing: ~1 s on 512x512x300.
 """
 
 from __future__ import annotations
@@ -58,15 +63,14 @@ def lung_mask(scan: CTScan, config: LungMaskConfig | None = None) -> np.ndarray:
         )
         return np.zeros(scan.shape, dtype=bool)
     full = _fill_and_close(raw, spacing, config.closing_radius_mm)
-    mask = _refine(scan, coarse_img, raw, full, config.air_threshold_hu)
-    if config.nodule_closing_mm <= 0:
+    mask = _refine(scan, coarse_img, raw, full, config.border_threshold_hu)
+    if config.pleura_shell_voxels <= 0:
         return mask
-    factors_zyx = np.asarray(factors[::-1])
     dents = full & ~raw
     labels, _ = ndimage.label(dents)
     on_border = np.unique(labels[dents & ndimage.binary_dilation(~full, iterations=1)])
     dents = np.isin(labels, on_border[on_border > 0])  # not the vessels filled inside the lung
-    return _close_nodule_notches(mask, dents, factors_zyx, np.asarray(scan.spacing), config)
+    return _fill_pleural_dents(mask, dents, full, np.asarray(factors[::-1]), np.asarray(scan.spacing), config)
 
 
 def _coarse(scan: CTScan, working_mm: float) -> tuple[sitk.Image, tuple[int, int, int]]:
@@ -182,28 +186,112 @@ def _refine(scan: CTScan, coarse: sitk.Image, raw: np.ndarray, full: np.ndarray,
     return mask
 
 
-def _close_nodule_notches(
-    mask: np.ndarray, concavities: np.ndarray, factors_zyx: np.ndarray, spacing_zyx: np.ndarray, config: LungMaskConfig
+def _fill_pleural_dents(
+    mask: np.ndarray,
+    dents: np.ndarray,
+    full: np.ndarray,
+    factors_zyx: np.ndarray,
+    spacing_zyx: np.ndarray,
+    config: LungMaskConfig,
 ) -> np.ndarray:
-    """Exact full-resolution closing in small windows around nodule-sized coarse concavities.
-
-    ``concavities`` (coarse grid) are what the coarse closing added; components no larger than
-    ``nodule_max_mm`` (a juxtapleural nodule's dent in the pleura) get a 3-D closing with a ball of
-    ``nodule_closing_mm`` on the full grid, which the coarse grid cannot resolve for small nodules.
-    """
-    labels, n = ndimage.label(concavities)
-    radius = config.nodule_closing_mm
-    margin = (np.ceil(radius / spacing_zyx) + 2).astype(int)
-    coarse_mm = factors_zyx * spacing_zyx
-    for box in ndimage.find_objects(labels):
-        extent_mm = np.array([b.stop - b.start for b in box]) * coarse_mm
-        if np.any(extent_mm > config.nodule_max_mm):
+    """Step 6 of the module docstring: add the full-grid voxels of the shell around the coarse ``dents`` that
+    lie on the lung side of the locally fitted pleura. ``mask`` is full-grid (modified and returned);
+    ``dents``/``full`` are coarse; ``factors_zyx`` maps a full-grid index to its coarse voxel (``i // f``)."""
+    near = ndimage.binary_dilation(dents, iterations=config.pleura_shell_voxels)
+    shell = near & ~full
+    tile = config.pleura_tile_voxels
+    coarse_shape = np.asarray(full.shape)
+    occupied = np.unique(np.argwhere(shell) // tile, axis=0)
+    for t in occupied:
+        lo_c, hi_c = t * tile, np.minimum(t * tile + tile, coarse_shape)
+        win_lo = np.maximum(lo_c - config.pleura_rim_voxels, 0)
+        win_hi = np.minimum(hi_c + config.pleura_rim_voxels, coarse_shape)
+        coarse_win = tuple(slice(a, b) for a, b in zip(win_lo, win_hi))
+        full_lo, full_hi = win_lo * factors_zyx, np.minimum(win_hi * factors_zyx, mask.shape)
+        sub = mask[tuple(slice(a, b) for a, b in zip(full_lo, full_hi))]  # a view: filled in place
+        index = np.ix_(
+            *[
+                np.minimum(np.arange(b - a) // f, n - 1)
+                for a, b, f, n in zip(full_lo, full_hi, factors_zyx, win_hi - win_lo)
+            ]
+        )
+        in_tile = np.zeros(sub.shape, dtype=bool)
+        a, b = (lo_c - win_lo) * factors_zyx, (hi_c - win_lo) * factors_zyx
+        in_tile[a[0] : b[0], a[1] : b[1], a[2] : b[2]] = True
+        candidates = np.argwhere(shell[coarse_win][index] & in_tile & ~sub)
+        if len(candidates) == 0:
             continue
-        lo = [max(b.start * f - m, 0) for b, f, m in zip(box, factors_zyx, margin)]
-        hi = [min(b.stop * f + m, s) for b, f, m, s in zip(box, factors_zyx, margin, mask.shape)]
-        window = tuple(slice(a, b) for a, b in zip(lo, hi))
-        local = np.pad(mask[window], [(m, m) for m in margin], mode="edge")
-        grown = ndimage.distance_transform_edt(~local, sampling=spacing_zyx) <= radius
-        closed = ndimage.distance_transform_edt(grown, sampling=spacing_zyx) > radius
-        mask[window] |= closed[tuple(slice(m, -m) for m in margin)]
+        side = _lung_side(
+            sub,
+            near[coarse_win],
+            full[coarse_win],
+            dents[coarse_win],
+            shell[coarse_win],
+            index,
+            factors_zyx,
+            spacing_zyx,
+        )
+        if side is not None:
+            keep = candidates[side(candidates * spacing_zyx) >= -config.pleura_tolerance_mm]
+            sub[tuple(keep.T)] = True
     return mask
+
+
+def _lung_side(sub, near, full, dents, shell, index, factors_zyx, spacing_zyx):
+    """Signed distance (mm, > 0 on the lung side) to the pleura fitted in one window, or None when the window
+    shows too little pleura. ``sub`` is the full-grid window of the mask; the others are the coarse window,
+    upsampled by the fancy ``index``."""
+    if not dents.any():
+        return None
+    near_f = near[index]
+    rim = np.argwhere(sub & ndimage.binary_dilation(~sub & ~full[index]) & ~near_f)  # lung border facing the wall
+    if len(rim) < 20:
+        return None
+    coarse_mm = factors_zyx * spacing_zyx
+    outward = (np.argwhere(shell).mean(0) - np.argwhere(dents).mean(0)) * coarse_mm  # lung -> wall at the dent
+    smooth = ndimage.uniform_filter(sub.astype(np.float32), 3)
+    grad = np.stack([_central_difference(smooth, rim, axis) / s for axis, s in enumerate(spacing_zyx)], axis=1)
+    same_face = -grad @ outward > 0.3 * np.linalg.norm(grad, axis=1) * np.linalg.norm(outward)
+    points = rim[same_face] * spacing_zyx
+    if len(points) < 20:
+        return None
+    signed = _fit_quadric_surface(points)
+    lung = (np.argwhere(full & ~near) + 0.5) * coarse_mm  # coarse voxel centres, on the full grid's mm axes
+    if len(lung) == 0:
+        return None
+    sign = 1.0 if np.median(signed(lung)) >= 0 else -1.0
+    return lambda q: sign * signed(q)
+
+
+def _central_difference(field: np.ndarray, points: np.ndarray, axis: int) -> np.ndarray:
+    """d field / d index along ``axis`` at integer ``points`` (N, 3), one-sided at the window's edges."""
+    up, down = points.copy(), points.copy()
+    up[:, axis] = np.minimum(up[:, axis] + 1, field.shape[axis] - 1)
+    down[:, axis] = np.maximum(down[:, axis] - 1, 0)
+    return (field[tuple(up.T)] - field[tuple(down.T)]) / np.maximum(up[:, axis] - down[:, axis], 1)
+
+
+def _fit_quadric_surface(points_mm: np.ndarray, max_points: int = 1500):
+    """Robust fit of a surface w = q(u, v) (quadratic) to (N, 3) points in their principal frame; returns the
+    signed offset function (mm along the frame's normal; sign arbitrary)."""
+    if len(points_mm) > max_points:
+        points_mm = points_mm[np.random.default_rng(0).choice(len(points_mm), max_points, replace=False)]
+    centre = points_mm.mean(0)
+    _, _, frame = np.linalg.svd(points_mm - centre, full_matrices=False)
+    uvw = (points_mm - centre) @ frame.T
+
+    def design(u, v):
+        return np.column_stack([np.ones_like(u), u, v, u * u, u * v, v * v])
+
+    keep = np.ones(len(uvw), dtype=bool)
+    for _ in range(3):  # refit without the worst 30 % (vessels, other surfaces)
+        a = design(uvw[keep, 0], uvw[keep, 1])
+        coef = np.linalg.solve(a.T @ a + 1e-6 * np.eye(6), a.T @ uvw[keep, 2])  # normal equations: 6 unknowns
+        residual = np.abs(uvw[:, 2] - design(uvw[:, 0], uvw[:, 1]) @ coef)
+        keep = residual <= max(1.0, float(np.percentile(residual, 70)))
+
+    def signed(q_mm: np.ndarray) -> np.ndarray:
+        t = (q_mm - centre) @ frame.T
+        return t[:, 2] - design(t[:, 0], t[:, 1]) @ coef
+
+    return signed
