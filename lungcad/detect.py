@@ -45,6 +45,10 @@ def default_model_dir(stage: str) -> Path:
     return path
 
 
+#: Pipeline stages ``detect`` can stop after, in order.
+STAGES = ("candidates", "fpr")
+
+
 @functools.lru_cache(maxsize=4)
 def _detector(model_dir: str):
     from lungcad.candidates.inference import CandidateDetector
@@ -52,13 +56,35 @@ def _detector(model_dir: str):
     return CandidateDetector.load(model_dir)
 
 
-def detect_one(ref: ScanRef, *, out: Path, model_dir: str, series_uid: str | None = None) -> pd.DataFrame:
-    """Detect candidates in one scan and write its CSV and JSON (the batch worker)."""
+@functools.lru_cache(maxsize=4)
+def _scorer(model_dir: str):
+    from lungcad.fpr.train import FprScorer
+
+    return FprScorer.load(model_dir)
+
+
+def score_candidates(scan, table: pd.DataFrame, fpr_dir: str, timings: dict[str, float]) -> pd.DataFrame:
+    """False-positive reduction: ``probability`` becomes the WideResNet's nodule probability, the U-Net's
+    score moves to ``unet_probability``; rows sorted by the new probability (highest first)."""
+    t = time.perf_counter()
+    scores = _scorer(fpr_dir).score(scan, table[["coordX", "coordY", "coordZ"]].to_numpy(float))
+    table = table.assign(unet_probability=table["probability"], probability=scores.astype(float))
+    timings["fpr_s"] = time.perf_counter() - t
+    return table.sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def detect_one(
+    ref: ScanRef, *, out: Path, model_dir: str, fpr_dir: str | None = None, series_uid: str | None = None
+) -> pd.DataFrame:
+    """Detect candidates in one scan (and score them when ``fpr_dir`` is given); write its CSV and JSON (the
+    batch worker)."""
     t0 = time.perf_counter()
     scan = load_scan(ref.path, series_uid=series_uid)
     scan = scan.with_array(scan.array, id=ref.id)
     timings: dict[str, float] = {"read_s": time.perf_counter() - t0}
     table = _detector(model_dir).detect(scan, timings)
+    if fpr_dir is not None:
+        table = score_candidates(scan, table, fpr_dir, timings)
     timings["total_s"] = time.perf_counter() - t0
     table = table[CANDIDATE_COLUMNS + [c for c in table.columns if c not in CANDIDATE_COLUMNS]]
     scans = out / "scans"
@@ -68,7 +94,7 @@ def detect_one(ref: ScanRef, *, out: Path, model_dir: str, series_uid: str | Non
         "path": str(ref.path),
         "geometry": scan.summary(),
         "timings_s": timings,
-        "model": {"unet": model_dir},
+        "model": {"unet": model_dir, **({"fpr": fpr_dir} if fpr_dir else {})},
         "lungcad_version": __version__,
         "candidates": json.loads(table.to_json(orient="records")),
     }
@@ -91,18 +117,24 @@ def detect_scans(
     *,
     stage: str = "candidates",
     model_dir: str | Path | None = None,
+    fpr_model_dir: str | Path | None = None,
     workers: int = 1,
     series_uid: str | None = None,
 ) -> BatchSummary:
-    """Run detection over every scan in ``inputs`` into ``out``; returns the batch summary."""
-    if stage != "candidates":
-        raise ConfigError(f"stage {stage!r} is not available yet", expected="candidates")
+    """Run detection over every scan in ``inputs`` into ``out`` up to ``stage`` (one of :data:`STAGES`);
+    returns the batch summary. Models default to the bundled ones."""
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}", expected=" or ".join(STAGES))
     out = Path(out)
     from lungcad.candidates.inference import check_model_dir
+    from lungcad.train.modeldir import check_model_dir as check_any_model_dir
 
     model = str(check_model_dir(model_dir if model_dir else default_model_dir("unet")))
+    fpr = None
+    if stage == "fpr":
+        fpr = str(check_any_model_dir(fpr_model_dir if fpr_model_dir else default_model_dir("fpr"), "fpr.yaml", "fpr"))
     refs = find_scans(inputs)
-    work = functools.partial(detect_one, out=out, model_dir=model, series_uid=series_uid)
+    work = functools.partial(detect_one, out=out, model_dir=model, fpr_dir=fpr, series_uid=series_uid)
     summary = run_batch(
         refs,
         work,

@@ -16,8 +16,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", help="scans or folders of scans")
     p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--stage", default="candidates", choices=["candidates"], help="last stage to run")
+    p.add_argument(
+        "--stage",
+        default="candidates",
+        choices=["candidates", "fpr"],
+        help="last stage to run: U-Net candidates, or candidates scored by the WideResNet false-positive reducer "
+        "(probability = FPR score, U-Net score in unet_probability)",
+    )
     p.add_argument("--model", help="U-Net model directory (default: the bundled model)")
+    p.add_argument("--fpr-model", help="FPR model directory from 'lungcad train fpr' (default: the bundled one)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to read from multi-series DICOM folders")
     p.set_defaults(func=run)
@@ -27,7 +34,13 @@ def run(args: argparse.Namespace) -> int:
     from lungcad.detect import detect_scans
 
     summary = detect_scans(
-        args.inputs, args.output, stage=args.stage, model_dir=args.model, workers=args.workers, series_uid=args.series
+        args.inputs,
+        args.output,
+        stage=args.stage,
+        model_dir=args.model,
+        fpr_model_dir=args.fpr_model,
+        workers=args.workers,
+        series_uid=args.series,
     )
     out = Path(args.output)
     print(

@@ -58,3 +58,48 @@ def test_detect_with_a_folder_that_is_not_a_model(tmp_path, capsys):
     write_mhd(simple_chest()[0], tmp_path / "a.mhd")
     assert main(["detect", str(tmp_path / "a.mhd"), "-o", str(tmp_path / "o"), "--model", str(tmp_path)]) == 2
     assert "not a U-Net model directory" in capsys.readouterr().err
+
+
+def _tiny_scorer(path):
+    from lungcad.fpr.train import FprScorer, FprTrainConfig
+    from lungcad.fpr.wideresnet import build_wideresnet
+
+    cfg = load_config(FprTrainConfig, "fpr")
+    cfg = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, depth=10, widen_factor=1, patch_size=16),
+        patches=dataclasses.replace(cfg.patches, size=16),
+    )
+    scorer = FprScorer(build_wideresnet(cfg.model), cfg.scorer())
+    scorer.save(path)
+    return scorer
+
+
+def test_detect_fpr_stage_puts_the_wideresnet_score_in_probability(tmp_path, tiny_model):
+    scan, _, _ = simple_chest(seed=1)
+    write_mhd(scan.with_array(scan.array, id="1.2.3"), tmp_path / "in" / "1.2.3.mhd")
+    scorer = _tiny_scorer(tmp_path / "fpr")
+    out = tmp_path / "out"
+    assert main(["detect", str(tmp_path / "in"), "-o", str(out / "c"), "--model", str(tiny_model)]) == 0
+    args = ["--model", str(tiny_model), "--stage", "fpr", "--fpr-model", str(tmp_path / "fpr")]
+    assert main(["detect", str(tmp_path / "in"), "-o", str(out / "f"), *args]) == 0
+    unet = pd.read_csv(out / "c" / "candidates.csv")
+    fpr = pd.read_csv(out / "f" / "candidates.csv")
+    assert len(unet) > 0 and len(fpr) == len(unet)
+    assert list(fpr.columns[:6]) == ["seriesuid", "coordX", "coordY", "coordZ", "probability", "diameter_mm"]
+    assert fpr.probability.is_monotonic_decreasing
+    merged = fpr.merge(unet, on=["coordX", "coordY", "coordZ"], suffixes=("", "_c"))
+    assert len(merged) == len(unet) and (merged.unet_probability == merged.probability_c).all()
+    from lungcad.io import load_scan
+
+    loaded = load_scan(tmp_path / "in" / "1.2.3.mhd")
+    expected = scorer.score(loaded, fpr[["coordX", "coordY", "coordZ"]].to_numpy(float))
+    assert fpr.probability.to_numpy() == pytest.approx(expected, abs=1e-5)
+    assert json.loads((out / "f" / "scans" / "1.2.3.json").read_text())["model"]["fpr"] == str(tmp_path / "fpr")
+
+
+def test_detect_fpr_stage_without_a_model_says_how_to_get_one(tmp_path, tiny_model, capsys):
+    write_mhd(simple_chest()[0], tmp_path / "a.mhd")
+    args = ["--model", str(tiny_model), "--stage", "fpr", "--fpr-model", str(tmp_path / "none")]
+    assert main(["detect", str(tmp_path / "a.mhd"), "-o", str(tmp_path / "o"), *args]) == 2
+    assert "lungcad train fpr" in capsys.readouterr().err
