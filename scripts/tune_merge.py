@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""Choose the merge settings of a trained U-Net on its *validation* scans (never the held-out test scans).
+
+The U-Net's probability maps of the validation scans (``run.json: validation_scans``, read from the
+training cache) are computed once; every combination of the grid below is then merged and scored with the
+LUNA16 hit rule: recall among each scan's top ``--top`` candidates, recall among all candidates, and
+candidates per scan. The table is printed (best first) and written to ``--out`` as CSV.
+
+    python scripts/tune_merge.py --model runs/v1/unet --data runs/v1/synth_train/luna16 [--top 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from lungcad.candidates.inference import CandidateDetector, near_lung
+from lungcad.candidates.train import read_tables
+from lungcad.evaluate import compute_froc
+from lungcad.merge import merge_candidates
+from lungcad.preprocess.pipeline import load_preprocessed
+
+GRID = {
+    "threshold": [0.3, 0.4, 0.5, 0.6, 0.7],
+    "dilation_iterations": [0, 1],
+    "z_merge_radius_mm": [3.0, 5.0],
+    "min_slices": [1, 2],
+}
+
+
+def score(tables: list[pd.DataFrame], annotations: pd.DataFrame, ids: list[str], top: int | None) -> float:
+    nodules = annotations[annotations.seriesuid.isin(ids)]
+    marks = pd.concat([t.head(top) if top else t for t in tables], ignore_index=True)
+    result = compute_froc(nodules, marks[["seriesuid", "coordX", "coordY", "coordZ", "probability"]], ids)
+    return result.n_detected / max(result.n_nodules, 1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, type=Path, help="U-Net model directory (with run.json and cache/)")
+    ap.add_argument("--data", required=True, type=Path, help="the LUNA16-layout folder it was trained on")
+    ap.add_argument("--cache", type=Path, help="training cache (default MODEL/cache)")
+    ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--max-scans", type=int, help="use only the first N validation scans (quick checks)")
+    ap.add_argument("--out", type=Path, help="CSV of the sweep (default MODEL/merge_sweep.csv)")
+    args = ap.parse_args()
+    detector = CandidateDetector.load(args.model)
+    ids = json.loads((args.model / "run.json").read_text())["validation_scans"][: args.max_scans]
+    annotations, _ = read_tables(args.data)
+    cache = args.cache or args.model / "cache"
+    maps = []
+    for sid in tqdm(ids, desc="U-Net on validation scans"):
+        pre = load_preprocessed(cache / sid)
+        image, lung = np.asarray(pre.image), np.asarray(pre.lung_mask)
+        prob = detector.probability(image, lung) * near_lung(lung, pre.scan.spacing, detector.config.lung_margin_mm)
+        maps.append((pre.scan, prob))
+    rows = []
+    for values in tqdm(list(itertools.product(*GRID.values())), desc="merge settings"):
+        config = dataclasses.replace(detector.config.merge, **dict(zip(GRID, values)))
+        tables = [merge_candidates(prob, scan, config).assign(seriesuid=scan.id) for scan, prob in maps]
+        rows.append(
+            {
+                **dict(zip(GRID, values)),
+                f"recall_top{args.top}": score(tables, annotations, ids, args.top),
+                "recall_all": score(tables, annotations, ids, None),
+                "candidates_per_scan": float(np.mean([len(t) for t in tables])),
+            }
+        )
+    table = pd.DataFrame(rows).sort_values([f"recall_top{args.top}", "candidates_per_scan"], ascending=[False, True])
+    out = args.out or args.model / "merge_sweep.csv"
+    table.to_csv(out, index=False)
+    print(
+        f"{len(ids)} validation scans, {len(annotations[annotations.seriesuid.isin(ids)])} nodules; current "
+        f"merge: {detector.config.merge}"
+    )
+    print(table.head(15).to_string(index=False))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
