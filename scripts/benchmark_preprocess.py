@@ -134,8 +134,10 @@ def main() -> None:
     for which, row in rows.items():
         print(f"{which:10s} " + " ".join(f"{row.get(k, float('nan')):14.3f}" for k in keys))
     speedup = rows["classic"]["total_s"] / rows["lungcad"]["total_s"]
-    print(f"lungcad is {speedup:.1f}x faster (median of {args.repeats} runs); peak_mb = peak RSS of a fresh "
-          "process that reads the scan from .mhd and preprocesses it")
+    print(
+        f"lungcad is {speedup:.1f}x faster (median of {args.repeats} runs); peak_mb = peak RSS of a fresh "
+        "process that reads the scan from .mhd and preprocesses it"
+    )
 
 
 if __name__ == "__main__":

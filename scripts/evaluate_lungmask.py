@@ -50,11 +50,15 @@ def main() -> None:
         dices.append(dice)
         fractions += [f for _, f in nodules]
         worst = min((f for _, f in nodules), default=float("nan"))
-        print(f"scan {index}: dice {dice:.4f}, juxtapleural nodules {len(nodules)} (worst inside {worst:.3f}), "
-              f"mask {seconds:.2f} s")
-    print(f"{args.scans} phantoms (seed {args.seed}, size {args.size}): Dice min {min(dices):.4f} mean "
-          f"{np.mean(dices):.4f}; {len(fractions)} juxtapleural nodules, inside fraction min "
-          f"{min(fractions, default=float('nan')):.3f}, mean {np.mean(fractions) if fractions else float('nan'):.3f}")
+        print(
+            f"scan {index}: dice {dice:.4f}, juxtapleural nodules {len(nodules)} (worst inside {worst:.3f}), "
+            f"mask {seconds:.2f} s"
+        )
+    print(
+        f"{args.scans} phantoms (seed {args.seed}, size {args.size}): Dice min {min(dices):.4f} mean "
+        f"{np.mean(dices):.4f}; {len(fractions)} juxtapleural nodules, inside fraction min "
+        f"{min(fractions, default=float('nan')):.3f}, mean {np.mean(fractions) if fractions else float('nan'):.3f}"
+    )
 
 
 if __name__ == "__main__":

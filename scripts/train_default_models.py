@@ -5,8 +5,9 @@ Steps, each resumable (rerun the same command after an interruption):
 
 1. ``lungcad synth`` training data (seed 1000) and held-out data (seed 5000; never used for training);
 2. ``lungcad train unet`` with ``configs/unet.yaml`` into ``WORK/unet``;
-3. detection on the held-out scans and ``lungcad evaluate froc`` against their annotations;
-4. the model, its config, training curve and held-out metrics copied into ``lungcad/models/unet/``.
+3. the merge settings chosen on the training run's validation scans (``scripts/tune_merge.py --apply``);
+4. detection on the held-out scans and ``lungcad evaluate froc`` against their annotations;
+5. the model, its config, training curve and held-out metrics copied into ``lungcad/models/unet/``.
 
     python scripts/train_default_models.py --work /work/runs/default [--train-scans 128] [--heldout-scans 10]
 """
@@ -42,24 +43,87 @@ def main() -> None:
     args = ap.parse_args()
     work = args.work
     train_data, heldout = work / "synth_train", work / "synth_heldout"
-    run("synth", str(train_data), "--scans", str(args.train_scans), "--seed", str(TRAIN_SEED), "--format", "luna",
-        "--workers", str(args.workers))
-    run("synth", str(heldout), "--scans", str(args.heldout_scans), "--seed", str(HELDOUT_SEED), "--format", "luna",
-        "--workers", str(args.workers))
+    run(
+        "synth",
+        str(train_data),
+        "--scans",
+        str(args.train_scans),
+        "--seed",
+        str(TRAIN_SEED),
+        "--format",
+        "luna",
+        "--workers",
+        str(args.workers),
+    )
+    run(
+        "synth",
+        str(heldout),
+        "--scans",
+        str(args.heldout_scans),
+        "--seed",
+        str(HELDOUT_SEED),
+        "--format",
+        "luna",
+        "--workers",
+        str(args.workers),
+    )
     model = work / "unet"
     epochs = ["--epochs", str(args.epochs)] if args.epochs else []
-    run("train", "unet", "--data", str(train_data / "luna16"), "-o", str(model), "--workers", str(args.workers),
-        "--resume", *epochs)
+    run(
+        "train",
+        "unet",
+        "--data",
+        str(train_data / "luna16"),
+        "-o",
+        str(model),
+        "--workers",
+        str(args.workers),
+        "--resume",
+        *epochs,
+    )
+    if not (model / "detector.untuned.yaml").exists():
+        code = subprocess.call(
+            [
+                sys.executable,
+                str(REPO / "scripts" / "tune_merge.py"),
+                "--model",
+                str(model),
+                "--data",
+                str(train_data / "luna16"),
+                "--apply",
+            ]
+        )
+        if code:
+            raise SystemExit(f"tune_merge.py failed with exit code {code}")
     detections = work / "heldout_candidates"
     run("detect", str(heldout / "luna16"), "-o", str(detections), "--stage", "candidates", "--model", str(model))
     froc = work / "heldout_froc"
     luna = heldout / "luna16"
-    run("evaluate", "froc", "--annotations", str(luna / "annotations.csv"), "--excluded",
-        str(luna / "annotations_excluded.csv"), "--seriesuids", str(luna / "seriesuids.csv"), "--candidates",
-        str(detections / "candidates.csv"), "-o", str(froc))
+    run(
+        "evaluate",
+        "froc",
+        "--annotations",
+        str(luna / "annotations.csv"),
+        "--excluded",
+        str(luna / "annotations_excluded.csv"),
+        "--seriesuids",
+        str(luna / "seriesuids.csv"),
+        "--candidates",
+        str(detections / "candidates.csv"),
+        "-o",
+        str(froc),
+    )
     BUNDLE.mkdir(parents=True, exist_ok=True)
-    for name in ("model.keras", "detector.yaml", "train_config.yaml", "run.json", "history.csv", "metrics.json",
-                 "training_curve.png"):
+    for name in (
+        "model.keras",
+        "detector.yaml",
+        "train_config.yaml",
+        "run.json",
+        "history.csv",
+        "metrics.json",
+        "training_curve.png",
+        "merge_sweep.csv",
+    ):
         shutil.copy2(model / name, BUNDLE / name)
     shutil.copy2(froc / "froc.png", BUNDLE / "heldout_froc.png")
     summary = json.loads((froc / "froc.json").read_text())

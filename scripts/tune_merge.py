@@ -4,9 +4,11 @@
 The U-Net's probability maps of the validation scans (``run.json: validation_scans``, read from the
 training cache) are computed once; every combination of the grid below is then merged and scored with the
 LUNA16 hit rule: recall among each scan's top ``--top`` candidates, recall among all candidates, and
-candidates per scan. The table is printed (best first) and written to ``--out`` as CSV.
+candidates per scan. The table is printed (best first: highest top-N recall, then fewest candidates) and
+written to ``--out`` as CSV. ``--apply`` writes the best settings into the model's ``detector.yaml`` (the
+previous file is kept as ``detector.untuned.yaml``); ``scripts/train_default_models.py`` does this.
 
-    python scripts/tune_merge.py --model runs/v1/unet --data runs/v1/synth_train/luna16 [--top 30]
+    python scripts/tune_merge.py --model runs/v1/unet --data runs/v1/synth_train/luna16 [--top 30] [--apply]
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ import argparse
 import dataclasses
 import itertools
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from tqdm import tqdm
 
-from lungcad.candidates.inference import CandidateDetector, near_lung
+from lungcad.candidates.inference import DETECTOR_FILE, CandidateDetector, near_lung
 from lungcad.candidates.train import read_tables
+from lungcad.config import to_dict
 from lungcad.evaluate import compute_froc
+from lungcad.fileio import write_text_atomic
 from lungcad.merge import merge_candidates
 from lungcad.preprocess.pipeline import load_preprocessed
 
@@ -49,6 +55,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, help="training cache (default MODEL/cache)")
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--max-scans", type=int, help="use only the first N validation scans (quick checks)")
+    ap.add_argument("--apply", action="store_true", help="write the best settings into MODEL/detector.yaml")
     ap.add_argument("--out", type=Path, help="CSV of the sweep (default MODEL/merge_sweep.csv)")
     args = ap.parse_args()
     detector = CandidateDetector.load(args.model)
@@ -82,6 +89,15 @@ def main() -> None:
     )
     print(table.head(15).to_string(index=False))
     print(f"written {out}")
+    if args.apply:
+        best = {k: type(getattr(detector.config.merge, k))(table.iloc[0][k]) for k in GRID}
+        config = dataclasses.replace(detector.config, merge=dataclasses.replace(detector.config.merge, **best))
+        path = args.model / DETECTOR_FILE
+        untuned = args.model / "detector.untuned.yaml"
+        if not untuned.exists():
+            shutil.copy2(path, untuned)
+        write_text_atomic(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+        print(f"applied {best} to {path}")
 
 
 if __name__ == "__main__":

@@ -159,9 +159,14 @@ def preprocess_scans(
     series_uid: str | None = None,
     overwrite: bool = False,
 ) -> tuple[list[ScanRef], BatchSummary]:
-    """Cache every scan in ``inputs`` under ``out`` (resumable; failures in ``out/errors.csv``)."""
+    """Cache every scan in ``inputs`` under ``out`` (resumable; failures in ``out/errors.csv``).
+
+    A scan counts as done only when its cache was made with the same ``config``; a cache from other settings
+    is recomputed (and replaced atomically), never silently reused.
+    """
     out = Path(out)
     refs = find_scans(inputs)
+    wanted = json.loads(json.dumps(to_dict(config)))  # as geometry.json stores it (tuples become lists)
     work = functools.partial(preprocess_one, out=out, config=config, series_uid=series_uid)
     summary = run_batch(
         refs,
@@ -169,6 +174,14 @@ def preprocess_scans(
         errors_csv=out / "errors.csv",
         workers=workers,
         desc="preprocess",
-        is_done=lambda ref: not overwrite and (out / ref.id / "geometry.json").exists(),
+        is_done=lambda ref: not overwrite and cached_config(out / ref.id) == wanted,
     )
     return refs, summary
+
+
+def cached_config(folder: Path) -> dict[str, Any] | None:
+    """The preprocessing config a cache folder was made with (None when there is no readable cache)."""
+    try:
+        return json.loads((folder / "geometry.json").read_text()).get("config")
+    except (OSError, ValueError):
+        return None
