@@ -250,8 +250,10 @@ def _best_row(history: list[dict[str, float]], config: LoopConfig) -> dict[str, 
     scored = [r for r in history if config.monitor in r and not math.isnan(r[config.monitor])]
     if not scored:
         return history[-1] if history else {}
-    pick = max if config.monitor_mode == "max" else min
-    return pick(scored, key=lambda r: r[config.monitor])
+    sign = 1.0 if config.monitor_mode == "max" else -1.0
+    # ties go to the later epoch: as good on the monitor and trained longer (a saturated recall otherwise
+    # keeps the first epoch that reached it)
+    return max(scored, key=lambda r: (sign * r[config.monitor], r["epoch"]))
 
 
 def _is_best(row: dict[str, float], history: list[dict[str, float]], config: LoopConfig) -> bool:

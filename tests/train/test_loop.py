@@ -77,3 +77,20 @@ def test_same_seed_same_metrics(tmp_path):
     a = fit(_task(), short, tmp_path / "a")
     b = fit(_task(), short, tmp_path / "b")
     assert a.history[0]["loss"] == b.history[0]["loss"]
+
+
+def test_best_epoch_ties_go_to_the_later_epoch():
+    import dataclasses
+
+    from lungcad.train.loop import _best_row
+
+    history = [
+        {"epoch": 1.0, "val_recall": 0.5},
+        {"epoch": 2.0, "val_recall": 0.9},
+        {"epoch": 3.0, "val_recall": 0.9},
+        {"epoch": 4.0, "val_recall": 0.8},
+    ]
+    assert _best_row(history, dataclasses.replace(CONFIG, monitor="val_recall"))["epoch"] == 3.0
+    lowest = dataclasses.replace(CONFIG, monitor="val_recall", monitor_mode="min")
+    assert _best_row(history, lowest)["epoch"] == 1.0
+    assert _best_row(history + [{"epoch": 5.0, "val_recall": 0.5}], lowest)["epoch"] == 5.0
