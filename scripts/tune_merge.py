@@ -33,10 +33,9 @@ from lungcad.fileio import write_text_atomic
 from lungcad.merge import merge_candidates
 from lungcad.preprocess.pipeline import load_preprocessed
 
+#: Settings swept (the others stay as the model's detector.yaml says); each costs ~1.6 s per scan on 2 cores.
 GRID = {
-    "threshold": [0.3, 0.4, 0.5, 0.6, 0.7],
-    "dilation_iterations": [0, 1],
-    "z_merge_radius_mm": [3.0, 5.0],
+    "threshold": [0.3, 0.5, 0.7],
     "min_slices": [1, 2],
 }
 
