@@ -127,12 +127,13 @@ def detect_scans(
         raise ConfigError(f"unknown stage {stage!r}", expected=" or ".join(STAGES))
     out = Path(out)
     from lungcad.candidates.inference import check_model_dir
-    from lungcad.train.modeldir import check_model_dir as check_any_model_dir
 
     model = str(check_model_dir(model_dir if model_dir else default_model_dir("unet")))
     fpr = None
     if stage == "fpr":
-        fpr = str(check_any_model_dir(fpr_model_dir if fpr_model_dir else default_model_dir("fpr"), "fpr.yaml", "fpr"))
+        from lungcad.fpr.train import check_model_dir as check_fpr_model_dir
+
+        fpr = str(check_fpr_model_dir(fpr_model_dir if fpr_model_dir else default_model_dir("fpr")))
     refs = find_scans(inputs)
     work = functools.partial(detect_one, out=out, model_dir=model, fpr_dir=fpr, series_uid=series_uid)
     summary = run_batch(

@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 from skimage import measure
 
+from lungcad.evaluate.segmentation import dice
 from lungcad.io import load_scan, write_mhd
 from lungcad.preprocess import default_config, lung_mask, preprocess_scan, resample_mask, resample_scan
 from lungcad.scan import CTScan
@@ -60,10 +61,6 @@ def classic_lung_mask(hu: np.ndarray) -> np.ndarray:
     labels = measure.label(lungs, background=0)
     largest = _largest_label(labels, background=0)
     return labels == largest if largest is not None else np.zeros(hu.shape, bool)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * float((a & b).sum()) / max(float(a.sum() + b.sum()), 1.0)
 
 
 def run_lungcad(scan: CTScan, truth: np.ndarray) -> dict:

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from lungcad.candidates.targets import rasterise_spheres
+from lungcad.evaluate.segmentation import dice, juxtapleural_coverage
 from lungcad.preprocess import default_config, lung_mask
 from lungcad.synth import make_phantom
 
@@ -27,15 +27,7 @@ def evaluate_phantom(seed: int, index: int, size: int) -> tuple[float, list[tupl
     t0 = time.perf_counter()
     mask = lung_mask(phantom.scan, default_config().lung_mask)
     seconds = time.perf_counter() - t0
-    dice = 2.0 * float((mask & truth).sum()) / float(mask.sum() + truth.sum())
-    nodules = []
-    for n in phantom.nodules:
-        if n.location != "juxtapleural" or n.excluded:
-            continue
-        voxels = rasterise_spheres(phantom.scan, np.array([n.world_xyz]), np.array([n.diameter_mm])) & truth
-        if voxels.any():
-            nodules.append((n.diameter_mm, float((voxels & mask).sum() / voxels.sum())))
-    return dice, nodules, seconds
+    return dice(mask, truth), juxtapleural_coverage(phantom, mask), seconds
 
 
 def main() -> None:

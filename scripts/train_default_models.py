@@ -26,11 +26,18 @@ BUNDLE = REPO / "lungcad" / "models" / "unet"
 TRAIN_SEED, HELDOUT_SEED = 1000, 5000
 
 
+def call(command: list[str], name: str) -> None:
+    """Run ``command``; stop on any non-zero exit, 3 (some scans failed) too: a bundle must never come from a
+    partial run."""
+    code = subprocess.call(command)
+    if code != 0:
+        raise SystemExit(f"{name} failed with exit code {code}")
+
+
 def run(*args: str) -> None:
+    """``lungcad ARGS...`` in this interpreter."""
     print("+ lungcad", " ".join(args), flush=True)
-    code = subprocess.call([sys.executable, "-m", "lungcad.cli.main", *args])
-    if code != 0:  # 3 (some scans failed) too: a bundle must never come from a partial run
-        raise SystemExit(f"lungcad {args[0]} failed with exit code {code}")
+    call([sys.executable, "-m", "lungcad.cli.main", *args], f"lungcad {args[0]}")
 
 
 def main() -> None:
@@ -82,19 +89,8 @@ def main() -> None:
         *epochs,
     )
     if not (model / "detector.untuned.yaml").exists():
-        code = subprocess.call(
-            [
-                sys.executable,
-                str(REPO / "scripts" / "tune_merge.py"),
-                "--model",
-                str(model),
-                "--data",
-                str(train_data / "luna16"),
-                "--apply",
-            ]
-        )
-        if code:
-            raise SystemExit(f"tune_merge.py failed with exit code {code}")
+        tune = [str(REPO / "scripts" / "tune_merge.py"), "--model", str(model), "--data", str(train_data / "luna16")]
+        call([sys.executable, *tune, "--apply"], "tune_merge.py")
     detections = work / "heldout_candidates"
     run("detect", str(heldout / "luna16"), "-o", str(detections), "--stage", "candidates", "--model", str(model))
     froc = work / "heldout_froc"

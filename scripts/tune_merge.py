@@ -20,15 +20,13 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from lungcad.candidates.inference import DETECTOR_FILE, CandidateDetector, near_lung
-from lungcad.candidates.train import read_tables
+from lungcad.candidates.inference import DETECTOR_FILE, CandidateDetector
+from lungcad.candidates.train import candidate_recall, read_tables
 from lungcad.config import to_dict
-from lungcad.evaluate import compute_froc
 from lungcad.fileio import write_text_atomic
 from lungcad.merge import merge_candidates
 from lungcad.preprocess.pipeline import load_preprocessed
@@ -38,13 +36,6 @@ GRID = {
     "threshold": [0.3, 0.5, 0.7],
     "min_slices": [1, 2],
 }
-
-
-def score(tables: list[pd.DataFrame], annotations: pd.DataFrame, ids: list[str], top: int | None) -> float:
-    nodules = annotations[annotations.seriesuid.isin(ids)]
-    marks = pd.concat([t.head(top) if top else t for t in tables], ignore_index=True)
-    result = compute_froc(nodules, marks[["seriesuid", "coordX", "coordY", "coordZ", "probability"]], ids)
-    return result.n_detected / max(result.n_nodules, 1)
 
 
 def main() -> None:
@@ -64,19 +55,19 @@ def main() -> None:
     maps = []
     for sid in tqdm(ids, desc="U-Net on validation scans"):
         pre = load_preprocessed(cache / sid)
-        image, lung = np.asarray(pre.image), np.asarray(pre.lung_mask)
-        prob = detector.probability(image, lung) * near_lung(lung, pre.scan.spacing, detector.config.lung_margin_mm)
-        maps.append((pre.scan, prob))
+        maps.append((pre.scan, detector.lung_probability(pre)))
     rows = []
     for values in tqdm(list(itertools.product(*GRID.values())), desc="merge settings"):
         config = dataclasses.replace(detector.config.merge, **dict(zip(GRID, values)))
         tables = [merge_candidates(prob, scan, config).assign(seriesuid=scan.id) for scan, prob in maps]
+        recall_top, per_scan = candidate_recall(tables, annotations, ids, args.top)
+        recall_all, _ = candidate_recall(tables, annotations, ids, None)
         rows.append(
             {
                 **dict(zip(GRID, values)),
-                f"recall_top{args.top}": score(tables, annotations, ids, args.top),
-                "recall_all": score(tables, annotations, ids, None),
-                "candidates_per_scan": float(np.mean([len(t) for t in tables])),
+                f"recall_top{args.top}": recall_top,
+                "recall_all": recall_all,
+                "candidates_per_scan": per_scan,
             }
         )
     table = pd.DataFrame(rows).sort_values([f"recall_top{args.top}", "candidates_per_scan"], ascending=[False, True])

@@ -88,12 +88,17 @@ class CandidateDetector:
         timings.update(preprocess_s=t1 - t0, unet_and_merge_s=time.perf_counter() - t1)
         return table
 
-    def detect_preprocessed(self, pre: PreprocessedScan) -> pd.DataFrame:
-        """Candidates from an already preprocessed scan (e.g. the training cache)."""
+    def lung_probability(self, pre: PreprocessedScan) -> np.ndarray:
+        """Nodule probability (Z, Y, X) of a preprocessed scan, zero farther than ``lung_margin_mm`` from the lungs:
+        what :func:`lungcad.merge.merge_candidates` receives."""
         image, lung = np.asarray(pre.image), np.asarray(pre.lung_mask)
         prob = self.probability(image, lung)
         prob *= near_lung(lung, pre.scan.spacing, self.config.lung_margin_mm)
-        table = merge_candidates(prob, pre.scan, self.config.merge)
+        return prob
+
+    def detect_preprocessed(self, pre: PreprocessedScan) -> pd.DataFrame:
+        """Candidates from an already preprocessed scan (e.g. the training cache)."""
+        table = merge_candidates(self.lung_probability(pre), pre.scan, self.config.merge)
         table.insert(0, "seriesuid", pre.scan.id)
         return table
 

@@ -90,16 +90,18 @@ def data_fingerprint(cache: Path, ids: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _recall(tables: list[pd.DataFrame], annotations: pd.DataFrame, ids: list[str], top: int) -> tuple[float, float]:
+def candidate_recall(
+    tables: list[pd.DataFrame], annotations: pd.DataFrame, ids: list[str], top: int | None
+) -> tuple[float, float]:
     """Fraction of the scans' annotated nodules hit (LUNA16 rule, :mod:`lungcad.evaluate`) by one of each scan's
-    top-``top`` candidates; and the mean number of candidates per scan."""
+    top-``top`` candidates (all of them when ``top`` is None); and the mean number of candidates per scan."""
     from lungcad.evaluate import compute_froc
 
     per_scan = float(np.mean([len(t) for t in tables])) if tables else 0.0
     nodules = annotations[annotations.seriesuid.isin(ids)]
     if nodules.empty:
         return float("nan"), per_scan
-    marks = pd.concat([t.head(top) for t in tables], ignore_index=True)
+    marks = pd.concat([t if top is None else t.head(top) for t in tables], ignore_index=True)
     result = compute_froc(nodules, marks[["seriesuid", "coordX", "coordY", "coordZ", "probability"]], ids)
     return result.n_detected / result.n_nodules, per_scan
 
@@ -140,7 +142,7 @@ def make_validator(config: UNetTrainConfig, val_scans, val_pre, annotations):
         dice = 2 * inter / max(float(np.sum((pred > 0.5) * w) + np.sum(y * w)), 1e-6)
         detector = CandidateDetector(model, config.detector())
         tables = [detector.detect_preprocessed(pre) for pre in val_pre]
-        recall, per_scan = _recall(tables, annotations, [p.scan.id for p in val_pre], config.recall_at)
+        recall, per_scan = candidate_recall(tables, annotations, [p.scan.id for p in val_pre], config.recall_at)
         return {"val_loss": loss, "val_dice": dice, "val_recall": recall, "val_candidates": per_scan}
 
     return validate

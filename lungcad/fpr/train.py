@@ -35,6 +35,7 @@ from lungcad.io import load_scan
 from lungcad.patches import PatchConfig, extract_patches
 from lungcad.scan import CTScan
 from lungcad.train.loop import FitResult, LoopConfig, Task, fit
+from lungcad.train.modeldir import check_model_dir as check_dir
 from lungcad.train.modeldir import finish_run, load_model_dir, save_model_dir
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,11 @@ class FprScorer:
         if len(centres_xyz) == 0:
             return np.zeros(0, np.float32)
         return self.score_patches(extract_patches(scan, np.asarray(centres_xyz, float), self.config.patches))
+
+
+def check_model_dir(model_dir: str | Path) -> Path:
+    """``model_dir`` if it holds an FPR model (``model.keras`` + ``fpr.yaml``), else ConfigError."""
+    return check_dir(model_dir, FPR_FILE, "fpr")
 
 
 def read_candidates_tables(data: Path, extra: Path | None) -> pd.DataFrame:

@@ -21,7 +21,8 @@ Steps (coarse grid of ``working_spacing_mm``, block-averaged so noise drops):
    pleura is fitted as a quadratic surface to the full-resolution lung border next to the dent (border
    voxels that face the same way as the dent, so the other side of a thin lung does not count), and the
    voxels of the shell just outside the coarse mask that lie on the lung side of that surface join the
-   mask. This is a local, sub-millimetre version of the rolling-ball closing: ~1 s on 512x512x300.
+   mask. This is a local, sub-millimetre version of the rolling-ball closing: ~1.7 s of the mask's 3.1 s on
+   512x512x302 (``scripts/benchmark_preprocess.py``).
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def test_split_is_seeded_and_keeps_both_sides():
 
 
 def test_validation_recall_uses_the_luna16_hit_rule_on_the_top_candidates():
-    from lungcad.candidates.train import _recall
+    from lungcad.candidates.train import candidate_recall
 
     nodules = pd.DataFrame(
         {"seriesuid": ["a", "a"], "coordX": [0.0, 50.0], "coordY": 0.0, "coordZ": 0.0, "diameter_mm": [-1.0, 6.0]}
@@ -76,5 +76,6 @@ def test_validation_recall_uses_the_luna16_hit_rule_on_the_top_candidates():
     cands = pd.DataFrame(
         {"seriesuid": "a", "coordX": [30.0, 4.0, 52.0], "coordY": 0.0, "coordZ": 0.0, "probability": [0.9, 0.8, 0.7]}
     )
-    assert _recall([cands], nodules, ["a"], top=3) == (1.0, 3.0)
-    assert _recall([cands], nodules, ["a"], top=2) == (0.5, 3.0)  # the 52 mm hit is cut off
+    assert candidate_recall([cands], nodules, ["a"], top=3) == (1.0, 3.0)
+    assert candidate_recall([cands], nodules, ["a"], top=2) == (0.5, 3.0)  # the 52 mm hit is cut off
+    assert candidate_recall([cands], nodules, ["a"], top=None) == (1.0, 3.0)
