@@ -73,6 +73,23 @@ def score_candidates(scan, table: pd.DataFrame, fpr_dir: str, timings: dict[str,
     return table.sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def models_record(model_dir: str, fpr_dir: str | None) -> dict[str, str]:
+    """The model directories a scan's result was made with (its JSON's ``model``)."""
+    return {"unet": model_dir, **({"fpr": fpr_dir} if fpr_dir else {})}
+
+
+def is_finished(ref: ScanRef, *, out: Path, models: dict[str, str]) -> bool:
+    """A scan counts as finished when its JSON exists and was made with the same models and stages; otherwise
+    a rerun (e.g. with ``--stage fpr`` after ``--stage candidates``) detects it again."""
+    path = out / "scans" / f"{ref.id}.json"
+    if not path.exists():
+        return False
+    try:
+        return json.loads(path.read_text()).get("model") == models
+    except (OSError, ValueError):
+        return False
+
+
 def detect_one(
     ref: ScanRef, *, out: Path, model_dir: str, fpr_dir: str | None = None, series_uid: str | None = None
 ) -> pd.DataFrame:
@@ -94,7 +111,7 @@ def detect_one(
         "path": str(ref.path),
         "geometry": scan.summary(),
         "timings_s": timings,
-        "model": {"unet": model_dir, **({"fpr": fpr_dir} if fpr_dir else {})},
+        "model": models_record(model_dir, fpr_dir),
         "lungcad_version": __version__,
         "candidates": json.loads(table.to_json(orient="records")),
     }
@@ -142,7 +159,7 @@ def detect_scans(
         errors_csv=out / "errors.csv",
         workers=workers,
         desc="detect",
-        is_done=lambda ref: (out / "scans" / f"{ref.id}.json").exists(),
+        is_done=functools.partial(is_finished, out=out, models=models_record(model, fpr)),
     )
     collect_candidates(out)
     return summary

@@ -6,8 +6,11 @@ Steps, each resumable (rerun the same command after an interruption):
 1. ``lungcad synth`` training data (seed 1000) and held-out data (seed 5000; never used for training);
 2. ``lungcad train unet`` with ``configs/unet.yaml`` into ``WORK/unet``;
 3. the merge settings chosen on the training run's validation scans (``scripts/tune_merge.py --apply``);
-4. detection on the held-out scans and ``lungcad evaluate froc`` against their annotations;
-5. the model, its config, training curve and held-out metrics copied into ``lungcad/models/unet/``.
+4. the U-Net's candidates on the training scans (``lungcad detect --stage candidates``): the FPR's mined
+   hard negatives;
+5. ``lungcad train fpr`` with ``configs/fpr.yaml`` on the synthetic ``candidates.csv`` plus those candidates;
+6. detection on the held-out scans (U-Net alone, then the full pipeline) and ``lungcad evaluate froc``;
+7. models, configs, training curves and held-out metrics copied into ``lungcad/models/{unet,fpr}/``.
 
     python scripts/train_default_models.py --work /work/runs/default [--train-scans 128] [--heldout-scans 10]
 """
@@ -22,7 +25,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BUNDLE = REPO / "lungcad" / "models" / "unet"
 TRAIN_SEED, HELDOUT_SEED = 1000, 5000
 
 
@@ -40,91 +42,85 @@ def run(*args: str) -> None:
     call([sys.executable, "-m", "lungcad.cli.main", *args], f"lungcad {args[0]}")
 
 
+UNET_FILES = ("model.keras", "detector.yaml", "merge_sweep.csv")
+FPR_FILES = ("model.keras", "fpr.yaml")
+RUN_FILES = ("train_config.yaml", "run.json", "history.csv", "metrics.json", "training_curve.png")
+
+
+def synth(folder: Path, scans: int, seed: int, workers: int) -> Path:
+    """``lungcad synth`` LUNA16-layout phantoms; returns their ``luna16`` folder."""
+    run("synth", str(folder), "--scans", str(scans), "--seed", str(seed), "--format", "luna", "--workers", str(workers))
+    return folder / "luna16"
+
+
+def train(stage: str, data: Path, model: Path, epochs: int | None, *extra: str) -> None:
+    """``lungcad train STAGE --resume`` (``--epochs`` only for smoke runs)."""
+    run(
+        "train",
+        stage,
+        "--data",
+        str(data),
+        "-o",
+        str(model),
+        "--resume",
+        *extra,
+        *(["--epochs", str(epochs)] if epochs else []),
+    )
+
+
+def heldout_froc(luna: Path, candidates: Path, out: Path) -> dict:
+    """``lungcad evaluate froc`` of a candidates.csv on the held-out scans; returns froc.json."""
+    tables = (
+        "--annotations",
+        "annotations.csv",
+        "--excluded",
+        "annotations_excluded.csv",
+        "--seriesuids",
+        "seriesuids.csv",
+    )
+    args = [a if a.startswith("--") else str(luna / a) for a in tables]
+    run("evaluate", "froc", *args, "--candidates", str(candidates), "-o", str(out))
+    return json.loads((out / "froc.json").read_text())
+
+
+def bundle(stage: str, model: Path, files: tuple[str, ...], froc: Path, summary: dict) -> None:
+    """Copy a trained model directory's files and its held-out FROC into ``lungcad/models/STAGE``."""
+    target = REPO / "lungcad" / "models" / stage
+    target.mkdir(parents=True, exist_ok=True)
+    for name in files + RUN_FILES:
+        shutil.copy2(model / name, target / name)
+    shutil.copy2(froc / "froc.png", target / "heldout_froc.png")
+    (target / "heldout_metrics.json").write_text(json.dumps(summary, indent=1))
+    print(f"bundled {target}: held-out CPM {summary.get('cpm')}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", required=True, type=Path, help="folder for data, caches and runs")
     ap.add_argument("--train-scans", type=int, default=128)
     ap.add_argument("--heldout-scans", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--epochs", type=int, help="override train.epochs (smoke runs)")
+    ap.add_argument("--epochs", type=int, help="override train.epochs of both models (smoke runs)")
     args = ap.parse_args()
     work = args.work
-    train_data, heldout = work / "synth_train", work / "synth_heldout"
-    run(
-        "synth",
-        str(train_data),
-        "--scans",
-        str(args.train_scans),
-        "--seed",
-        str(TRAIN_SEED),
-        "--format",
-        "luna",
-        "--workers",
-        str(args.workers),
-    )
-    run(
-        "synth",
-        str(heldout),
-        "--scans",
-        str(args.heldout_scans),
-        "--seed",
-        str(HELDOUT_SEED),
-        "--format",
-        "luna",
-        "--workers",
-        str(args.workers),
-    )
-    model = work / "unet"
-    epochs = ["--epochs", str(args.epochs)] if args.epochs else []
-    run(
-        "train",
-        "unet",
-        "--data",
-        str(train_data / "luna16"),
-        "-o",
-        str(model),
-        "--workers",
-        str(args.workers),
-        "--resume",
-        *epochs,
-    )
-    if not (model / "detector.untuned.yaml").exists():
-        tune = [str(REPO / "scripts" / "tune_merge.py"), "--model", str(model), "--data", str(train_data / "luna16")]
+    train_luna = synth(work / "synth_train", args.train_scans, TRAIN_SEED, args.workers)
+    heldout = synth(work / "synth_heldout", args.heldout_scans, HELDOUT_SEED, args.workers)
+    unet, fpr = work / "unet", work / "fpr"
+    train("unet", train_luna, unet, args.epochs, "--workers", str(args.workers))
+    if not (unet / "detector.untuned.yaml").exists():
+        tune = [str(REPO / "scripts" / "tune_merge.py"), "--model", str(unet), "--data", str(train_luna)]
         call([sys.executable, *tune, "--apply"], "tune_merge.py")
-    detections = work / "heldout_candidates"
-    run("detect", str(heldout / "luna16"), "-o", str(detections), "--stage", "candidates", "--model", str(model))
-    froc = work / "heldout_froc"
-    luna = heldout / "luna16"
-    run(
-        "evaluate",
-        "froc",
-        "--annotations",
-        str(luna / "annotations.csv"),
-        "--excluded",
-        str(luna / "annotations_excluded.csv"),
-        "--seriesuids",
-        str(luna / "seriesuids.csv"),
-        "--candidates",
-        str(detections / "candidates.csv"),
-        "-o",
-        str(froc),
-    )
-    BUNDLE.mkdir(parents=True, exist_ok=True)
-    for name in (
-        "model.keras",
-        "detector.yaml",
-        "train_config.yaml",
-        "run.json",
-        "history.csv",
-        "metrics.json",
-        "training_curve.png",
-        "merge_sweep.csv",
-    ):
-        shutil.copy2(model / name, BUNDLE / name)
-    shutil.copy2(froc / "froc.png", BUNDLE / "heldout_froc.png")
-    summary = json.loads((froc / "froc.json").read_text())
-    (BUNDLE / "heldout_metrics.json").write_text(json.dumps(summary, indent=1))
-    print(f"bundled {BUNDLE}: held-out CPM {summary.get('cpm')}")
+    mined = work / "train_candidates"
+    run("detect", str(train_luna), "-o", str(mined), "--stage", "candidates", "--model", str(unet))
+    train("fpr", train_luna, fpr, args.epochs, "--candidates", str(mined / "candidates.csv"))
+    stages = {"unet": ("candidates", ()), "fpr": ("fpr", ("--fpr-model", str(fpr)))}
+    results = {}
+    for name, (stage, extra) in stages.items():
+        detections = work / f"heldout_{name}"
+        run("detect", str(heldout), "-o", str(detections), "--stage", stage, "--model", str(unet), *extra)
+        results[name] = heldout_froc(heldout, detections / "candidates.csv", work / f"heldout_{name}_froc")
+    bundle("unet", unet, UNET_FILES, work / "heldout_unet_froc", results["unet"])
+    bundle("fpr", fpr, FPR_FILES, work / "heldout_fpr_froc", results["fpr"])
 
 
 if __name__ == "__main__":

@@ -58,12 +58,13 @@ def label_candidates(
 ) -> pd.DataFrame:
     """``candidates`` (seriesuid, coordX..Z[, class]) with a ``label`` column; ambiguous rows dropped.
 
-    A ``class`` column is taken as the label (LUNA16 candidates); otherwise labels come from the tables.
+    Rows with a ``class`` (LUNA16 candidates) keep it as the label; the others (e.g. U-Net candidates, class
+    missing or NaN) are labelled against the tables.
     """
-    if "class" in candidates.columns:
-        return candidates.assign(label=candidates["class"].astype(int))
-    labels = np.full(len(candidates), -1)
-    for uid, rows in candidates.groupby("seriesuid").groups.items():
+    given = candidates["class"] if "class" in candidates.columns else pd.Series(np.nan, index=candidates.index)
+    labels = np.where(given.notna(), given.fillna(-1), -1).astype(int)
+    unlabelled = candidates[given.isna()]
+    for uid, rows in unlabelled.groupby("seriesuid").groups.items():
         pts = candidates.loc[rows, XYZ].to_numpy(float)
         ann = annotations[annotations.seriesuid == uid]
         exc = excluded[excluded.seriesuid == uid]

@@ -11,7 +11,7 @@ held-out FROC CPM with FPR scores. A model directory holds ``model.keras`` and `
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -23,6 +23,7 @@ from lungcad.batch import find_scans
 from lungcad.candidates.train import read_tables, split_ids
 from lungcad.errors import DataLayoutError
 from lungcad.fpr.data import (
+    XYZ,
     FprSamplingConfig,
     PatchSet,
     center_crop,
@@ -105,13 +106,13 @@ def check_model_dir(model_dir: str | Path) -> Path:
     return check_dir(model_dir, FPR_FILE, "fpr")
 
 
-def read_candidates_tables(data: Path, extra: Path | None) -> pd.DataFrame:
+def read_candidates_tables(data: Path, extra: pd.DataFrame | None) -> pd.DataFrame:
     """LUNA16 ``candidates.csv`` of ``data`` (if present) plus an extra candidate table (e.g. U-Net's)."""
     frames = []
     if (data / "candidates.csv").is_file():
         frames.append(pd.read_csv(data / "candidates.csv"))
     if extra is not None:
-        frames.append(pd.read_csv(extra).drop(columns=["class"], errors="ignore"))
+        frames.append(extra[["seriesuid", *XYZ]])
     if not frames:
         raise DataLayoutError("no candidates: neither candidates.csv nor --candidates", path=data)
     return pd.concat(frames, ignore_index=True)
@@ -145,6 +146,35 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(auc(labels, scores)) if 0 < labels.sum() < len(labels) else float("nan")
 
 
+def validation_froc(
+    data: Path, unet: pd.DataFrame, annotations: pd.DataFrame, excluded: pd.DataFrame, val_ids: list[str], config
+):
+    """A function ``scores_fn -> val_cpm`` over every U-Net candidate of the validation scans (ambiguous ones
+    included, as the FROC counts them), or None without U-Net candidates. Patches are cut once here."""
+    from lungcad.evaluate import compute_froc
+
+    rows = unet[unet.seriesuid.isin(val_ids)].reset_index(drop=True)
+    refs = {ref.id: ref.path for ref in find_scans([data]) if ref.id in set(val_ids)}
+    if rows.empty or not refs:
+        return None
+    parts = [
+        extract_patches(load_scan(refs[uid]), group[XYZ].to_numpy(float), config.patches).astype(np.float16)
+        for uid, group in rows.groupby("seriesuid", sort=False)
+    ]
+    order = np.concatenate([g for g in rows.groupby("seriesuid", sort=False).indices.values()])
+    patches, rows = np.concatenate(parts), rows.iloc[order].reset_index(drop=True)
+    scans = sorted(refs)
+    ann, exc = (t[t.seriesuid.isin(scans)] for t in (annotations, excluded))
+    if ann.empty:
+        return None
+
+    def cpm(scorer: FprScorer) -> float:
+        marks = rows[["seriesuid", *XYZ]].assign(probability=scorer.score_patches(patches.astype(np.float32)))
+        return compute_froc(ann, marks, scans, excluded=exc).cpm
+
+    return cpm
+
+
 def train_fpr(
     data: str | Path,
     out_dir: str | Path,
@@ -155,22 +185,33 @@ def train_fpr(
     resume: bool = False,
     strategy=None,
 ) -> FitResult:
-    """Train the WideResNet on ``data`` (LUNA16 layout) into the model directory ``out_dir``."""
+    """Train the WideResNet on ``data`` (LUNA16 layout) into the model directory ``out_dir``.
+
+    Validation (each epoch, held-out scans): ``val_auc`` over their labelled candidates and, with U-Net
+    ``candidates``, ``val_cpm``: the FROC CPM of those scans' U-Net candidates ranked by the FPR score.
+    """
     data, out = Path(data), Path(out_dir)
     annotations, excluded = read_tables(data)
-    labelled = label_candidates(
-        read_candidates_tables(data, Path(candidates) if candidates else None), annotations, excluded, config.sampling
-    )
+    unet = pd.read_csv(candidates) if candidates else None
+    labelled = label_candidates(read_candidates_tables(data, unet), annotations, excluded, config.sampling)
     patches = build_patch_cache(data, Path(cache) if cache else out / "patch_cache", labelled, config)
     train_ids, val_ids = split_ids(sorted(set(patches.scan_ids)), config.validation_fraction, config.train.seed)
     train_set = patches.subset(np.isin(patches.scan_ids, train_ids))
     val_set = patches.subset(np.isin(patches.scan_ids, val_ids))
     size, dims = config.patches.size, 3 if config.patches.mode == "3d" else 2
     val_x = center_crop(val_set.patches, size, dims).astype(np.float32)
+    val_cpm = None if unet is None else validation_froc(data, unet, annotations, excluded, val_ids, config)
+    loop = config.train
+    if val_cpm is None and loop.monitor == "val_cpm":
+        log.info("no U-Net candidates of validation scans: best epoch by val_auc instead of val_cpm")
+        loop = replace(loop, monitor="val_auc", monitor_mode="max")
 
     def validate(model) -> dict[str, float]:
-        scores = FprScorer(model, config.scorer()).score_patches(val_x)
-        return {"val_auc": roc_auc(val_set.labels, scores)}
+        scorer = FprScorer(model, config.scorer())
+        metrics = {"val_auc": roc_auc(val_set.labels, scorer.score_patches(val_x))}
+        if val_cpm is not None:
+            metrics["val_cpm"] = val_cpm(scorer)
+        return metrics
 
     task = Task(
         build_model=lambda: build_wideresnet(config.model),
@@ -178,9 +219,10 @@ def train_fpr(
         dataset=lambda batch, seed: make_dataset(train_set, size, dims, config.sampling, batch, seed),
         validate=validate if len(val_set.labels) else None,
     )
-    result = fit(task, config.train, out, strategy=strategy, resume=resume)
+    result = fit(task, loop, out, strategy=strategy, resume=resume)
     info = {
         "data": str(data),
+        "unet_candidates": str(candidates) if candidates else None,
         "train_scans": train_ids,
         "validation_scans": val_ids,
         "train_candidates": {"positive": int(train_set.labels.sum()), "total": len(train_set.labels)},

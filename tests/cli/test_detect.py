@@ -115,6 +115,9 @@ def test_detect_fpr_stage_puts_the_wideresnet_score_in_probability(tmp_path, con
     expected = scorer.score(loaded, fpr[["coordX", "coordY", "coordZ"]].to_numpy(float))
     assert fpr.probability.to_numpy() == pytest.approx(expected, abs=1e-5)
     assert json.loads((out / "f" / "scans" / "1.2.3.json").read_text())["model"]["fpr"] == str(tmp_path / "fpr")
+    # a rerun into the candidates-only folder with another stage is not "already done": the scan is redone
+    assert main(["detect", str(tmp_path / "in"), "-o", str(out / "c"), *args]) == 0
+    assert pd.read_csv(out / "c" / "candidates.csv").equals(fpr)
 
 
 def test_detect_fpr_stage_without_a_model_says_how_to_get_one(tmp_path, tiny_model, capsys):

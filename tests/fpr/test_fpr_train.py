@@ -39,6 +39,9 @@ def test_labels_inside_nodule_far_negative_ambiguous_and_excluded_dropped():
     assert out[["coordX", "coordZ", "label"]].values.tolist() == [[2.0, 0.0, 1], [30.0, 0.0, 0], [0.0, 4.9, 1]]
     luna = cand.assign(**{"class": [1, 0, 0, 0, 0]})
     assert label_candidates(luna, ann, exc, SAMPLING).label.tolist() == [1, 0, 0, 0, 0]
+    # LUNA16 rows keep their class; rows without one (U-Net candidates appended) are labelled by geometry
+    mixed = pd.concat([luna.iloc[:2], cand], ignore_index=True)
+    assert label_candidates(mixed, ann, exc, SAMPLING).label.tolist() == [1, 0, 1, 0, 1]
 
 
 def _balls_and_tubes(n: int, size: int, seed: int) -> PatchSet:
@@ -115,8 +118,13 @@ def test_train_fpr_end_to_end_and_scorer(tmp_path):
         validation_fraction=0.34,
         train=dataclasses.replace(cfg.train, epochs=2, steps_per_epoch=3, batch_size=8),
     )
-    result = train_fpr(data, tmp_path / "model", cfg)
-    assert "val_auc" in result.history[-1]
+    # U-Net-style candidates (no class column): the nodule centre and two lung points per scan
+    unet = pd.DataFrame([r[:4] for r in rows if r[4] == 1] + [r[:4] for r in rows if r[4] == 0][::3])
+    unet.columns = ["seriesuid", "coordX", "coordY", "coordZ"]
+    unet.assign(probability=0.5).to_csv(tmp_path / "unet.csv", index=False)
+    result = train_fpr(data, tmp_path / "model", cfg, candidates=tmp_path / "unet.csv")
+    last = result.history[-1]
+    assert "val_auc" in last and 0.0 <= last["val_cpm"] <= 1.0
     scorer = FprScorer.load(tmp_path / "model")
     scan, _, nodule = simple_chest(seed=0)
     probs = scorer.score(scan, np.array([scan.voxel_to_world(np.argwhere(nodule).mean(0))]))
