@@ -46,7 +46,7 @@ def default_model_dir(stage: str) -> Path:
 
 
 #: Pipeline stages ``detect`` can stop after, in order.
-STAGES = ("candidates", "fpr")
+STAGES = ("candidates", "fpr", "risk")
 
 
 @functools.lru_cache(maxsize=4)
@@ -73,9 +73,10 @@ def score_candidates(scan, table: pd.DataFrame, fpr_dir: str, timings: dict[str,
     return table.sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def models_record(model_dir: str, fpr_dir: str | None) -> dict[str, str]:
+def models_record(model_dir: str, fpr_dir: str | None, risk_dir: str | None = None) -> dict[str, str]:
     """The model directories a scan's result was made with (its JSON's ``model``)."""
-    return {"unet": model_dir, **({"fpr": fpr_dir} if fpr_dir else {})}
+    extra = {k: v for k, v in (("fpr", fpr_dir), ("risk", risk_dir)) if v}
+    return {"unet": model_dir, **extra}
 
 
 def is_finished(ref: ScanRef, *, out: Path, models: dict[str, str]) -> bool:
@@ -90,18 +91,47 @@ def is_finished(ref: ScanRef, *, out: Path, models: dict[str, str]) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=4)
+def _risk_model(model_dir: str):
+    from lungcad.risk.model import RiskModel
+
+    return RiskModel.load(model_dir)
+
+
+def assess_risk(scan, table: pd.DataFrame, risk_dir: str, timings: dict[str, float]) -> tuple[pd.DataFrame, float]:
+    """The patient's P(cancer) from FPR-scored candidates (sorted, highest first); the top-k rows get the risk
+    features as extra columns."""
+    from lungcad.risk.features import FEATURES, candidate_features
+
+    t = time.perf_counter()
+    model = _risk_model(risk_dir)
+    top = candidate_features(scan, table.head(model.config.model.top_k), model.config.features)
+    probability = float(model.predict(top.assign(seriesuid=scan.id), [scan.id])[0])
+    timings["risk_s"] = time.perf_counter() - t
+    return table.join(top[[c for c in FEATURES if c in top.columns]]), probability
+
+
 def detect_one(
-    ref: ScanRef, *, out: Path, model_dir: str, fpr_dir: str | None = None, series_uid: str | None = None
+    ref: ScanRef,
+    *,
+    out: Path,
+    model_dir: str,
+    fpr_dir: str | None = None,
+    risk_dir: str | None = None,
+    series_uid: str | None = None,
 ) -> pd.DataFrame:
-    """Detect candidates in one scan (and score them when ``fpr_dir`` is given); write its CSV and JSON (the
-    batch worker)."""
+    """Detect candidates in one scan (score them when ``fpr_dir`` is given, and the patient's cancer risk when
+    ``risk_dir`` is too); write its CSV and JSON (the batch worker)."""
     t0 = time.perf_counter()
     scan = load_scan(ref.path, series_uid=series_uid)
     scan = scan.with_array(scan.array, id=ref.id)
     timings: dict[str, float] = {"read_s": time.perf_counter() - t0}
     table = _detector(model_dir).detect(scan, timings)
+    cancer = None
     if fpr_dir is not None:
         table = score_candidates(scan, table, fpr_dir, timings)
+        if risk_dir is not None:
+            table, cancer = assess_risk(scan, table, risk_dir, timings)
     timings["total_s"] = time.perf_counter() - t0
     table = table[CANDIDATE_COLUMNS + [c for c in table.columns if c not in CANDIDATE_COLUMNS]]
     scans = out / "scans"
@@ -111,7 +141,8 @@ def detect_one(
         "path": str(ref.path),
         "geometry": scan.summary(),
         "timings_s": timings,
-        "model": models_record(model_dir, fpr_dir),
+        "model": models_record(model_dir, fpr_dir, risk_dir),
+        **({"cancer_probability": cancer} if cancer is not None else {}),
         "lungcad_version": __version__,
         "candidates": json.loads(table.to_json(orient="records")),
     }
@@ -128,6 +159,37 @@ def collect_candidates(out: Path) -> pd.DataFrame:
     return table
 
 
+def collect_patients(out: Path) -> pd.DataFrame:
+    """``id,cancer`` (the DSB 2017 submission format) of every finished scan with a risk; rewrites
+    ``OUT/patients.csv`` atomically (only when some scan has one)."""
+    rows = []
+    for path in sorted((out / "scans").glob("*.json")):
+        record = json.loads(path.read_text())
+        if "cancer_probability" in record:
+            rows.append((record["id"], record["cancer_probability"]))
+    table = pd.DataFrame(rows, columns=["id", "cancer"])
+    if rows:
+        write_text_atomic(out / "patients.csv", table.to_csv(index=False))
+    return table
+
+
+def stage_models(
+    stage: str, model_dir: str | Path | None, fpr_model_dir: str | Path | None, risk_model_dir: str | Path | None
+) -> tuple[str, str | None, str | None]:
+    """The checked (U-Net, FPR, risk) model directories ``stage`` needs, bundled ones by default."""
+    from lungcad.candidates.inference import check_model_dir
+    from lungcad.fpr.train import check_model_dir as check_fpr
+    from lungcad.risk.model import check_model_dir as check_risk
+
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}", expected=" or ".join(STAGES))
+    needed = STAGES.index(stage)
+    model = str(check_model_dir(model_dir or default_model_dir("unet")))
+    fpr = str(check_fpr(fpr_model_dir or default_model_dir("fpr"))) if needed >= 1 else None
+    risk = str(check_risk(risk_model_dir or default_model_dir("risk"))) if needed >= 2 else None
+    return model, fpr, risk
+
+
 def detect_scans(
     inputs: list[str | Path],
     out: str | Path,
@@ -135,31 +197,24 @@ def detect_scans(
     stage: str = "candidates",
     model_dir: str | Path | None = None,
     fpr_model_dir: str | Path | None = None,
+    risk_model_dir: str | Path | None = None,
     workers: int = 1,
     series_uid: str | None = None,
 ) -> BatchSummary:
     """Run detection over every scan in ``inputs`` into ``out`` up to ``stage`` (one of :data:`STAGES`);
     returns the batch summary. Models default to the bundled ones."""
-    if stage not in STAGES:
-        raise ConfigError(f"unknown stage {stage!r}", expected=" or ".join(STAGES))
     out = Path(out)
-    from lungcad.candidates.inference import check_model_dir
-
-    model = str(check_model_dir(model_dir if model_dir else default_model_dir("unet")))
-    fpr = None
-    if stage == "fpr":
-        from lungcad.fpr.train import check_model_dir as check_fpr_model_dir
-
-        fpr = str(check_fpr_model_dir(fpr_model_dir if fpr_model_dir else default_model_dir("fpr")))
+    model, fpr, risk = stage_models(stage, model_dir, fpr_model_dir, risk_model_dir)
     refs = find_scans(inputs)
-    work = functools.partial(detect_one, out=out, model_dir=model, fpr_dir=fpr, series_uid=series_uid)
+    work = functools.partial(detect_one, out=out, model_dir=model, fpr_dir=fpr, risk_dir=risk, series_uid=series_uid)
     summary = run_batch(
         refs,
         work,
         errors_csv=out / "errors.csv",
         workers=workers,
         desc="detect",
-        is_done=functools.partial(is_finished, out=out, models=models_record(model, fpr)),
+        is_done=functools.partial(is_finished, out=out, models=models_record(model, fpr, risk)),
     )
     collect_candidates(out)
+    collect_patients(out)
     return summary

@@ -48,3 +48,11 @@ def linear_scan() -> Callable[..., CTScan]:
         return geom.with_array(hu, id="linear")
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def confident_model(tmp_path_factory):
+    """A tiny U-Net model directory whose output is ~1 everywhere (see ``helpers.confident_unet``)."""
+    from helpers import confident_unet
+
+    return confident_unet(tmp_path_factory.mktemp("confident"))

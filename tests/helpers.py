@@ -70,3 +70,45 @@ def simple_chest(
     truth = (lung | nodule) & ~airway
     scan = CTScan(np.rint(hu).astype(np.int16), spacing, (-cx, -cy, -300.0), id=f"chest-{lungs}")
     return scan, truth, nodule
+
+
+def tiny_scorer(path):
+    """A random WRN-10-1 FPR model on 16-voxel patches, saved as a model directory at ``path``."""
+    import dataclasses
+
+    from lungcad.config import load_config
+    from lungcad.fpr.train import FprScorer, FprTrainConfig
+    from lungcad.fpr.wideresnet import build_wideresnet
+
+    cfg = load_config(FprTrainConfig, "fpr")
+    cfg = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, depth=10, widen_factor=1, patch_size=16),
+        patches=dataclasses.replace(cfg.patches, size=16),
+    )
+    scorer = FprScorer(build_wideresnet(cfg.model), cfg.scorer())
+    scorer.save(path)
+    return scorer
+
+
+def confident_unet(path):
+    """A tiny U-Net whose output is ~1 everywhere (zero kernel, bias +5), saved at ``path``: candidates
+    wherever there is lung, whatever the random initialisation."""
+    import dataclasses
+
+    from lungcad.candidates.inference import CandidateDetector
+    from lungcad.candidates.train import UNetTrainConfig
+    from lungcad.candidates.unet import build_unet
+    from lungcad.config import load_config
+
+    cfg = load_config(UNetTrainConfig, "unet")
+    cfg = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, depth=3, base_filters=4),
+        preprocess=dataclasses.replace(cfg.preprocess, target_spacing_mm=None),
+    )
+    model = build_unet(cfg.model)
+    last = [layer for layer in model.layers if layer.weights][-1]
+    kernel, bias = last.get_weights()
+    last.set_weights([np.zeros_like(kernel), np.full_like(bias, 5.0)])
+    return CandidateDetector(model, cfg.detector()).save(path)

@@ -19,12 +19,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--stage",
         default="candidates",
-        choices=["candidates", "fpr"],
-        help="last stage to run: U-Net candidates, or candidates scored by the WideResNet false-positive reducer "
-        "(probability = FPR score, U-Net score in unet_probability)",
+        choices=["candidates", "fpr", "risk"],
+        help="last stage to run: U-Net candidates; candidates scored by the WideResNet false-positive reducer "
+        "(probability = FPR score, U-Net score in unet_probability); or also each patient's cancer probability "
+        "(OUT/patients.csv, id,cancer: the DSB 2017 submission format)",
     )
     p.add_argument("--model", help="U-Net model directory (default: the bundled model)")
     p.add_argument("--fpr-model", help="FPR model directory from 'lungcad train fpr' (default: the bundled one)")
+    p.add_argument("--risk-model", help="risk model directory from 'lungcad train risk' (default: the bundled one)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to read from multi-series DICOM folders")
     p.set_defaults(func=run)
@@ -39,12 +41,14 @@ def run(args: argparse.Namespace) -> int:
         stage=args.stage,
         model_dir=args.model,
         fpr_model_dir=args.fpr_model,
+        risk_model_dir=args.risk_model,
         workers=args.workers,
         series_uid=args.series,
     )
     out = Path(args.output)
     print(
         f"detect: {summary.line()}; candidates in {out / 'candidates.csv'}"
+        + (f"; patients in {out / 'patients.csv'}" if args.stage == "risk" else "")
         + (f"; errors in {out / 'errors.csv'}" if summary.failed else "")
     )
     return summary.exit_code

@@ -43,7 +43,7 @@ def _strategy(args: argparse.Namespace):
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model (unet, fpr)", description="Train a stage's model.")
+    p = sub.add_parser("train", help="train a model (unet, fpr, risk)", description="Train a stage's model.")
     models = p.add_subparsers(dest="model", metavar="MODEL", required=True)
     u = _model_parser(
         models,
@@ -67,6 +67,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     f.add_argument("--candidates", help="extra candidate table (seriesuid,coordX,coordY,coordZ,...) to label and use")
     f.set_defaults(func=run_fpr)
+    r = models.add_parser(
+        "risk",
+        help="per-patient cancer probability (leaky noisy-OR) on labelled patients",
+        description="Fit the per-patient cancer model: runs 'lungcad detect --stage fpr' over --data (resumable, into "
+        "MODEL_DIR/detections, or reuse --detections), measures the top candidates' features, cross-validates "
+        "(log loss and AUC per fold, MODEL_DIR/calibration.png) and writes MODEL_DIR/risk.json.",
+    )
+    r.add_argument("--data", required=True, help="scans (DSB layout: one DICOM folder per patient) or a LUNA16 folder")
+    r.add_argument("--labels", required=True, help="stage1_labels.csv (id,cancer; id = patient folder or seriesuid)")
+    r.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="model directory")
+    r.add_argument("--config", default="risk", help="YAML config (default: configs/risk.yaml)")
+    r.add_argument("--detections", help="an existing 'lungcad detect --stage fpr' output folder for these scans")
+    r.add_argument("--model", help="U-Net model directory for detection (default: the bundled one)")
+    r.add_argument("--fpr-model", help="FPR model directory for detection (default: the bundled one)")
+    r.add_argument("--workers", type=int, default=1, help="parallel detection processes")
+    r.set_defaults(func=run_risk)
 
 
 def _with_overrides(config, args: argparse.Namespace):
@@ -94,6 +110,31 @@ def run_fpr(args: argparse.Namespace) -> int:
         strategy=strategy,
     )
     _report("fpr", result, args.output)
+    return 0
+
+
+def run_risk(args: argparse.Namespace) -> int:
+    from lungcad.risk.train import RiskTrainConfig, train_risk
+
+    config = load_config(RiskTrainConfig, args.config)
+    summary = train_risk(
+        args.data,
+        args.labels,
+        args.output,
+        config,
+        detections=args.detections,
+        model_dir=args.model,
+        fpr_model_dir=args.fpr_model,
+        workers=args.workers,
+    )
+    cv = summary["cv"]
+    print(
+        f"train risk: {summary['patients']} patients ({summary['positives']} with cancer), {cv['folds']}-fold CV: "
+        f"log loss {cv['log_loss']:.4f} (base rate {cv['base_rate_log_loss']:.4f}), AUC {cv['auc']:.3f}; "
+        f"model in {args.output}"
+    )
+    for row in cv["per_fold"]:
+        print(f"  fold {row['fold']}: n {row['n']}, log loss {row['log_loss']:.4f}, AUC {row['auc']:.3f}")
     return 0
 
 

@@ -71,4 +71,3 @@ class NoisyOrRisk:
             logits = feats @ w + b if len(feats) else np.zeros(0)
             out[j] = -np.logaddexp(0.0, leak) - np.sum(np.logaddexp(0.0, logits))
         return out
-

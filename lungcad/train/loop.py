@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from lungcad.errors import ConfigError
 from lungcad.fileio import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ class LoopConfig:
         seed: weights, dropout and data order.
         monitor, monitor_mode: validation metric that picks ``best.weights.h5`` ("max"/"min").
         keep_checkpoints: checkpoints kept on disk.
+        lr_schedule: "constant", or "cosine": decays per epoch from ``learning_rate`` to ``min_lr_fraction``
+            of it over ``epochs`` (a resumed run with more ``--epochs`` stretches the curve).
+        min_lr_fraction: the cosine schedule's floor, as a fraction of ``learning_rate``.
     """
 
     epochs: int
@@ -59,6 +63,8 @@ class LoopConfig:
     monitor: str
     monitor_mode: Literal["max", "min"]
     keep_checkpoints: int
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    min_lr_fraction: float = 0.0
 
 
 @dataclass
@@ -102,6 +108,19 @@ def worker_dir(out: Path, strategy) -> Path:
 
 def _learning_rate(config: LoopConfig, replicas: int) -> float:
     return config.learning_rate * (replicas if config.lr_scaling == "linear" else 1)
+
+
+def epoch_learning_rate(config: LoopConfig, replicas: int, epoch: int) -> float:
+    """The learning rate of ``epoch`` (1-based): constant, or the cosine curve from the base rate to
+    ``min_lr_fraction`` of it, taken at the epoch's middle step. Set per epoch on the optimizer's rate
+    variable, so checkpoints look the same under either schedule and a run can switch on ``--resume``."""
+    base = _learning_rate(config, replicas)
+    if config.lr_schedule == "constant":
+        return base
+    if config.lr_schedule != "cosine":
+        raise ConfigError(f"unknown lr_schedule {config.lr_schedule!r}", expected="constant or cosine")
+    progress = min(1.0, (epoch - 0.5) / max(1, config.epochs))
+    return base * (config.min_lr_fraction + (1 - config.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def _make_step(model, optimizer, loss_fn, strategy, global_batch: int, clip_norm: float):
@@ -201,7 +220,9 @@ def fit(task: Task, config: LoopConfig, out_dir: str | Path, *, strategy=None, r
         config.epochs,
     )
     for epoch in range(start + 1, config.epochs + 1):
-        row = _run_epoch(task, config, strategy, step_fn, model, global_batch, epoch)
+        rate = epoch_learning_rate(config, replicas, epoch)
+        optimizer.learning_rate.assign(rate)
+        row = {**_run_epoch(task, config, strategy, step_fn, model, global_batch, epoch), "learning_rate": rate}
         history.append(row)
         epoch_var.assign(epoch)
         manager.save(checkpoint_number=epoch)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
-from helpers import simple_chest
+from helpers import simple_chest, tiny_scorer
 
 from lungcad.candidates.inference import CandidateDetector
 from lungcad.candidates.train import UNetTrainConfig
@@ -61,43 +60,11 @@ def test_detect_with_a_folder_that_is_not_a_model(tmp_path, capsys):
     assert "not a U-Net model directory" in capsys.readouterr().err
 
 
-def _tiny_scorer(path):
-    from lungcad.fpr.train import FprScorer, FprTrainConfig
-    from lungcad.fpr.wideresnet import build_wideresnet
-
-    cfg = load_config(FprTrainConfig, "fpr")
-    cfg = dataclasses.replace(
-        cfg,
-        model=dataclasses.replace(cfg.model, depth=10, widen_factor=1, patch_size=16),
-        patches=dataclasses.replace(cfg.patches, size=16),
-    )
-    scorer = FprScorer(build_wideresnet(cfg.model), cfg.scorer())
-    scorer.save(path)
-    return scorer
-
-
-@pytest.fixture(scope="module")
-def confident_model(tmp_path_factory):
-    """A tiny U-Net whose output is ~1 everywhere (zero kernel, bias +5): candidates wherever there is lung,
-    whatever the random initialisation."""
-    cfg = load_config(UNetTrainConfig, "unet")
-    cfg = dataclasses.replace(
-        cfg,
-        model=dataclasses.replace(cfg.model, depth=3, base_filters=4),
-        preprocess=dataclasses.replace(cfg.preprocess, target_spacing_mm=None),
-    )
-    model = build_unet(cfg.model)
-    last = [layer for layer in model.layers if layer.weights][-1]
-    kernel, bias = last.get_weights()
-    last.set_weights([np.zeros_like(kernel), np.full_like(bias, 5.0)])
-    return CandidateDetector(model, cfg.detector()).save(tmp_path_factory.mktemp("confident"))
-
-
 def test_detect_fpr_stage_puts_the_wideresnet_score_in_probability(tmp_path, confident_model):
     tiny_model = confident_model
     scan, _, _ = simple_chest(seed=1)
     write_mhd(scan.with_array(scan.array, id="1.2.3"), tmp_path / "in" / "1.2.3.mhd")
-    scorer = _tiny_scorer(tmp_path / "fpr")
+    scorer = tiny_scorer(tmp_path / "fpr")
     out = tmp_path / "out"
     assert main(["detect", str(tmp_path / "in"), "-o", str(out / "c"), "--model", str(tiny_model)]) == 0
     args = ["--model", str(tiny_model), "--stage", "fpr", "--fpr-model", str(tmp_path / "fpr")]

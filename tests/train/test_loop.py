@@ -7,6 +7,7 @@ import dataclasses
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from lungcad.train.loop import LoopConfig, Task, fit
@@ -94,3 +95,25 @@ def test_best_epoch_ties_go_to_the_later_epoch():
     lowest = dataclasses.replace(CONFIG, monitor="val_recall", monitor_mode="min")
     assert _best_row(history, lowest)["epoch"] == 1.0
     assert _best_row(history + [{"epoch": 5.0, "val_recall": 0.5}], lowest)["epoch"] == 5.0
+
+
+def test_cosine_schedule_decays_to_its_floor_and_resumes_from_a_constant_rate_checkpoint(tmp_path):
+    from lungcad.train.loop import epoch_learning_rate
+
+    cosine = dataclasses.replace(CONFIG, lr_schedule="cosine", min_lr_fraction=0.1)
+    rates = [epoch_learning_rate(cosine, 1, e) for e in (1, 2, 3, 4)]
+    assert rates == sorted(rates, reverse=True) and 0.1 * 0.05 < rates[-1] < 0.15 * 0.05 < 0.9 * 0.05 < rates[0]
+    assert epoch_learning_rate(cosine, 2, 1) == pytest.approx(2 * rates[0])  # linear scaling with replicas
+    run = fit(_task(), cosine, tmp_path / "cos")
+    assert [r["learning_rate"] for r in run.history] == pytest.approx(rates)
+    # a run trained at a constant rate continues on the cosine curve (same checkpoint layout)
+    fit(_task(), dataclasses.replace(CONFIG, epochs=2), tmp_path / "switch")
+    resumed = fit(_task(), cosine, tmp_path / "switch", resume=True)
+    assert [r["learning_rate"] for r in resumed.history] == pytest.approx([0.05, 0.05, *rates[2:]])
+
+
+def test_unknown_schedule_is_a_config_error(tmp_path):
+    from lungcad.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        fit(_task(), dataclasses.replace(CONFIG, lr_schedule="step"), tmp_path / "bad")

@@ -1,0 +1,59 @@
+"""``lungcad train risk`` on tiny labelled scans, then ``lungcad detect --stage risk`` writes patients.csv."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import simple_chest, tiny_scorer
+
+from lungcad.cli.main import main
+from lungcad.io import write_mhd
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_train_risk_then_detect_writes_the_dsb_submission(tmp_path, confident_model, capsys):
+    data = tmp_path / "scans"
+    ids = [f"1.2.{k}" for k in range(6)]
+    for k, uid in enumerate(ids):
+        scan = simple_chest(seed=k, nodule_radius_mm=4.0 + 2 * k)[0]
+        write_mhd(scan.with_array(scan.array, id=uid), data / f"{uid}.mhd")
+    labels = tmp_path / "stage1_labels.csv"
+    pd.DataFrame({"id": ids, "cancer": [0, 1, 0, 1, 0, 1]}).to_csv(labels, index=False)
+    tiny_scorer(tmp_path / "fpr")
+    models = ["--model", str(confident_model), "--fpr-model", str(tmp_path / "fpr")]
+    config = tmp_path / "risk.yaml"
+    config.write_text((REPO / "configs" / "risk.yaml").read_text().replace("folds: 5", "folds: 3"))
+    args = ["train", "risk", "--data", str(data), "--labels", str(labels), "-o", str(tmp_path / "risk")]
+    assert main([*args, "--config", str(config), *models]) == 0
+    out = capsys.readouterr().out
+    assert "6 patients (3 with cancer), 3-fold CV" in out and "fold 2:" in out
+    run = json.loads((tmp_path / "risk" / "run.json").read_text())
+    assert len(run["cv"]["per_fold"]) == 3 and set(run["weights"]) == set(run["config"]["model"]["features"])
+    assert (tmp_path / "risk" / "calibration.png").stat().st_size > 0
+    assert len(list((tmp_path / "risk" / "features").glob("*.csv"))) == 6
+    # the trained model in the full pipeline: one id,cancer row per scan
+    out_dir = tmp_path / "out"
+    detect = ["detect", str(data), "-o", str(out_dir), "--stage", "risk", *models]
+    assert main([*detect, "--risk-model", str(tmp_path / "risk")]) == 0
+    patients = pd.read_csv(out_dir / "patients.csv", dtype={"id": str})
+    assert list(patients.columns) == ["id", "cancer"] and sorted(patients.id) == ids
+    assert patients.cancer.between(0.001, 0.999).all()
+    table = pd.read_csv(out_dir / "candidates.csv")
+    assert {"log_diameter_mm", "mean_hu", "compactness"} <= set(table.columns)
+
+
+def test_train_risk_without_both_classes_is_a_clear_error(tmp_path, confident_model, capsys):
+    data = tmp_path / "scans"
+    scan = simple_chest(seed=0)[0]
+    write_mhd(scan.with_array(scan.array, id="1.2.0"), data / "1.2.0.mhd")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,cancer\n1.2.0,0\n")
+    tiny_scorer(tmp_path / "fpr")
+    args = ["train", "risk", "--data", str(data), "--labels", str(labels), "-o", str(tmp_path / "risk")]
+    assert main([*args, "--model", str(confident_model), "--fpr-model", str(tmp_path / "fpr")]) == 1
+    assert "need both classes" in capsys.readouterr().err
