@@ -173,6 +173,13 @@ def collect_patients(out: Path) -> pd.DataFrame:
     return table
 
 
+def default_stage(fpr_model_dir: str | Path | None = None, risk_model_dir: str | Path | None = None) -> str:
+    """The deepest stage whose models are given or bundled: "risk" in a full installation."""
+    has_fpr = fpr_model_dir is not None or (BUNDLED_MODELS / "fpr").is_dir()
+    has_risk = risk_model_dir is not None or (BUNDLED_MODELS / "risk").is_dir()
+    return "risk" if has_fpr and has_risk else "fpr" if has_fpr else "candidates"
+
+
 def stage_models(
     stage: str, model_dir: str | Path | None, fpr_model_dir: str | Path | None, risk_model_dir: str | Path | None
 ) -> tuple[str, str | None, str | None]:
@@ -194,7 +201,7 @@ def detect_scans(
     inputs: list[str | Path],
     out: str | Path,
     *,
-    stage: str = "candidates",
+    stage: str | None = None,
     model_dir: str | Path | None = None,
     fpr_model_dir: str | Path | None = None,
     risk_model_dir: str | Path | None = None,
@@ -202,8 +209,9 @@ def detect_scans(
     series_uid: str | None = None,
 ) -> BatchSummary:
     """Run detection over every scan in ``inputs`` into ``out`` up to ``stage`` (one of :data:`STAGES`);
-    returns the batch summary. Models default to the bundled ones."""
+    returns the batch summary. Models default to the bundled ones, ``stage`` to :func:`default_stage`."""
     out = Path(out)
+    stage = stage or default_stage(fpr_model_dir, risk_model_dir)
     model, fpr, risk = stage_models(stage, model_dir, fpr_model_dir, risk_model_dir)
     refs = find_scans(inputs)
     work = functools.partial(detect_one, out=out, model_dir=model, fpr_dir=fpr, risk_dir=risk, series_uid=series_uid)

@@ -10,7 +10,10 @@ Steps, each resumable (rerun the same command after an interruption):
    hard negatives;
 5. ``lungcad train fpr`` with ``configs/fpr.yaml`` on the synthetic ``candidates.csv`` plus those candidates;
 6. detection on the held-out scans (U-Net alone, then the full pipeline) and ``lungcad evaluate froc``;
-7. models, configs, training curves and held-out metrics copied into ``lungcad/models/{unet,fpr}/``.
+7. risk: new phantoms for its training (seed 7000) and held-out patients (seed 8000), ``lungcad train risk``
+   with ``configs/risk.yaml`` on the first (detections by the two models above), the full pipeline on the
+   second and ``lungcad evaluate dsb`` of its ``patients.csv``;
+8. models, configs, training curves and held-out metrics copied into ``lungcad/models/{unet,fpr,risk}/``.
 
     python scripts/train_default_models.py --work /work/runs/default [--train-scans 128] [--heldout-scans 10]
 """
@@ -26,6 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_SEED, HELDOUT_SEED = 1000, 5000
+RISK_TRAIN_SEED, RISK_HELDOUT_SEED = 7000, 8000
 
 
 def call(command: list[str], name: str) -> None:
@@ -44,6 +48,7 @@ def run(*args: str) -> None:
 
 UNET_FILES = ("model.keras", "detector.yaml", "merge_sweep.csv")
 FPR_FILES = ("model.keras", "fpr.yaml")
+RISK_FILES = ("risk.json", "run.json", "cv_folds.csv", "cv_predictions.csv", "calibration.png")
 RUN_FILES = ("train_config.yaml", "run.json", "history.csv", "metrics.json", "training_curve.png")
 
 
@@ -94,11 +99,35 @@ def bundle(stage: str, model: Path, files: tuple[str, ...], froc: Path, summary:
     print(f"bundled {target}: held-out CPM {summary.get('cpm')}")
 
 
+def labels_from_records(folder: Path) -> Path:
+    """``folder/labels.csv`` (``id,cancer`` keyed by seriesuid, the ids of the LUNA16 layout) from the phantoms'
+    records: the synthetic patients' documented cancer rule."""
+    rows = [json.loads(p.read_text()) for p in sorted((folder / "synth_records").glob("*.json"))]
+    path = folder / "labels.csv"
+    path.write_text("id,cancer\n" + "".join(f"{r['series_uid']},{r['cancer']}\n" for r in rows))
+    return path
+
+
+def train_risk(work: Path, unet: Path, fpr: Path, scans: tuple[int, int], workers: int) -> dict:
+    """Train the risk model on new phantoms, score the held-out patients (``evaluate dsb``); returns its JSON."""
+    models = ("--model", str(unet), "--fpr-model", str(fpr))
+    data = synth(work / "risk_train", scans[0], RISK_TRAIN_SEED, workers)
+    heldout = synth(work / "risk_heldout", scans[1], RISK_HELDOUT_SEED, workers)
+    labels = labels_from_records(work / "risk_train")
+    run("train", "risk", "--data", str(data), "--labels", str(labels), "-o", str(work / "risk"), *models)
+    out = work / "heldout_risk"
+    run("detect", str(heldout), "-o", str(out), "--stage", "risk", *models, "--risk-model", str(work / "risk"))
+    heldout_labels = str(labels_from_records(work / "risk_heldout"))
+    run("evaluate", "dsb", "--labels", heldout_labels, "--predictions", str(out / "patients.csv"), "-o", str(out))
+    return json.loads((out / "dsb.json").read_text())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", required=True, type=Path, help="folder for data, caches and runs")
     ap.add_argument("--train-scans", type=int, default=128)
     ap.add_argument("--heldout-scans", type=int, default=10)
+    ap.add_argument("--risk-scans", type=int, nargs=2, default=(80, 50), metavar=("TRAIN", "HELDOUT"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--epochs", type=int, help="override train.epochs of both models (smoke runs)")
     args = ap.parse_args()
@@ -121,6 +150,13 @@ def main() -> None:
         results[name] = heldout_froc(heldout, detections / "candidates.csv", work / f"heldout_{name}_froc")
     bundle("unet", unet, UNET_FILES, work / "heldout_unet_froc", results["unet"])
     bundle("fpr", fpr, FPR_FILES, work / "heldout_fpr_froc", results["fpr"])
+    risk = train_risk(work, unet, fpr, args.risk_scans, args.workers)
+    target = REPO / "lungcad" / "models" / "risk"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in RISK_FILES:
+        shutil.copy2(work / "risk" / name, target / name)
+    (target / "heldout_metrics.json").write_text(json.dumps(risk, indent=1))
+    print(f"bundled {target}: held-out log loss {risk.get('log_loss')}, AUC {risk.get('auc')}")
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument(
         "--stage",
-        default="candidates",
         choices=["candidates", "fpr", "risk"],
-        help="last stage to run: U-Net candidates; candidates scored by the WideResNet false-positive reducer "
+        help="last stage to run (default: the full pipeline, risk, as far as models are bundled or given): U-Net "
+        "candidates; candidates scored by the WideResNet false-positive reducer "
         "(probability = FPR score, U-Net score in unet_probability); or also each patient's cancer probability "
         "(OUT/patients.csv, id,cancer: the DSB 2017 submission format)",
     )
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     print(
         f"detect: {summary.line()}; candidates in {out / 'candidates.csv'}"
-        + (f"; patients in {out / 'patients.csv'}" if args.stage == "risk" else "")
+        + (f"; patients in {out / 'patients.csv'}" if (out / "patients.csv").exists() else "")
         + (f"; errors in {out / 'errors.csv'}" if summary.failed else "")
     )
     return summary.exit_code

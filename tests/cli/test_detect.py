@@ -37,7 +37,7 @@ def test_detect_batch_with_corrupt_scan_and_resume(tmp_path, tiny_model, capsys)
     bad = write_mhd(scan, data / "luna" / "1.2.4.mhd")
     bad.with_suffix(".raw").write_bytes(b"\x00" * 100)
     out = tmp_path / "out"
-    assert main(["detect", str(data), "-o", str(out), "--model", str(tiny_model)]) == 3
+    assert main(["detect", str(data), "-o", str(out), "--model", str(tiny_model), "--stage", "candidates"]) == 3
     assert "2 scans done, 0 already done, 1 failed" in capsys.readouterr().out
     errors = pd.read_csv(out / "errors.csv")
     assert list(errors.id) == ["1.2.4"] and "truncated" in errors.error[0]
@@ -48,7 +48,7 @@ def test_detect_batch_with_corrupt_scan_and_resume(tmp_path, tiny_model, capsys)
     assert record["geometry"]["modality"] == "CT" and "total_s" in record["timings_s"]
     assert len(record["candidates"]) == (table.seriesuid == "patientA").sum()
     stamp = (out / "scans" / "1.2.3.json").stat().st_mtime_ns
-    assert main(["detect", str(data), "-o", str(out), "--model", str(tiny_model)]) == 3
+    assert main(["detect", str(data), "-o", str(out), "--model", str(tiny_model), "--stage", "candidates"]) == 3
     assert "0 scans done, 2 already done, 1 failed" in capsys.readouterr().out
     assert (out / "scans" / "1.2.3.json").stat().st_mtime_ns == stamp
     assert len(pd.read_csv(out / "candidates.csv")) == len(table)
@@ -66,7 +66,12 @@ def test_detect_fpr_stage_puts_the_wideresnet_score_in_probability(tmp_path, con
     write_mhd(scan.with_array(scan.array, id="1.2.3"), tmp_path / "in" / "1.2.3.mhd")
     scorer = tiny_scorer(tmp_path / "fpr")
     out = tmp_path / "out"
-    assert main(["detect", str(tmp_path / "in"), "-o", str(out / "c"), "--model", str(tiny_model)]) == 0
+    assert (
+        main(
+            ["detect", str(tmp_path / "in"), "-o", str(out / "c"), "--model", str(tiny_model), "--stage", "candidates"]
+        )
+        == 0
+    )
     args = ["--model", str(tiny_model), "--stage", "fpr", "--fpr-model", str(tmp_path / "fpr")]
     assert main(["detect", str(tmp_path / "in"), "-o", str(out / "f"), *args]) == 0
     unet = pd.read_csv(out / "c" / "candidates.csv")
@@ -92,3 +97,14 @@ def test_detect_fpr_stage_without_a_model_says_how_to_get_one(tmp_path, tiny_mod
     args = ["--model", str(tiny_model), "--stage", "fpr", "--fpr-model", str(tmp_path / "none")]
     assert main(["detect", str(tmp_path / "a.mhd"), "-o", str(tmp_path / "o"), *args]) == 2
     assert "lungcad train fpr" in capsys.readouterr().err
+
+
+def test_default_stage_is_the_deepest_one_with_models(tmp_path, monkeypatch):
+    import lungcad.detect as detect
+
+    monkeypatch.setattr(detect, "BUNDLED_MODELS", tmp_path)
+    assert detect.default_stage() == "candidates"
+    assert detect.default_stage(fpr_model_dir="m") == "fpr"
+    (tmp_path / "fpr").mkdir()
+    (tmp_path / "risk").mkdir()
+    assert detect.default_stage() == "risk"
