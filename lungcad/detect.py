@@ -111,6 +111,17 @@ def assess_risk(scan, table: pd.DataFrame, risk_dir: str, timings: dict[str, flo
     return table.join(top[[c for c in FEATURES if c in top.columns]]), probability
 
 
+def draw_pictures(scan, table: pd.DataFrame, out: Path, timings: dict[str, float]) -> dict:
+    """The scan's overview and finding PNGs in ``OUT/pictures/<id>/`` (:mod:`lungcad.visualize`)."""
+    from lungcad.config import load_config
+    from lungcad.visualize import PictureConfig, scan_pictures
+
+    t = time.perf_counter()
+    drawn = scan_pictures(scan, table, out / "pictures" / scan.id, load_config(PictureConfig, "pictures"))
+    timings["pictures_s"] = time.perf_counter() - t
+    return drawn
+
+
 def detect_one(
     ref: ScanRef,
     *,
@@ -119,6 +130,7 @@ def detect_one(
     fpr_dir: str | None = None,
     risk_dir: str | None = None,
     series_uid: str | None = None,
+    pictures: bool = True,
 ) -> pd.DataFrame:
     """Detect candidates in one scan (score them when ``fpr_dir`` is given, and the patient's cancer risk when
     ``risk_dir`` is too); write its CSV and JSON (the batch worker)."""
@@ -132,8 +144,9 @@ def detect_one(
         table = score_candidates(scan, table, fpr_dir, timings)
         if risk_dir is not None:
             table, cancer = assess_risk(scan, table, risk_dir, timings)
-    timings["total_s"] = time.perf_counter() - t0
     table = table[CANDIDATE_COLUMNS + [c for c in table.columns if c not in CANDIDATE_COLUMNS]]
+    drawn = draw_pictures(scan, table, out, timings) if pictures else None
+    timings["total_s"] = time.perf_counter() - t0
     scans = out / "scans"
     write_text_atomic(scans / f"{ref.id}.csv", table.to_csv(index=False))
     record = {
@@ -143,6 +156,7 @@ def detect_one(
         "timings_s": timings,
         "model": models_record(model_dir, fpr_dir, risk_dir),
         **({"cancer_probability": cancer} if cancer is not None else {}),
+        **({"pictures": drawn} if drawn is not None else {}),
         "lungcad_version": __version__,
         "candidates": json.loads(table.to_json(orient="records")),
     }
@@ -207,6 +221,7 @@ def detect_scans(
     risk_model_dir: str | Path | None = None,
     workers: int = 1,
     series_uid: str | None = None,
+    pictures: bool = True,
 ) -> BatchSummary:
     """Run detection over every scan in ``inputs`` into ``out`` up to ``stage`` (one of :data:`STAGES`);
     returns the batch summary. Models default to the bundled ones, ``stage`` to :func:`default_stage`."""
@@ -214,7 +229,9 @@ def detect_scans(
     stage = stage or default_stage(fpr_model_dir, risk_model_dir)
     model, fpr, risk = stage_models(stage, model_dir, fpr_model_dir, risk_model_dir)
     refs = find_scans(inputs)
-    work = functools.partial(detect_one, out=out, model_dir=model, fpr_dir=fpr, risk_dir=risk, series_uid=series_uid)
+    work = functools.partial(
+        detect_one, out=out, model_dir=model, fpr_dir=fpr, risk_dir=risk, series_uid=series_uid, pictures=pictures
+    )
     summary = run_batch(
         refs,
         work,
@@ -225,4 +242,7 @@ def detect_scans(
     )
     collect_candidates(out)
     collect_patients(out)
+    from lungcad.visualize import write_index
+
+    write_index(out)
     return summary

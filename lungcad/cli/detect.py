@@ -27,6 +27,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="U-Net model directory (default: the bundled model)")
     p.add_argument("--fpr-model", help="FPR model directory from 'lungcad train fpr' (default: the bundled one)")
     p.add_argument("--risk-model", help="risk model directory from 'lungcad train risk' (default: the bundled one)")
+    p.add_argument(
+        "--no-pictures",
+        action="store_true",
+        help="skip the PNGs (OUT/pictures/<id>/: axial MIP overview, a slice through each top finding) and "
+        "OUT/index.html",
+    )
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to read from multi-series DICOM folders")
     p.set_defaults(func=run)
@@ -44,11 +50,13 @@ def run(args: argparse.Namespace) -> int:
         risk_model_dir=args.risk_model,
         workers=args.workers,
         series_uid=args.series,
+        pictures=not args.no_pictures,
     )
     out = Path(args.output)
     print(
         f"detect: {summary.line()}; candidates in {out / 'candidates.csv'}"
         + (f"; patients in {out / 'patients.csv'}" if (out / "patients.csv").exists() else "")
+        + (f"; pictures in {out / 'index.html'}" if (out / "index.html").exists() else "")
         + (f"; errors in {out / 'errors.csv'}" if summary.failed else "")
     )
     return summary.exit_code

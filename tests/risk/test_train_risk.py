@@ -45,6 +45,14 @@ def test_train_risk_then_detect_writes_the_dsb_submission(tmp_path, confident_mo
     assert patients.cancer.between(0.001, 0.999).all()
     table = pd.read_csv(out_dir / "candidates.csv")
     assert {"log_diameter_mm", "mean_hu", "compactness"} <= set(table.columns)
+    # pictures: an overview per scan, and index.html lists the patients by cancer probability, highest first
+    page = (out_dir / "index.html").read_text()
+    ranked = patients.sort_values("cancer", ascending=False, kind="stable").id
+    assert [page.index(f"<td>{uid}</td>") for uid in ranked] == sorted(page.index(f"<td>{uid}</td>") for uid in ids)
+    for uid in ids:
+        record = json.loads((out_dir / "scans" / f"{uid}.json").read_text())
+        for name in [record["pictures"]["overview"], *record["pictures"]["findings"]]:
+            assert (out_dir / "pictures" / name).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_train_risk_without_both_classes_is_a_clear_error(tmp_path, confident_model, capsys):
