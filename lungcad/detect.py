@@ -111,13 +111,13 @@ def assess_risk(scan, table: pd.DataFrame, risk_dir: str, timings: dict[str, flo
     return table.join(top[[c for c in FEATURES if c in top.columns]]), probability
 
 
-def draw_pictures(scan, table: pd.DataFrame, out: Path, timings: dict[str, float]) -> dict:
+def draw_pictures(scan, pre, table: pd.DataFrame, out: Path, timings: dict[str, float]) -> dict:
     """The scan's overview and finding PNGs in ``OUT/pictures/<id>/`` (:mod:`lungcad.visualize`)."""
     from lungcad.config import load_config
     from lungcad.visualize import PictureConfig, scan_pictures
 
     t = time.perf_counter()
-    drawn = scan_pictures(scan, table, out / "pictures" / scan.id, load_config(PictureConfig, "pictures"))
+    drawn = scan_pictures(scan, pre, table, out / "pictures" / scan.id, load_config(PictureConfig, "pictures"))
     timings["pictures_s"] = time.perf_counter() - t
     return drawn
 
@@ -138,14 +138,14 @@ def detect_one(
     scan = load_scan(ref.path, series_uid=series_uid)
     scan = scan.with_array(scan.array, id=ref.id)
     timings: dict[str, float] = {"read_s": time.perf_counter() - t0}
-    table = _detector(model_dir).detect(scan, timings)
+    table, pre = _detector(model_dir).detect_and_preprocess(scan, timings)
     cancer = None
     if fpr_dir is not None:
         table = score_candidates(scan, table, fpr_dir, timings)
         if risk_dir is not None:
             table, cancer = assess_risk(scan, table, risk_dir, timings)
     table = table[CANDIDATE_COLUMNS + [c for c in table.columns if c not in CANDIDATE_COLUMNS]]
-    drawn = draw_pictures(scan, table, out, timings) if pictures else None
+    drawn = draw_pictures(scan, pre, table, out, timings) if pictures else None
     timings["total_s"] = time.perf_counter() - t0
     scans = out / "scans"
     write_text_atomic(scans / f"{ref.id}.csv", table.to_csv(index=False))

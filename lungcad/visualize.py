@@ -2,7 +2,7 @@
 
 Per scan, in ``OUT/pictures/<id>/``:
 
-- ``overview.png``: axial maximum-intensity projection (HU clipped to the lung window) with every shown finding
+- ``overview.png``: axial maximum-intensity projection of the lungs (:func:`lung_mip`) with every shown finding
   marked at its (x, y) position and numbered by rank;
 - ``finding_<rank>.png``: the axial slice through each finding's centre, cropped around it, with a circle of its
   estimated diameter and its probability.
@@ -65,16 +65,23 @@ def finding_picture(scan: CTScan, row: pd.Series, rank: int, path: Path, crop_mm
     return save_figure(fig, path, dpi=110)
 
 
-def overview_picture(scan: CTScan, table: pd.DataFrame, path: Path) -> Path:
-    """PNG of the axial MIP with the findings of ``table`` numbered by rank."""
+def lung_mip(hu: np.ndarray, lung: np.ndarray) -> np.ndarray:
+    """Axial maximum-intensity projection (Y, X) of HU inside the lung mask (outside counts as -1024), so the
+    chest wall does not hide the vessels and nodules."""
+    return np.where(lung, hu, -1024).max(axis=0)
+
+
+def overview_picture(scan: CTScan, lung: np.ndarray, table: pd.DataFrame, path: Path) -> Path:
+    """PNG of the axial lung MIP of ``scan`` (e.g. the preprocessed grid, with its lung mask (Z, Y, X)) with the
+    findings of ``table`` numbered by rank."""
     from matplotlib.figure import Figure
 
     from lungcad.evaluate.plots import save_figure
 
-    mip = _gray(np.clip(scan.array, -1024, -300).max(axis=0))  # lung-range MIP: vessels and nodules stand out
+    mip = _gray(lung_mip(scan.array, lung))
     fig = Figure(figsize=(4.0, 4.2))
     ax = fig.add_subplot()
-    ax.imshow(mip, cmap="gray", vmin=0, vmax=0.8, aspect=scan.spacing[1] / scan.spacing[2])
+    ax.imshow(mip, cmap="gray", vmin=0, vmax=1, aspect=scan.spacing[1] / scan.spacing[2])
     if len(table):
         zyx = scan.world_to_voxel(table[XYZ].to_numpy(float), outside="keep")
         ax.scatter(zyx[:, 2], zyx[:, 1], s=80, facecolors="none", edgecolors="yellow", linewidths=1.0)
@@ -85,11 +92,12 @@ def overview_picture(scan: CTScan, table: pd.DataFrame, path: Path) -> Path:
     return save_figure(fig, path, dpi=100)
 
 
-def scan_pictures(scan: CTScan, table: pd.DataFrame, folder: Path, config: PictureConfig) -> dict:
-    """Overview and finding PNGs of one scan (the ``max_findings`` most probable at or above ``min_probability``);
-    returns ``{"overview": name, "findings": [names]}`` relative to ``folder``'s parent."""
+def scan_pictures(scan: CTScan, pre, table: pd.DataFrame, folder: Path, config: PictureConfig) -> dict:
+    """Overview (on the preprocessed scan ``pre``: its grid and lung mask) and finding PNGs (on ``scan``) of the
+    ``max_findings`` most probable findings at or above ``min_probability``; returns ``{"overview": name,
+    "findings": [names]}`` relative to ``folder``'s parent."""
     shown = table[table["probability"] >= config.min_probability].head(config.max_findings)
-    overview = overview_picture(scan, shown, folder / "overview.png")
+    overview = overview_picture(pre.scan, np.asarray(pre.lung_mask), shown, folder / "overview.png")
     findings = [
         finding_picture(scan, row, rank, folder / f"finding_{rank}.png", config.crop_mm)
         for rank, (_, row) in enumerate(shown.iterrows(), start=1)

@@ -80,13 +80,19 @@ class CandidateDetector:
 
     def detect(self, scan: CTScan, timings: dict[str, float] | None = None) -> pd.DataFrame:
         """Candidates of ``scan`` in world mm (columns of :func:`lungcad.merge.z_merge` + ``seriesuid``)."""
+        return self.detect_and_preprocess(scan, timings)[0]
+
+    def detect_and_preprocess(
+        self, scan: CTScan, timings: dict[str, float] | None = None
+    ) -> tuple[pd.DataFrame, PreprocessedScan]:
+        """:meth:`detect`, also returning the preprocessed scan (resampled grid, lung mask) it worked on."""
         timings = {} if timings is None else timings
         t0 = time.perf_counter()
         pre = preprocess_scan(scan, self.config.preprocess)
         t1 = time.perf_counter()
         table = self.detect_preprocessed(pre)
         timings.update(preprocess_s=t1 - t0, unet_and_merge_s=time.perf_counter() - t1)
-        return table
+        return table, pre
 
     def lung_probability(self, pre: PreprocessedScan) -> np.ndarray:
         """Nodule probability (Z, Y, X) of a preprocessed scan, zero farther than ``lung_margin_mm`` from the lungs:
