@@ -99,25 +99,16 @@ def bundle(stage: str, model: Path, files: tuple[str, ...], froc: Path, summary:
     print(f"bundled {target}: held-out CPM {summary.get('cpm')}")
 
 
-def labels_from_records(folder: Path) -> Path:
-    """``folder/labels.csv`` (``id,cancer`` keyed by seriesuid, the ids of the LUNA16 layout) from the phantoms'
-    records: the synthetic patients' documented cancer rule."""
-    rows = [json.loads(p.read_text()) for p in sorted((folder / "synth_records").glob("*.json"))]
-    path = folder / "labels.csv"
-    path.write_text("id,cancer\n" + "".join(f"{r['series_uid']},{r['cancer']}\n" for r in rows))
-    return path
-
-
 def train_risk(work: Path, unet: Path, fpr: Path, scans: tuple[int, int], workers: int) -> dict:
     """Train the risk model on new phantoms, score the held-out patients (``evaluate dsb``); returns its JSON."""
     models = ("--model", str(unet), "--fpr-model", str(fpr))
     data = synth(work / "risk_train", scans[0], RISK_TRAIN_SEED, workers)
     heldout = synth(work / "risk_heldout", scans[1], RISK_HELDOUT_SEED, workers)
-    labels = labels_from_records(work / "risk_train")
+    labels = data / "cancer_labels.csv"  # the phantoms' documented cancer rule, keyed by seriesuid
     run("train", "risk", "--data", str(data), "--labels", str(labels), "-o", str(work / "risk"), *models)
     out = work / "heldout_risk"
     run("detect", str(heldout), "-o", str(out), "--stage", "risk", *models, "--risk-model", str(work / "risk"))
-    heldout_labels = str(labels_from_records(work / "risk_heldout"))
+    heldout_labels = str(heldout / "cancer_labels.csv")
     run("evaluate", "dsb", "--labels", heldout_labels, "--predictions", str(out / "patients.csv"), "-o", str(out))
     return json.loads((out / "dsb.json").read_text())
 

@@ -18,7 +18,7 @@ import sys
 from lungcad import __version__
 from lungcad.errors import LungcadError
 
-COMMANDS = ("inspect", "synth", "preprocess", "train", "detect", "evaluate")
+COMMANDS = ("inspect", "synth", "preprocess", "train", "detect", "evaluate", "demo")
 
 log = logging.getLogger("lungcad")
 

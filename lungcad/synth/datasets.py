@@ -10,6 +10,8 @@ Layout under ``OUT`` (``fmt="luna"``, ``"dsb"`` or ``"both"``)::
     luna16/annotations_excluded.csv     same columns: the < 3 mm findings
     luna16/candidates.csv               seriesuid,coordX,coordY,coordZ,class
     luna16/seriesuids.csv               one seriesuid per line, no header
+    luna16/cancer_labels.csv            id,cancer with id = seriesuid (ours, not LUNA16's: the DSB labels
+                                        for the LUNA16 layout, e.g. for lungcad train risk)
     dsb2017/stage1/<patient id>/*.dcm   DICOM series, shuffled names, RescaleIntercept -1024, padding -2000
     dsb2017/stage1_labels.csv           id,cancer
     dsb2017/stage1_nodules.csv          id,coordX,coordY,coordZ,diameter_mm,type,shape,location,malignant,excluded
@@ -233,6 +235,7 @@ def _luna_tables(out: Path, recs: list[dict]) -> None:
     write_csv(root / "annotations_excluded.csv", ANNOTATION_HEADER, excl)
     write_csv(root / "candidates.csv", CANDIDATE_HEADER, cand)
     write_csv(root / "seriesuids.csv", None, [[r["series_uid"]] for r in recs])
+    write_csv(root / "cancer_labels.csv", ["id", "cancer"], [[r["series_uid"], r["cancer"]] for r in recs])
 
 
 def _dsb_tables(out: Path, recs: list[dict]) -> None:

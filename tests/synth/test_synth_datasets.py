@@ -50,6 +50,10 @@ def test_luna_csv_headers_exact(dataset):
     assert ann and all(float(r[4]) >= 3.0 for r in ann)
     assert all(float(r[4]) < 3.0 for r in excl)
     assert {r[0] for r in ann + excl} <= set(uids)
+    # the DSB cancer labels keyed by the LUNA16 ids, the same as the DSB layout's labels of the same patients
+    labels = dict(r for r in _rows(root / "cancer_labels.csv")[1:])
+    assert _rows(root / "cancer_labels.csv")[0] == ["id", "cancer"] and sorted(labels) == sorted(uids)
+    assert {r["series_uid"]: str(r["cancer"]) for r in _records(dataset)} == labels
 
 
 def test_luna_annotations_hit_nodules_in_written_files(dataset):
