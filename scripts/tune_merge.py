@@ -33,7 +33,7 @@ from lungcad.preprocess.pipeline import load_preprocessed
 
 #: Settings swept (the others stay as the model's detector.yaml says); each costs ~1.6 s per scan on 2 cores.
 GRID = {
-    "threshold": [0.3, 0.5, 0.7],
+    "threshold": [0.3, 0.5, 0.7, 0.9],
     "min_slices": [1, 2],
 }
 
