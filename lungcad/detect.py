@@ -3,7 +3,8 @@
 Per scan, written atomically as it finishes (the JSON last, so it marks a finished scan)::
 
     OUT/scans/<id>.csv    the scan's candidates (LUNA16 submission columns first)
-    OUT/scans/<id>.json   geometry, loader warnings, timings, model, candidates with world and voxel coords
+    OUT/scans/<id>.json   geometry, loader warnings, timings, models, candidates with world (mm) and voxel
+                          coordinates in the input scan's grid (+ slice index and SOPInstanceUID for DICOM)
 
 and after every run ``OUT/candidates.csv`` is rebuilt as the union of finished scans, ``OUT/errors.csv``
 lists failed scans (``id,path,error``). A rerun skips finished scans and retries failed ones.
@@ -17,6 +18,7 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from lungcad import __version__
@@ -122,6 +124,21 @@ def draw_pictures(scan, pre, table: pd.DataFrame, out: Path, timings: dict[str, 
     return drawn
 
 
+def locate_in_source(scan, table: pd.DataFrame) -> pd.DataFrame:
+    """``voxel_z, voxel_y, voxel_x`` in the input scan's own grid (the merge gives them on the preprocessing
+    grid), and for DICOM input ``slice_index`` and ``sop_instance_uid`` of the slice nearest each centre."""
+    if table.empty:
+        return table.assign(slice_index=pd.Series(dtype=int), sop_instance_uid=pd.Series(dtype=str))
+    zyx = scan.world_to_voxel(table[["coordX", "coordY", "coordZ"]].to_numpy(float), outside="keep")
+    table = table.assign(voxel_z=zyx[:, 0], voxel_y=zyx[:, 1], voxel_x=zyx[:, 2])
+    positions, uids = scan.metadata.get("slice_positions_mm"), scan.metadata.get("sop_instance_uids")
+    if not positions or not uids:
+        return table
+    along_normal = table[["coordX", "coordY", "coordZ"]].to_numpy(float) @ scan.direction[:, 2]
+    nearest = np.abs(along_normal[:, None] - np.asarray(positions)[None, :]).argmin(axis=1)
+    return table.assign(slice_index=nearest, sop_instance_uid=[uids[i] for i in nearest])
+
+
 def detect_one(
     ref: ScanRef,
     *,
@@ -144,6 +161,7 @@ def detect_one(
         table = score_candidates(scan, table, fpr_dir, timings)
         if risk_dir is not None:
             table, cancer = assess_risk(scan, table, risk_dir, timings)
+    table = locate_in_source(scan, table)
     table = table[CANDIDATE_COLUMNS + [c for c in table.columns if c not in CANDIDATE_COLUMNS]]
     drawn = draw_pictures(scan, pre, table, out, timings) if pictures else None
     timings["total_s"] = time.perf_counter() - t0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import simple_chest, tiny_scorer
@@ -108,3 +109,32 @@ def test_default_stage_is_the_deepest_one_with_models(tmp_path, monkeypatch):
     (tmp_path / "fpr").mkdir()
     (tmp_path / "risk").mkdir()
     assert detect.default_stage() == "risk"
+
+
+def test_dicom_candidates_name_the_slice_through_their_centre(tmp_path, confident_model):
+    import pydicom
+    from helpers import rotation
+
+    scan, _, _ = simple_chest(seed=3)
+    flipped = scan.with_array(scan.array, direction=rotation("x", 180.0))  # feet-first-like: z runs the other way
+    write_dicom_series(flipped, tmp_path / "in" / "patientB")
+    out = tmp_path / "out"
+    assert (
+        main(["detect", str(tmp_path / "in"), "-o", str(out), "--model", str(confident_model), "--stage", "candidates"])
+        == 0
+    )
+    table = pd.read_csv(out / "candidates.csv")
+    assert len(table) > 0
+    by_uid = {}
+    for path in (tmp_path / "in" / "patientB").iterdir():
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        by_uid[ds.SOPInstanceUID] = np.asarray(ds.ImagePositionPatient, float)
+    normal = flipped.direction[:, 2]
+    for _, row in table.iterrows():
+        centre = row[["coordX", "coordY", "coordZ"]].to_numpy(float)
+        gap = abs((by_uid[row.sop_instance_uid] - centre) @ normal)
+        assert gap <= flipped.spacing[0] / 2 + 1e-6
+        # voxel coordinates are in the input scan's grid: back to the same world point
+        np.testing.assert_allclose(
+            flipped.voxel_to_world(row[["voxel_z", "voxel_y", "voxel_x"]].to_numpy(float)), centre, atol=1e-6
+        )
