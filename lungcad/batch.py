@@ -84,8 +84,15 @@ def _is_dicom_folder(folder: Path) -> bool:
 
 
 def _walk(folder: Path) -> Iterable[Path]:
-    """Scan paths below ``folder``: volume files and folders that directly hold DICOM files."""
-    for root, dirs, files in os.walk(folder):
+    """Scan paths below ``folder``: volume files and folders that directly hold DICOM files. Symlinked folders are
+    followed (views of a dataset made of links), each real folder once (no loops)."""
+    seen: set[str] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith(SKIP_DIRS))
         root_path = Path(root)
         for name in sorted(files):

@@ -25,6 +25,18 @@ def test_find_scans_in_luna_and_dsb_layouts(tmp_path, make_scan):
     assert [r.id for r in find_scans([tmp_path / "luna16" / "subset1" / "1.2.4.mhd"])] == ["1.2.4"]
 
 
+def test_find_scans_follows_symlinked_folders_once(tmp_path, make_scan):
+    scan = make_scan(shape=(3, 8, 8))
+    write_mhd(scan, tmp_path / "data" / "subset0" / "1.2.3.mhd")
+    write_dicom_series(scan, tmp_path / "data" / "stage1" / "aaa")
+    view = tmp_path / "view"
+    view.mkdir()
+    (view / "subset0").symlink_to(tmp_path / "data" / "subset0", target_is_directory=True)
+    (view / "aaa").symlink_to(tmp_path / "data" / "stage1" / "aaa", target_is_directory=True)
+    (view / "loop").symlink_to(view, target_is_directory=True)  # a cycle is not walked twice
+    assert sorted(r.id for r in find_scans([view])) == ["1.2.3", "aaa"]
+
+
 def test_find_scans_errors(tmp_path, make_scan):
     with pytest.raises(ScanNotFoundError):
         find_scans([tmp_path / "missing"])
