@@ -1,0 +1,69 @@
+#!/usr/bin/env python
+"""Benchmark: the whole pipeline on one 512x512x~300 synthetic scan, as ``lungcad detect`` runs it.
+
+Writes the phantom as ``.mhd``, then times ``lungcad.detect.detect_one`` (read, preprocess, U-Net + merge, FPR,
+risk, pictures; the stages the bundled models allow) after one warm-up call that builds the TensorFlow graphs,
+and reports the peak resident memory of this process. With ``--seed-slices K`` it also times, in the same run,
+the seed design's candidate stage: ``model.predict`` of the 32..512-filter U-Net on K full 512x512 slices,
+extrapolated to all slices.
+
+    python scripts/benchmark_detect.py [--seed 11] [--repeats 2] [--seed-slices 4] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from benchmark_unet import seed_design_seconds
+
+from lungcad.batch import ScanRef
+from lungcad.detect import default_stage, detect_one, stage_models
+from lungcad.io import write_mhd
+from lungcad.synth import make_phantom
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=11, help="phantom seed (11: 302 slices of 1 mm)")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--seed-slices", type=int, default=0, help="also time the seed design on K slices")
+    ap.add_argument("--workdir", type=Path, help="where the scan and outputs go (default: a temporary folder)")
+    args = ap.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="lungcad-bench-"))
+    scan = make_phantom(args.seed, size=512).scan
+    path = write_mhd(scan.with_array(scan.array, id="bench"), work / "bench.mhd")
+    stage = default_stage()
+    model, fpr, risk = stage_models(stage, None, None, None)
+    ref = ScanRef("bench", path)
+    print(f"scan {scan.shape} (z, y, x), spacing {tuple(round(s, 3) for s in scan.spacing)} mm; stages up to {stage}")
+    detect_one(ref, out=work / "warmup", model_dir=model, fpr_dir=fpr, risk_dir=risk)  # graph building
+    runs = []
+    for i in range(args.repeats):
+        t0 = time.perf_counter()
+        table = detect_one(ref, out=work / f"run{i}", model_dir=model, fpr_dir=fpr, risk_dir=risk)
+        runs.append({"total_s": time.perf_counter() - t0, "candidates": len(table)})
+
+    timings = json.loads((work / "run0" / "scans" / "bench.json").read_text())["timings_s"]
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    total = statistics.median(r["total_s"] for r in runs)
+    parts = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in timings.items() if k != "total_s")
+    print(f"end to end: {total:.2f} s (median of {args.repeats}; {parts}); {runs[0]['candidates']} candidates")
+    print(f"peak memory (RSS) of this process: {peak_mb:.0f} MB")
+    if args.seed_slices:
+        seconds = seed_design_seconds(scan, args.seed_slices)
+        unet = timings["unet_and_merge_s"]
+        print(
+            f"seed design's candidate stage (32..512 filters, full 512x512 slices, model.predict), extrapolated: "
+            f"{seconds:.0f} s = {seconds / total:.1f}x lungcad's whole pipeline "
+            f"({seconds / unet:.0f}x its U-Net + merge)"
+        )
+
+
+if __name__ == "__main__":
+    main()
