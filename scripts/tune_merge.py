@@ -33,7 +33,7 @@ from lungcad.preprocess.pipeline import load_preprocessed
 
 #: Settings swept (the others stay as the model's detector.yaml says); each costs ~1.6 s per scan on 2 cores.
 GRID = {
-    "threshold": [0.3, 0.5, 0.7, 0.9],
+    "threshold": [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9],
     "min_slices": [1, 2],
 }
 
@@ -47,7 +47,9 @@ def main() -> None:
     ap.add_argument("--max-scans", type=int, help="use only the first N validation scans (quick checks)")
     ap.add_argument("--apply", action="store_true", help="write the best settings into MODEL/detector.yaml")
     ap.add_argument("--out", type=Path, help="CSV of the sweep (default MODEL/merge_sweep.csv)")
+    ap.add_argument("--thresholds", type=float, nargs="+", help=f"thresholds to try (default {GRID['threshold']})")
     args = ap.parse_args()
+    grid = {**GRID, **({"threshold": args.thresholds} if args.thresholds else {})}
     detector = CandidateDetector.load(args.model)
     ids = json.loads((args.model / "run.json").read_text())["validation_scans"][: args.max_scans]
     annotations, _ = read_tables(args.data)
@@ -57,14 +59,14 @@ def main() -> None:
         pre = load_preprocessed(cache / sid)
         maps.append((pre.scan, detector.lung_probability(pre)))
     rows = []
-    for values in tqdm(list(itertools.product(*GRID.values())), desc="merge settings"):
-        config = dataclasses.replace(detector.config.merge, **dict(zip(GRID, values)))
+    for values in tqdm(list(itertools.product(*grid.values())), desc="merge settings"):
+        config = dataclasses.replace(detector.config.merge, **dict(zip(grid, values)))
         tables = [merge_candidates(prob, scan, config).assign(seriesuid=scan.id) for scan, prob in maps]
         recall_top, per_scan = candidate_recall(tables, annotations, ids, args.top)
         recall_all, _ = candidate_recall(tables, annotations, ids, None)
         rows.append(
             {
-                **dict(zip(GRID, values)),
+                **dict(zip(grid, values)),
                 f"recall_top{args.top}": recall_top,
                 "recall_all": recall_all,
                 "candidates_per_scan": per_scan,
@@ -80,7 +82,7 @@ def main() -> None:
     print(table.head(15).to_string(index=False))
     print(f"written {out}")
     if args.apply:
-        best = {k: type(getattr(detector.config.merge, k))(table.iloc[0][k]) for k in GRID}
+        best = {k: type(getattr(detector.config.merge, k))(table.iloc[0][k]) for k in grid}
         config = dataclasses.replace(detector.config, merge=dataclasses.replace(detector.config.merge, **best))
         path = args.model / DETECTOR_FILE
         untuned = args.model / "detector.untuned.yaml"
