@@ -60,10 +60,9 @@ def run_fold(data: Path, work: Path, k: int, subsets: list[Path], train_extra: l
     test = view(data, held, fold / "test")
     unet, fpr, mined = fold / "unet", fold / "fpr", fold / "train_candidates"
     lungcad("train", "unet", "--data", str(train), "-o", str(unet), "--resume", *train_extra)
-    if not (unet / "detector.untuned.yaml").exists():
-        tune = [sys.executable, str(REPO / "scripts" / "tune_merge.py"), "--model", str(unet), "--data", str(train)]
-        if subprocess.call([*tune, "--apply"]) != 0:
-            raise SystemExit("tune_merge.py failed")
+    tune = [sys.executable, str(REPO / "scripts" / "tune_merge.py"), "--model", str(unet), "--data", str(train)]
+    if subprocess.call([*tune, "--reapply" if (unet / "merge_sweep.csv").exists() else "--apply"]) != 0:
+        raise SystemExit("tune_merge.py failed")
     lungcad("detect", str(train), "-o", str(mined), "--stage", "candidates", "--model", str(unet), "--no-pictures")
     lungcad("train", "fpr", "--data", str(train), "-o", str(fpr), "--resume", "--candidates",
             str(mined / "candidates.csv"), *train_extra)  # fmt: skip

@@ -127,9 +127,9 @@ def main() -> None:
     heldout = synth(work / "synth_heldout", args.heldout_scans, HELDOUT_SEED, args.workers)
     unet, fpr = work / "unet", work / "fpr"
     train("unet", train_luna, unet, args.epochs, "--workers", str(args.workers))
-    if not (unet / "detector.untuned.yaml").exists():
-        tune = [str(REPO / "scripts" / "tune_merge.py"), "--model", str(unet), "--data", str(train_luna)]
-        call([sys.executable, *tune, "--apply"], "tune_merge.py")
+    tune = [str(REPO / "scripts" / "tune_merge.py"), "--model", str(unet), "--data", str(train_luna)]
+    swept = (unet / "merge_sweep.csv").exists()  # training (even a resumed no-op) rewrote detector.yaml: re-apply
+    call([sys.executable, *tune, "--reapply" if swept else "--apply"], "tune_merge.py")
     mined = work / "train_candidates"
     run("detect", str(train_luna), "-o", str(mined), "--stage", "candidates", "--model", str(unet))
     train("fpr", train_luna, fpr, args.epochs, "--candidates", str(mined / "candidates.csv"))

@@ -6,7 +6,8 @@ training cache) are computed once; every combination of the grid below is then m
 LUNA16 hit rule: recall among each scan's top ``--top`` candidates, recall among all candidates, and
 candidates per scan. The table is printed (best first: highest top-N recall, then fewest candidates) and
 written to ``--out`` as CSV. ``--apply`` writes the best settings into the model's ``detector.yaml`` (the
-previous file is kept as ``detector.untuned.yaml``); ``scripts/train_default_models.py`` does this.
+previous file is kept as ``detector.untuned.yaml``); ``scripts/train_default_models.py`` does this, and
+``--reapply`` applies an existing sweep again (a resumed training run rewrites ``detector.yaml``).
 
     python scripts/tune_merge.py --model runs/v1/unet --data runs/v1/synth_train/luna16 [--top 30] [--apply]
 """
@@ -47,9 +48,16 @@ def main() -> None:
     ap.add_argument("--max-scans", type=int, help="use only the first N validation scans (quick checks)")
     ap.add_argument("--apply", action="store_true", help="write the best settings into MODEL/detector.yaml")
     ap.add_argument("--out", type=Path, help="CSV of the sweep (default MODEL/merge_sweep.csv)")
+    ap.add_argument("--reapply", action="store_true", help="apply the best row of an existing sweep CSV, no sweep")
     ap.add_argument("--thresholds", type=float, nargs="+", help=f"thresholds to try (default {GRID['threshold']})")
     args = ap.parse_args()
     grid = {**GRID, **({"threshold": args.thresholds} if args.thresholds else {})}
+    if args.reapply:  # e.g. after a resumed training run rewrote detector.yaml from the training config
+        table = pd.read_csv(args.out or args.model / "merge_sweep.csv")
+        apply_best(
+            args.model, table.sort_values([f"recall_top{args.top}", "candidates_per_scan"], ascending=[False, True])
+        )
+        return
     detector = CandidateDetector.load(args.model)
     ids = json.loads((args.model / "run.json").read_text())["validation_scans"][: args.max_scans]
     annotations, _ = read_tables(args.data)
@@ -82,14 +90,21 @@ def main() -> None:
     print(table.head(15).to_string(index=False))
     print(f"written {out}")
     if args.apply:
-        best = {k: type(getattr(detector.config.merge, k))(table.iloc[0][k]) for k in grid}
-        config = dataclasses.replace(detector.config, merge=dataclasses.replace(detector.config.merge, **best))
-        path = args.model / DETECTOR_FILE
-        untuned = args.model / "detector.untuned.yaml"
-        if not untuned.exists():
-            shutil.copy2(path, untuned)
-        write_text_atomic(path, yaml.safe_dump(to_dict(config), sort_keys=False))
-        print(f"applied {best} to {path}")
+        apply_best(args.model, table)
+
+
+def apply_best(model_dir: Path, table: pd.DataFrame) -> None:
+    """Write the first row's grid settings into ``model_dir/detector.yaml`` (the first tuning keeps the previous
+    file as ``detector.untuned.yaml``)."""
+    detector = CandidateDetector.load(model_dir)
+    best = {k: type(getattr(detector.config.merge, k))(table.iloc[0][k]) for k in GRID}
+    config = dataclasses.replace(detector.config, merge=dataclasses.replace(detector.config.merge, **best))
+    path = model_dir / DETECTOR_FILE
+    untuned = model_dir / "detector.untuned.yaml"
+    if not untuned.exists():
+        shutil.copy2(path, untuned)
+    write_text_atomic(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+    print(f"applied {best} to {path}")
 
 
 if __name__ == "__main__":
