@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lungcad.errors import DataLayoutError, LungcadError, ScanNotFoundError
+from lungcad.errors import ConfigError, DataLayoutError, LungcadError, ScanNotFoundError
 from lungcad.fileio import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -179,10 +179,13 @@ def run_batch(
     is_done: Callable[[ScanRef], bool],
     workers: int = 1,
     desc: str = "scans",
+    scheduler: str | None = None,
 ) -> BatchSummary:
     """Run ``fn(ref)`` for every scan not yet done; record failures in ``errors_csv``.
 
-    ``fn`` must be picklable (a module-level function or ``functools.partial``) when ``workers > 1``.
+    ``fn`` must be picklable (a module-level function or ``functools.partial``) when ``workers > 1`` or with a
+    Dask ``scheduler`` address (``tcp://host:8786``): then scans run as tasks on that cluster's workers, which must
+    see the same paths (shared filesystem); progress, errors and resume stay here.
     """
     t0 = time.perf_counter()
     summary = BatchSummary()
@@ -206,7 +209,9 @@ def run_batch(
         write_errors(errors_csv, errors)
 
     with tqdm(total=len(todo), desc=desc, unit="scan", disable=None) as bar:
-        if workers <= 1:
+        if scheduler:
+            _run_dask(todo, fn, scheduler, record, bar)
+        elif workers <= 1:
             for ref in todo:
                 record(ref, _call(fn, ref))
                 bar.update(1)
@@ -231,3 +236,27 @@ def _run_pool(todo: list[ScanRef], fn, workers: int, record, bar) -> None:
                     error = f"{ref.path}: worker failed: {type(exc).__name__}: {exc}"
                 record(ref, error)
                 bar.update(1)
+
+
+def _run_dask(todo: list[ScanRef], fn, scheduler: str, record, bar) -> None:
+    """One task per scan on the Dask distributed cluster at ``scheduler``."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError as exc:
+        raise ConfigError(
+            "--scheduler needs Dask distributed", fix="pip install 'lungcad[dask]' (or: pip install distributed)"
+        ) from exc
+    try:
+        client = Client(scheduler, timeout="30s")
+    except OSError as exc:
+        raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+    with client:
+        futures = {client.submit(_call, fn, ref, pure=False): ref for ref in todo}
+        for fut in as_completed(futures):
+            ref = futures[fut]
+            try:
+                error = fut.result()
+            except Exception as exc:  # the worker died or the task could not run
+                error = f"{ref.path}: Dask task failed: {type(exc).__name__}: {exc}"
+            record(ref, error)
+            bar.update(1)

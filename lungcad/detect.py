@@ -240,6 +240,7 @@ def detect_scans(
     workers: int = 1,
     series_uid: str | None = None,
     pictures: bool = True,
+    scheduler: str | None = None,
 ) -> BatchSummary:
     """Run detection over every scan in ``inputs`` into ``out`` up to ``stage`` (one of :data:`STAGES`);
     returns the batch summary. Models default to the bundled ones, ``stage`` to :func:`default_stage`."""
@@ -255,6 +256,7 @@ def detect_scans(
         work,
         errors_csv=out / "errors.csv",
         workers=workers,
+        scheduler=scheduler,
         desc="detect",
         is_done=functools.partial(is_finished, out=out, models=models_record(model, fpr, risk)),
     )

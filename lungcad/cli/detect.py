@@ -34,6 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "OUT/index.html",
     )
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the scans on a Dask distributed cluster (e.g. tcp://10.0.0.5:8786; its workers must see the same "
+        "paths); outputs, errors.csv and resume as in a local run. Needs: pip install 'lungcad[dask]'",
+    )
     p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to read from multi-series DICOM folders")
     p.set_defaults(func=run)
 
@@ -51,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         series_uid=args.series,
         pictures=not args.no_pictures,
+        scheduler=args.scheduler,
     )
     out = Path(args.output)
     print(

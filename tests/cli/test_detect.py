@@ -138,3 +138,35 @@ def test_dicom_candidates_name_the_slice_through_their_centre(tmp_path, confiden
         np.testing.assert_allclose(
             flipped.voxel_to_world(row[["voxel_z", "voxel_y", "voxel_x"]].to_numpy(float)), centre, atol=1e-6
         )
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_the_local_run_outputs(tmp_path, confident_model, capsys):
+    distributed = pytest.importorskip("distributed")
+    data = tmp_path / "in"
+    for k in range(2):
+        scan = simple_chest(seed=k)[0]
+        write_mhd(scan.with_array(scan.array, id=f"1.2.{k}"), data / f"1.2.{k}.mhd")
+    bad = write_mhd(simple_chest(seed=0)[0], data / "1.2.9.mhd")
+    bad.with_suffix(".raw").write_bytes(b"\x00" * 10)
+    args = ["--model", str(confident_model), "--stage", "candidates", "--no-pictures"]
+    assert main(["detect", str(data), "-o", str(tmp_path / "local"), *args]) == 3
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        remote = ["detect", str(data), "-o", str(tmp_path / "dask"), *args, "--scheduler", cluster.scheduler_address]
+        assert main(remote) == 3
+        assert "2 scans done, 0 already done, 1 failed" in capsys.readouterr().out
+        assert main(remote) == 3  # resume: finished scans are skipped, the bad one retried
+        assert "0 scans done, 2 already done, 1 failed" in capsys.readouterr().out
+    local, dask = (pd.read_csv(tmp_path / d / "candidates.csv") for d in ("local", "dask"))
+    pd.testing.assert_frame_equal(local, dask)
+    assert pd.read_csv(tmp_path / "dask" / "errors.csv").id.tolist() == ["1.2.9"]
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path, confident_model, capsys):
+    pytest.importorskip("distributed")
+    write_mhd(simple_chest()[0], tmp_path / "a.mhd")
+    args = ["--model", str(confident_model), "--stage", "candidates", "--scheduler", "tcp://127.0.0.1:9"]
+    assert main(["detect", str(tmp_path / "a.mhd"), "-o", str(tmp_path / "o"), *args]) == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
