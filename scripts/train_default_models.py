@@ -131,7 +131,7 @@ def main() -> None:
     swept = (unet / "merge_sweep.csv").exists()  # training (even a resumed no-op) rewrote detector.yaml: re-apply
     call([sys.executable, *tune, "--reapply" if swept else "--apply"], "tune_merge.py")
     mined = work / "train_candidates"
-    run("detect", str(train_luna), "-o", str(mined), "--stage", "candidates", "--model", str(unet))
+    run("detect", str(train_luna), "-o", str(mined), "--stage", "candidates", "--model", str(unet), "--no-pictures")
     train("fpr", train_luna, fpr, args.epochs, "--candidates", str(mined / "candidates.csv"))
     stages = {"unet": ("candidates", ()), "fpr": ("fpr", ("--fpr-model", str(fpr)))}
     results = {}
