@@ -139,6 +139,19 @@ def locate_in_source(scan, table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(slice_index=nearest, sop_instance_uid=[uids[i] for i in nearest])
 
 
+def write_report(scan, table: pd.DataFrame, cancer: float | None, out: Path) -> str:
+    """``OUT/sr/<id>.dcm``: the DICOM SR of the reported findings (DICOM input only; otherwise the reason)."""
+    from lungcad.config import load_config
+    from lungcad.sr import write_sr
+    from lungcad.visualize import PictureConfig
+
+    if not scan.metadata.get("slice_files"):
+        return "not written: the input is not a DICOM series"
+    config = load_config(PictureConfig, "pictures")
+    shown = table[table["probability"] >= config.min_probability].head(config.max_findings)
+    return str(write_sr(scan, shown, out / "sr" / f"{scan.id}.dcm", cancer).relative_to(out))
+
+
 def detect_one(
     ref: ScanRef,
     *,
@@ -148,6 +161,7 @@ def detect_one(
     risk_dir: str | None = None,
     series_uid: str | None = None,
     pictures: bool = True,
+    dicom_sr: bool = False,
 ) -> pd.DataFrame:
     """Detect candidates in one scan (score them when ``fpr_dir`` is given, and the patient's cancer risk when
     ``risk_dir`` is too); write its CSV and JSON (the batch worker)."""
@@ -164,6 +178,7 @@ def detect_one(
     table = locate_in_source(scan, table)
     table = table[CANDIDATE_COLUMNS + [c for c in table.columns if c not in CANDIDATE_COLUMNS]]
     drawn = draw_pictures(scan, pre, table, out, timings) if pictures else None
+    report = write_report(scan, table, cancer, out) if dicom_sr else None
     timings["total_s"] = time.perf_counter() - t0
     scans = out / "scans"
     write_text_atomic(scans / f"{ref.id}.csv", table.to_csv(index=False))
@@ -175,6 +190,7 @@ def detect_one(
         "model": models_record(model_dir, fpr_dir, risk_dir),
         **({"cancer_probability": cancer} if cancer is not None else {}),
         **({"pictures": drawn} if drawn is not None else {}),
+        **({"dicom_sr": report} if report is not None else {}),
         "lungcad_version": __version__,
         "candidates": json.loads(table.to_json(orient="records")),
     }
@@ -240,6 +256,7 @@ def detect_scans(
     workers: int = 1,
     series_uid: str | None = None,
     pictures: bool = True,
+    dicom_sr: bool = False,
     scheduler: str | None = None,
 ) -> BatchSummary:
     """Run detection over every scan in ``inputs`` into ``out`` up to ``stage`` (one of :data:`STAGES`);
@@ -249,7 +266,14 @@ def detect_scans(
     model, fpr, risk = stage_models(stage, model_dir, fpr_model_dir, risk_model_dir)
     refs = find_scans(inputs)
     work = functools.partial(
-        detect_one, out=out, model_dir=model, fpr_dir=fpr, risk_dir=risk, series_uid=series_uid, pictures=pictures
+        detect_one,
+        out=out,
+        model_dir=model,
+        fpr_dir=fpr,
+        risk_dir=risk,
+        series_uid=series_uid,
+        pictures=pictures,
+        dicom_sr=dicom_sr,
     )
     summary = run_batch(
         refs,

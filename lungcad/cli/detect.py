@@ -33,6 +33,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="skip the PNGs (OUT/pictures/<id>/: axial MIP overview, a slice through each top finding) and "
         "OUT/index.html",
     )
+    p.add_argument(
+        "--dicom-sr",
+        action="store_true",
+        help="also write OUT/sr/<id>.dcm for DICOM input: a DICOM SR (TID 1500) with each reported finding's centre, "
+        "outline and diameter, referencing the source series (opens in OHIF, 3D Slicer). Needs: pip install "
+        "'lungcad[sr]'",
+    )
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     p.add_argument(
         "--scheduler",
@@ -58,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         series_uid=args.series,
         pictures=not args.no_pictures,
         scheduler=args.scheduler,
+        dicom_sr=args.dicom_sr,
     )
     out = Path(args.output)
     print(
