@@ -125,7 +125,15 @@ def train_risk(
     refs = find_scans([data])
     if detections is None:
         detections = out / "detections"
-        detect_scans([data], detections, stage="fpr", model_dir=model_dir, fpr_model_dir=fpr_model_dir, workers=workers)
+        detect_scans(
+            [data],
+            detections,
+            stage="fpr",
+            model_dir=model_dir,
+            fpr_model_dir=fpr_model_dir,
+            workers=workers,
+            pictures=False,
+        )
     detections = Path(detections)
     found = {r.id for r in refs if (detections / "scans" / f"{r.id}.json").exists()}
     labels = labels[labels.index.isin(found)]
