@@ -18,31 +18,15 @@ Smoke run on synthetic data: ``lungcad synth W --scans 12 --seed 3 --format dsb`
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
-
-
-def lungcad(*args: str) -> None:
-    """``lungcad ARGS`` in this interpreter; stop on any failure."""
-    print("+ lungcad", " ".join(args), flush=True)
-    code = subprocess.call([sys.executable, "-m", "lungcad.cli.main", *args])
-    if code != 0:
-        raise SystemExit(f"lungcad {args[0]} failed with exit code {code}")
+from pipeline_steps import link_into, lungcad
 
 
 def patients_view(stage1: Path, ids: list[str], folder: Path) -> Path:
     """A folder of symlinks to the patient folders ``ids`` of ``stage1``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for pid in ids:
-        source = stage1 / pid
-        if not source.is_dir():
-            raise SystemExit(f"{source}: no such patient folder")
-        if not (folder / pid).exists():
-            (folder / pid).symlink_to(source.resolve(), target_is_directory=True)
-    return folder
+    return link_into(folder, [stage1 / pid for pid in ids])
 
 
 def main() -> None:

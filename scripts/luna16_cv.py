@@ -19,35 +19,17 @@ the official ``evaluationScript/annotations/``) and ``candidates.csv`` (V2). A s
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
+from pipeline_steps import link_into, lungcad, tune_merge
 
-REPO = Path(__file__).resolve().parents[1]
 TABLES = ("annotations.csv", "annotations_excluded.csv", "candidates.csv", "seriesuids.csv")
-
-
-def lungcad(*args: str) -> None:
-    """``lungcad ARGS`` in this interpreter; stop on any failure (a CV result must not hide a failed scan)."""
-    print("+ lungcad", " ".join(args), flush=True)
-    code = subprocess.call([sys.executable, "-m", "lungcad.cli.main", *args])
-    if code != 0:
-        raise SystemExit(f"lungcad {args[0]} failed with exit code {code}")
 
 
 def view(data: Path, subsets: list[Path], folder: Path) -> Path:
     """A LUNA16-layout folder holding ``subsets`` (symlinks) and the dataset's tables."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for sub in subsets:
-        link = folder / sub.name
-        if not link.exists():
-            link.symlink_to(sub.resolve(), target_is_directory=True)
-    for name in TABLES:
-        if (data / name).exists() and not (folder / name).exists():
-            (folder / name).symlink_to((data / name).resolve())
-    return folder
+    return link_into(folder, [*subsets, *(data / name for name in TABLES if (data / name).exists())])
 
 
 def run_fold(data: Path, work: Path, k: int, subsets: list[Path], train_extra: list[str]) -> Path:
@@ -60,9 +42,7 @@ def run_fold(data: Path, work: Path, k: int, subsets: list[Path], train_extra: l
     test = view(data, held, fold / "test")
     unet, fpr, mined = fold / "unet", fold / "fpr", fold / "train_candidates"
     lungcad("train", "unet", "--data", str(train), "-o", str(unet), "--resume", *train_extra)
-    tune = [sys.executable, str(REPO / "scripts" / "tune_merge.py"), "--model", str(unet), "--data", str(train)]
-    if subprocess.call([*tune, "--reapply" if (unet / "merge_sweep.csv").exists() else "--apply"]) != 0:
-        raise SystemExit("tune_merge.py failed")
+    tune_merge(unet, train)
     lungcad("detect", str(train), "-o", str(mined), "--stage", "candidates", "--model", str(unet), "--no-pictures")
     lungcad("train", "fpr", "--data", str(train), "-o", str(fpr), "--resume", "--candidates",
             str(mined / "candidates.csv"), *train_extra)  # fmt: skip

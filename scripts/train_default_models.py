@@ -23,27 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from pipeline_steps import REPO, lungcad, tune_merge
+
 TRAIN_SEED, HELDOUT_SEED = 1000, 5000
 RISK_TRAIN_SEED, RISK_HELDOUT_SEED = 7000, 8000
-
-
-def call(command: list[str], name: str) -> None:
-    """Run ``command``; stop on any non-zero exit, 3 (some scans failed) too: a bundle must never come from a
-    partial run."""
-    code = subprocess.call(command)
-    if code != 0:
-        raise SystemExit(f"{name} failed with exit code {code}")
-
-
-def run(*args: str) -> None:
-    """``lungcad ARGS...`` in this interpreter."""
-    print("+ lungcad", " ".join(args), flush=True)
-    call([sys.executable, "-m", "lungcad.cli.main", *args], f"lungcad {args[0]}")
 
 
 UNET_FILES = ("model.keras", "detector.yaml", "merge_sweep.csv")
@@ -54,13 +39,15 @@ RUN_FILES = ("train_config.yaml", "run.json", "history.csv", "metrics.json", "tr
 
 def synth(folder: Path, scans: int, seed: int, workers: int) -> Path:
     """``lungcad synth`` LUNA16-layout phantoms; returns their ``luna16`` folder."""
-    run("synth", str(folder), "--scans", str(scans), "--seed", str(seed), "--format", "luna", "--workers", str(workers))
+    lungcad(
+        "synth", str(folder), "--scans", str(scans), "--seed", str(seed), "--format", "luna", "--workers", str(workers)
+    )
     return folder / "luna16"
 
 
 def train(stage: str, data: Path, model: Path, epochs: int | None, *extra: str) -> None:
     """``lungcad train STAGE --resume`` (``--epochs`` only for smoke runs)."""
-    run(
+    lungcad(
         "train",
         stage,
         "--data",
@@ -84,19 +71,22 @@ def heldout_froc(luna: Path, candidates: Path, out: Path) -> dict:
         "seriesuids.csv",
     )
     args = [a if a.startswith("--") else str(luna / a) for a in tables]
-    run("evaluate", "froc", *args, "--candidates", str(candidates), "-o", str(out))
+    lungcad("evaluate", "froc", *args, "--candidates", str(candidates), "-o", str(out))
     return json.loads((out / "froc.json").read_text())
 
 
-def bundle(stage: str, model: Path, files: tuple[str, ...], froc: Path, summary: dict) -> None:
-    """Copy a trained model directory's files and its held-out FROC into ``lungcad/models/STAGE``."""
+def bundle(stage: str, model: Path, files: tuple[str, ...], summary: dict, pictures: dict[Path, str]) -> None:
+    """Copy a trained model directory's ``files``, its held-out summary and ``pictures`` (source -> name) into
+    ``lungcad/models/STAGE``."""
     target = REPO / "lungcad" / "models" / stage
     target.mkdir(parents=True, exist_ok=True)
-    for name in files + RUN_FILES:
+    for name in files:
         shutil.copy2(model / name, target / name)
-    shutil.copy2(froc / "froc.png", target / "heldout_froc.png")
+    for source, name in pictures.items():
+        shutil.copy2(source, target / name)
     (target / "heldout_metrics.json").write_text(json.dumps(summary, indent=1))
-    print(f"bundled {target}: held-out CPM {summary.get('cpm')}")
+    headline = {k: summary[k] for k in ("cpm", "log_loss", "auc") if k in summary}
+    print(f"bundled {target}: held-out {headline}")
 
 
 def train_risk(work: Path, unet: Path, fpr: Path, scans: tuple[int, int], workers: int) -> dict:
@@ -105,11 +95,11 @@ def train_risk(work: Path, unet: Path, fpr: Path, scans: tuple[int, int], worker
     data = synth(work / "risk_train", scans[0], RISK_TRAIN_SEED, workers)
     heldout = synth(work / "risk_heldout", scans[1], RISK_HELDOUT_SEED, workers)
     labels = data / "cancer_labels.csv"  # the phantoms' documented cancer rule, keyed by seriesuid
-    run("train", "risk", "--data", str(data), "--labels", str(labels), "-o", str(work / "risk"), *models)
+    lungcad("train", "risk", "--data", str(data), "--labels", str(labels), "-o", str(work / "risk"), *models)
     out = work / "heldout_risk"
-    run("detect", str(heldout), "-o", str(out), "--stage", "risk", *models, "--risk-model", str(work / "risk"))
+    lungcad("detect", str(heldout), "-o", str(out), "--stage", "risk", *models, "--risk-model", str(work / "risk"))
     heldout_labels = str(heldout / "cancer_labels.csv")
-    run("evaluate", "dsb", "--labels", heldout_labels, "--predictions", str(out / "patients.csv"), "-o", str(out))
+    lungcad("evaluate", "dsb", "--labels", heldout_labels, "--predictions", str(out / "patients.csv"), "-o", str(out))
     return json.loads((out / "dsb.json").read_text())
 
 
@@ -127,27 +117,22 @@ def main() -> None:
     heldout = synth(work / "synth_heldout", args.heldout_scans, HELDOUT_SEED, args.workers)
     unet, fpr = work / "unet", work / "fpr"
     train("unet", train_luna, unet, args.epochs, "--workers", str(args.workers))
-    tune = [str(REPO / "scripts" / "tune_merge.py"), "--model", str(unet), "--data", str(train_luna)]
-    swept = (unet / "merge_sweep.csv").exists()  # training (even a resumed no-op) rewrote detector.yaml: re-apply
-    call([sys.executable, *tune, "--reapply" if swept else "--apply"], "tune_merge.py")
+    tune_merge(unet, train_luna)
     mined = work / "train_candidates"
-    run("detect", str(train_luna), "-o", str(mined), "--stage", "candidates", "--model", str(unet), "--no-pictures")
+    lungcad("detect", str(train_luna), "-o", str(mined), "--stage", "candidates", "--model", str(unet), "--no-pictures")
     train("fpr", train_luna, fpr, args.epochs, "--candidates", str(mined / "candidates.csv"))
     stages = {"unet": ("candidates", ()), "fpr": ("fpr", ("--fpr-model", str(fpr)))}
     results = {}
     for name, (stage, extra) in stages.items():
         detections = work / f"heldout_{name}"
-        run("detect", str(heldout), "-o", str(detections), "--stage", stage, "--model", str(unet), *extra)
+        lungcad("detect", str(heldout), "-o", str(detections), "--stage", stage, "--model", str(unet), *extra)
         results[name] = heldout_froc(heldout, detections / "candidates.csv", work / f"heldout_{name}_froc")
-    bundle("unet", unet, UNET_FILES, work / "heldout_unet_froc", results["unet"])
-    bundle("fpr", fpr, FPR_FILES, work / "heldout_fpr_froc", results["fpr"])
+    for name, model, files in (("unet", unet, UNET_FILES), ("fpr", fpr, FPR_FILES)):
+        froc_png = work / f"heldout_{name}_froc" / "froc.png"
+        bundle(name, model, files + RUN_FILES, results[name], {froc_png: "heldout_froc.png"})
     risk = train_risk(work, unet, fpr, args.risk_scans, args.workers)
-    target = REPO / "lungcad" / "models" / "risk"
-    target.mkdir(parents=True, exist_ok=True)
-    for name in RISK_FILES:
-        shutil.copy2(work / "risk" / name, target / name)
-    (target / "heldout_metrics.json").write_text(json.dumps(risk, indent=1))
-    print(f"bundled {target}: held-out log loss {risk.get('log_loss')}, AUC {risk.get('auc')}")
+    calibration = work / "heldout_risk" / "calibration.png"
+    bundle("risk", work / "risk", RISK_FILES, risk, {calibration: "heldout_calibration.png"})
 
 
 if __name__ == "__main__":
