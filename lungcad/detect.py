@@ -110,16 +110,24 @@ def assess_risk(scan, table: pd.DataFrame, risk_dir: str, timings: dict[str, flo
     top = candidate_features(scan, table.head(model.config.model.top_k), model.config.features)
     probability = float(model.predict(top.assign(seriesuid=scan.id), [scan.id])[0])
     timings["risk_s"] = time.perf_counter() - t
-    return table.join(top[[c for c in FEATURES if c in top.columns]]), probability
+    return table.join(top[list(FEATURES)]), probability
+
+
+@functools.lru_cache(maxsize=1)
+def _picture_config():
+    """``configs/pictures.yaml``: which findings a scan reports, read once per process."""
+    from lungcad.config import load_config
+    from lungcad.visualize import PictureConfig
+
+    return load_config(PictureConfig, "pictures")
 
 
 def draw_pictures(scan, pre, table: pd.DataFrame, out: Path, timings: dict[str, float]) -> dict:
     """The scan's overview and finding PNGs in ``OUT/pictures/<id>/`` (:mod:`lungcad.visualize`)."""
-    from lungcad.config import load_config
-    from lungcad.visualize import PictureConfig, scan_pictures
+    from lungcad.visualize import scan_pictures
 
     t = time.perf_counter()
-    drawn = scan_pictures(scan, pre, table, out / "pictures" / scan.id, load_config(PictureConfig, "pictures"))
+    drawn = scan_pictures(scan, pre, table, out / "pictures" / scan.id, _picture_config())
     timings["pictures_s"] = time.perf_counter() - t
     return drawn
 
@@ -141,14 +149,12 @@ def locate_in_source(scan, table: pd.DataFrame) -> pd.DataFrame:
 
 def write_report(scan, table: pd.DataFrame, cancer: float | None, out: Path) -> str:
     """``OUT/sr/<id>.dcm``: the DICOM SR of the reported findings (DICOM input only; otherwise the reason)."""
-    from lungcad.config import load_config
     from lungcad.sr import write_sr
-    from lungcad.visualize import PictureConfig
+    from lungcad.visualize import reported_findings
 
     if not scan.metadata.get("slice_files"):
         return "not written: the input is not a DICOM series"
-    config = load_config(PictureConfig, "pictures")
-    shown = table[table["probability"] >= config.min_probability].head(config.max_findings)
+    shown = reported_findings(table, _picture_config())
     return str(write_sr(scan, shown, out / "sr" / f"{scan.id}.dcm", cancer).relative_to(out))
 
 
@@ -207,14 +213,15 @@ def collect_candidates(out: Path) -> pd.DataFrame:
     return table
 
 
-def collect_patients(out: Path) -> pd.DataFrame:
-    """``id,cancer`` (the DSB 2017 submission format) of every finished scan with a risk; rewrites
+def read_records(out: Path) -> list[dict]:
+    """Every finished scan's JSON record in ``OUT/scans/``, read once for the batch's summaries."""
+    return [json.loads(path.read_text()) for path in sorted((out / "scans").glob("*.json"))]
+
+
+def collect_patients(out: Path, records: list[dict]) -> pd.DataFrame:
+    """``id,cancer`` (the DSB 2017 submission format) of the ``records`` with a risk; rewrites
     ``OUT/patients.csv`` atomically (only when some scan has one)."""
-    rows = []
-    for path in sorted((out / "scans").glob("*.json")):
-        record = json.loads(path.read_text())
-        if "cancer_probability" in record:
-            rows.append((record["id"], record["cancer_probability"]))
+    rows = [(r["id"], r["cancer_probability"]) for r in records if "cancer_probability" in r]
     table = pd.DataFrame(rows, columns=["id", "cancer"])
     if rows:
         write_text_atomic(out / "patients.csv", table.to_csv(index=False))
@@ -285,8 +292,9 @@ def detect_scans(
         is_done=functools.partial(is_finished, out=out, models=models_record(model, fpr, risk)),
     )
     collect_candidates(out)
-    collect_patients(out)
+    records = read_records(out)
+    collect_patients(out, records)
     from lungcad.visualize import write_index
 
-    write_index(out)
+    write_index(out, records)
     return summary

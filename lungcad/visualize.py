@@ -14,7 +14,6 @@ no risk stage), with the overview as thumbnail and links to the findings.
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,11 +91,17 @@ def overview_picture(scan: CTScan, lung: np.ndarray, table: pd.DataFrame, path: 
     return save_figure(fig, path, dpi=100)
 
 
+def reported_findings(table: pd.DataFrame, config: PictureConfig) -> pd.DataFrame:
+    """The findings a scan reports (pictures, DICOM SR): the ``max_findings`` most probable at or above
+    ``min_probability`` (``table`` sorted by probability, highest first)."""
+    return table[table["probability"] >= config.min_probability].head(config.max_findings)
+
+
 def scan_pictures(scan: CTScan, pre, table: pd.DataFrame, folder: Path, config: PictureConfig) -> dict:
     """Overview (on the preprocessed scan ``pre``: its grid and lung mask) and finding PNGs (on ``scan``) of the
     ``max_findings`` most probable findings at or above ``min_probability``; returns ``{"overview": name,
     "findings": [names]}`` relative to ``folder``'s parent."""
-    shown = table[table["probability"] >= config.min_probability].head(config.max_findings)
+    shown = reported_findings(table, config)
     overview = overview_picture(pre.scan, np.asarray(pre.lung_mask), shown, folder / "overview.png")
     findings = [
         finding_picture(scan, row, rank, folder / f"finding_{rank}.png", config.crop_mm)
@@ -106,13 +111,9 @@ def scan_pictures(scan: CTScan, pre, table: pd.DataFrame, folder: Path, config: 
     return {"overview": f"{rel}/{overview.name}", "findings": [f"{rel}/{p.name}" for p in findings]}
 
 
-def write_index(out: Path) -> Path | None:
-    """``OUT/index.html`` from the finished scans' JSON records (those with pictures); None when there are none."""
-    records = []
-    for path in sorted((out / "scans").glob("*.json")):
-        record = json.loads(path.read_text())
-        if "pictures" in record:
-            records.append(record)
+def write_index(out: Path, records: list[dict]) -> Path | None:
+    """``OUT/index.html`` from the finished scans' JSON ``records`` (those with pictures); None when there are none."""
+    records = [r for r in records if "pictures" in r]
     if not records:
         return None
 
