@@ -7,21 +7,23 @@ import numpy as np
 import pytest
 from helpers import rotation
 
-from lungcad.patches import PatchConfig, extract_patches
+from lungcad.patches import PatchConfig, candidate_spacing, extract_patches
 from lungcad.scan import CTScan
 
 CUBE = PatchConfig(size=15, spacing_mm=1.0, mode="3d", hu_window=(-1000.0, 1000.0))
 PLANES = PatchConfig(size=15, spacing_mm=1.0, mode="2.5d", hu_window=(-1000.0, 1000.0))
 
 
-def _scan_with_ball(direction, spacing=(2.3, 0.67, 0.81), shape=(30, 80, 70), point=(12.3, -40.7, -88.1)):
-    """Air, and a 3 mm radius ball of +1000 HU at world ``point`` (mm)."""
+def _scan_with_ball(
+    direction, spacing=(2.3, 0.67, 0.81), shape=(30, 80, 70), point=(12.3, -40.7, -88.1), radius_mm=3.0
+):
+    """Air, and a ball of +1000 HU (3 mm radius unless told) at world ``point`` (mm)."""
     offset = np.asarray(shape[::-1]) * np.asarray(spacing[::-1]) * [0.45, 0.55, 0.5]
     origin = np.asarray(point) - np.asarray(direction) @ offset
     geom = CTScan(np.zeros(shape, np.int16), spacing, tuple(origin), direction)
     zyx = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1).reshape(-1, 3)
     dist = np.linalg.norm(geom.voxel_to_world(zyx) - np.asarray(point), axis=1).reshape(shape)
-    return geom.with_array(np.where(dist <= 3.0, 1000, -1000).astype(np.int16)), np.asarray(point)
+    return geom.with_array(np.where(dist <= radius_mm, 1000, -1000).astype(np.int16)), np.asarray(point)
 
 
 def _centroid(values: np.ndarray) -> np.ndarray:
@@ -64,3 +66,22 @@ def test_many_candidates_at_once_and_air_outside_volume():
     assert out.shape == (3, 15, 15, 15, 1)
     np.testing.assert_allclose(_centroid(out[1, ..., 0]), [7, 7, 4], atol=0.35)  # shifted 3 mm along +x
     assert np.allclose(out[2], 0.0, atol=1e-6)  # all air (-1024 HU clips to the window floor)
+
+
+def test_size_scaled_patches_show_small_and_large_nodules_at_the_same_share_of_the_patch():
+    config = PatchConfig(size=15, spacing_mm=0.5, mode="3d", hu_window=(-1000.0, 1000.0), diameters_across=2.5)
+    widths = []
+    for radius in (3.0, 7.5):
+        scan, point = _scan_with_ball(np.eye(3), spacing=(1.0, 0.7, 0.7), shape=(40, 60, 60), radius_mm=radius)
+        spacing = candidate_spacing(config, np.array([2 * radius]))
+        assert spacing == pytest.approx([2.5 * 2 * radius / 15])
+        cube = extract_patches(scan, point[None], config, spacing)[0, ..., 0]
+        np.testing.assert_allclose(_centroid(cube), [7, 7, 7], atol=0.35)
+        widths.append(int((cube > 0.5).sum()))  # patch voxels inside the ball
+    ball = 4 / 3 * np.pi * (15 / 2.5 / 2) ** 3  # a ball 1/2.5 of the patch side across: ~113 voxels
+    assert widths == pytest.approx([ball, ball], rel=0.25)  # (a fixed 0.5 mm step: ~900 and all 3375)
+    # the finest step is spacing_mm; a fixed-step config needs no diameters; a scaled one does
+    assert candidate_spacing(config, np.array([1.0, np.nan])) == pytest.approx([0.5, 0.5])
+    assert candidate_spacing(CUBE, None) is None
+    with pytest.raises(ValueError, match="diameter_mm"):
+        candidate_spacing(config, None)

@@ -19,6 +19,7 @@ import tensorflow as tf
 from scipy import ndimage
 
 from lungcad.candidates.unet import UNetConfig
+from lungcad.errors import ConfigError
 from lungcad.merge import MergeConfig, merge_candidates
 from lungcad.preprocess.config import PreprocessConfig
 from lungcad.preprocess.pipeline import PreprocessedScan, preprocess_scan
@@ -42,6 +43,8 @@ class DetectorConfig:
         merge: probability map -> candidates.
         batch_size: slices per inference call.
         lung_margin_mm: probabilities farther than this outside the lung mask are zeroed.
+        test_time_flips: in-plane axes (``"x"``, ``"y"``) along which the slices are also mirrored and the U-Net's
+            mirrored-back outputs averaged in (test-time augmentation; each costs one more U-Net pass).
     """
 
     preprocess: PreprocessConfig
@@ -49,6 +52,7 @@ class DetectorConfig:
     merge: MergeConfig
     batch_size: int
     lung_margin_mm: float
+    test_time_flips: tuple[str, ...] = ()
 
 
 class CandidateDetector:
@@ -76,7 +80,9 @@ class CandidateDetector:
 
     def probability(self, image: np.ndarray, lung_mask: np.ndarray) -> np.ndarray:
         """Nodule probability (Z, Y, X) float32 for a normalised cached volume; 0 on slices without lung."""
-        return predict_volume(self._infer, image, lung_mask, self.config.model, self.config.batch_size)
+        return predict_volume(
+            self._infer, image, lung_mask, self.config.model, self.config.batch_size, self.config.test_time_flips
+        )
 
     def detect(self, scan: CTScan, timings: dict[str, float] | None = None) -> pd.DataFrame:
         """Candidates of ``scan`` in world mm (columns of :func:`lungcad.merge.z_merge` + ``seriesuid``)."""
@@ -124,8 +130,23 @@ def near_lung(lung: np.ndarray, spacing_zyx, margin_mm: float) -> np.ndarray:
     return ndimage.binary_dilation(lung, structure, iterations=iterations)
 
 
-def predict_volume(infer, image: np.ndarray, lung: np.ndarray, model_config: UNetConfig, batch_size: int) -> np.ndarray:
-    """Run ``infer`` over every slice with lung, ``batch_size`` slices at a time, with 2.5-D context."""
+#: Batch axis of an in-plane flip of a (B, Y, X, C) input.
+FLIP_AXES = {"y": 1, "x": 2}
+
+
+def predict_volume(
+    infer,
+    image: np.ndarray,
+    lung: np.ndarray,
+    model_config: UNetConfig,
+    batch_size: int,
+    flips: tuple[str, ...] = (),
+) -> np.ndarray:
+    """Run ``infer`` over every slice with lung, ``batch_size`` slices at a time, with 2.5-D context; ``flips``
+    (``"x"``, ``"y"``) average in the outputs of mirrored slices, mirrored back."""
+    unknown = set(flips) - set(FLIP_AXES)
+    if unknown:
+        raise ConfigError(f"test_time_flips {sorted(unknown)}: expected in-plane axes among {sorted(FLIP_AXES)}")
     nz, ny, nx = image.shape
     multiple = 2 ** (model_config.depth - 1)
     py, px = (-ny) % multiple, (-nx) % multiple
@@ -141,5 +162,7 @@ def predict_volume(infer, image: np.ndarray, lung: np.ndarray, model_config: UNe
         if py or px or pb:
             x = np.pad(x, ((0, pb), (0, py), (0, px), (0, 0)), constant_values=fill)
         out = np.asarray(infer(tf.constant(x)))
-        prob[chunk] = out[: len(chunk), :ny, :nx, 0]
+        for axis in (FLIP_AXES[f] for f in flips):
+            out = out + np.flip(np.asarray(infer(tf.constant(np.flip(x, axis).copy()))), axis)
+        prob[chunk] = out[: len(chunk), :ny, :nx, 0] / (1 + len(flips))
     return prob

@@ -24,7 +24,7 @@ import tensorflow as tf
 from lungcad.candidates.data import SamplingConfig, dice_bce_loss, make_dataset, sample_patch, training_scan
 from lungcad.candidates.inference import CandidateDetector, DetectorConfig
 from lungcad.candidates.unet import UNetConfig, build_unet
-from lungcad.errors import DataLayoutError
+from lungcad.errors import ConfigError, DataLayoutError
 from lungcad.merge import MergeConfig
 from lungcad.preprocess.config import PreprocessConfig
 from lungcad.preprocess.pipeline import load_preprocessed, preprocess_scans
@@ -50,9 +50,17 @@ class UNetTrainConfig:
     recall_at: int
     inference_batch_size: int
     lung_margin_mm: float
+    test_time_flips: tuple[str, ...] = ()
 
     def detector(self) -> DetectorConfig:
-        return DetectorConfig(self.preprocess, self.model, self.merge, self.inference_batch_size, self.lung_margin_mm)
+        return DetectorConfig(
+            self.preprocess,
+            self.model,
+            self.merge,
+            self.inference_batch_size,
+            self.lung_margin_mm,
+            self.test_time_flips,
+        )
 
 
 def read_tables(data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -148,6 +156,23 @@ def make_validator(config: UNetTrainConfig, val_scans, val_pre, annotations):
     return validate
 
 
+def initial_unet(config: UNetConfig, init: str | Path | None = None):
+    """A new U-Net, or one starting from the weights of the U-Net model directory ``init`` (fine-tuning; its
+    ``detector.yaml`` must describe the same architecture)."""
+    model = build_unet(config)
+    if init is None:
+        return model
+    source = CandidateDetector.load(init)
+    if source.config.model != config:
+        raise ConfigError(
+            f"--init model has model settings {source.config.model}, the config asks for {config}",
+            path=Path(init) / "detector.yaml",
+            fix="fine-tune with the init model's model: section",
+        )
+    model.set_weights(source.model.get_weights())
+    return model
+
+
 def train_unet(
     data: str | Path,
     out_dir: str | Path,
@@ -157,8 +182,12 @@ def train_unet(
     resume: bool = False,
     strategy=None,
     workers: int = 1,
+    init: str | Path | None = None,
 ) -> FitResult:
-    """Train the U-Net on the LUNA16-layout folder ``data``; write the model directory ``out_dir``."""
+    """Train the U-Net on the LUNA16-layout folder ``data``; write the model directory ``out_dir``.
+
+    ``init``: a U-Net model directory whose weights the training starts from (fine-tuning, e.g. the bundled
+    model on real data); a resumed run continues from its own checkpoint instead."""
     data, out = Path(data), Path(out_dir)
     cache = Path(cache) if cache else out / "cache"
     annotations, excluded = read_tables(data)
@@ -171,7 +200,7 @@ def train_unet(
     scans = {sid: training_scan(pre[sid], annotations, excluded, config.sampling, rng) for sid in ids}
     train_scans = [scans[s] for s in train_ids]
     task = Task(
-        build_model=lambda: build_unet(config.model),
+        build_model=lambda: initial_unet(config.model, init),
         loss=functools.partial(dice_bce_loss, pos_weight=config.pos_weight),
         dataset=lambda batch, seed: make_dataset(
             train_scans, config.model.context_slices, config.sampling, batch, seed
@@ -186,6 +215,7 @@ def train_unet(
         "train_scans": train_ids,
         "validation_scans": val_ids,
         "data_fingerprint": data_fingerprint(cache, ids),
+        "init": str(init) if init else None,
     }
     finish_run(result, out, config, info)
     CandidateDetector(result.model, config.detector()).save(out)

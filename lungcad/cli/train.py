@@ -60,6 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "preprocess cache folder (default: MODEL_DIR/cache)",
     )
     u.add_argument("--workers", type=int, default=1, help="processes for preprocessing the cache")
+    u.add_argument("--init", metavar="MODEL_DIR", help="start from this U-Net's weights (fine-tuning)")
     u.set_defaults(func=run_unet)
     f = _model_parser(
         models,
@@ -192,6 +193,7 @@ def run_unet(args: argparse.Namespace) -> int:
         resume=args.resume,
         workers=args.workers,
         strategy=strategy,
+        init=args.init,
     )
     _report("unet", result, args.output)
     return 0

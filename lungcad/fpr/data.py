@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from lungcad.patches import PatchConfig, extract_patches
+from lungcad.patches import PatchConfig, candidate_spacing, extract_patches
 from lungcad.scan import CTScan
 
 XYZ = ["coordX", "coordY", "coordZ"]
@@ -94,10 +94,17 @@ class PatchSet:
         return PatchSet(self.patches[mask], self.labels[mask], self.scan_ids[mask])
 
 
+def table_spacing(table: pd.DataFrame, patch: PatchConfig) -> np.ndarray | None:
+    """Per-row sampling step (mm) of a candidate table for size-scaled patches (its ``diameter_mm``), else None."""
+    diameters = table["diameter_mm"].to_numpy(float) if "diameter_mm" in table.columns else None
+    return candidate_spacing(patch, diameters)
+
+
 def cut_patches(scan: CTScan, table: pd.DataFrame, patch: PatchConfig, margin: int) -> PatchSet:
-    """Patches (with ``margin`` extra voxels per side) for the rows of one scan's labelled table."""
+    """Patches (with ``margin`` extra voxels per side, at the step of the unpadded patch) for the rows of one
+    scan's labelled table."""
     big = replace(patch, size=patch.size + 2 * margin)
-    values = extract_patches(scan, table[XYZ].to_numpy(float), big).astype(np.float16)
+    values = extract_patches(scan, table[XYZ].to_numpy(float), big, table_spacing(table, patch)).astype(np.float16)
     return PatchSet(values, table.label.to_numpy(np.int8), np.full(len(table), scan.id))
 
 

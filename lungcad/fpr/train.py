@@ -33,10 +33,11 @@ from lungcad.fpr.data import (
     cut_patches,
     label_candidates,
     make_dataset,
+    table_spacing,
 )
 from lungcad.fpr.wideresnet import WRNConfig, build_wideresnet
 from lungcad.io import load_scan
-from lungcad.patches import PatchConfig, extract_patches
+from lungcad.patches import PatchConfig, candidate_spacing, extract_patches
 from lungcad.scan import CTScan
 from lungcad.train.loop import FitResult, LoopConfig, Task, fit
 from lungcad.train.modeldir import check_model_dir as check_dir
@@ -97,11 +98,13 @@ class FprScorer:
         ]
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
-    def score(self, scan: CTScan, centres_xyz: np.ndarray) -> np.ndarray:
-        """Nodule probability (N,) of candidates at world centres (N, 3) mm of ``scan``."""
+    def score(self, scan: CTScan, centres_xyz: np.ndarray, diameters_mm: np.ndarray | None = None) -> np.ndarray:
+        """Nodule probability (N,) of candidates at world centres (N, 3) mm of ``scan``; ``diameters_mm`` (N,)
+        are needed by size-scaled patches (``patches.diameters_across > 0``)."""
         if len(centres_xyz) == 0:
             return np.zeros(0, np.float32)
-        return self.score_patches(extract_patches(scan, np.asarray(centres_xyz, float), self.config.patches))
+        spacing = candidate_spacing(self.config.patches, diameters_mm)
+        return self.score_patches(extract_patches(scan, np.asarray(centres_xyz, float), self.config.patches, spacing))
 
 
 def check_model_dir(model_dir: str | Path) -> Path:
@@ -146,7 +149,8 @@ def build_patch_cache(data: Path, cache: Path, labelled: pd.DataFrame, config: F
 def _cache_key(table: pd.DataFrame, config: FprTrainConfig) -> str:
     """Hash of one scan's labelled candidates (mm, label) and the patch settings: what its cached patches depend on."""
     settings = repr((config.patches, config.sampling.augment_margin))
-    text = table[["seriesuid", *XYZ, "label"]].to_csv(index=False) + settings
+    columns = ["seriesuid", *XYZ, "label"] + (["diameter_mm"] if "diameter_mm" in table.columns else [])
+    text = table[columns].to_csv(index=False) + settings
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -189,7 +193,9 @@ def validation_froc(
     if rows.empty or not refs:
         return None
     parts = [
-        extract_patches(load_scan(refs[uid]), group[XYZ].to_numpy(float), config.patches).astype(np.float16)
+        extract_patches(
+            load_scan(refs[uid]), group[XYZ].to_numpy(float), config.patches, table_spacing(group, config.patches)
+        ).astype(np.float16)
         for uid, group in rows.groupby("seriesuid", sort=False)
     ]
     order = np.concatenate([g for g in rows.groupby("seriesuid", sort=False).indices.values()])

@@ -42,6 +42,8 @@ class ClassifierTrainConfig(FprTrainConfig):
         types: nodule ``type`` values used (empty: all).
         min_diameter_mm: smaller nodules are left out.
         non_nodules_per_scan: class-0 ``candidates.csv`` rows per scan added as negatives.
+        diameter_jitter: with size-scaled patches (``patches.diameters_across > 0``) each nodule is cut once per
+            factor, at its diameter times the factor: inference scales by the U-Net's estimate, ~+-30% off.
     """
 
     target: str = "malignant"
@@ -49,6 +51,7 @@ class ClassifierTrainConfig(FprTrainConfig):
     types: tuple[str, ...] = ()
     min_diameter_mm: float = 0.0
     non_nodules_per_scan: int = 3
+    diameter_jitter: tuple[float, ...] = (1.0,)
 
 
 def read_nodules(path: str | Path, config: ClassifierTrainConfig) -> pd.DataFrame:
@@ -71,21 +74,32 @@ def read_nodules(path: str | Path, config: ClassifierTrainConfig) -> pd.DataFram
     if config.min_diameter_mm > 0:
         table = table[table["diameter_mm"] >= config.min_diameter_mm]
     label = table[config.target].astype(str).isin(config.positive_values).astype(int)
+    diameter = table["diameter_mm"].astype(float) if "diameter_mm" in table.columns else np.nan
     return pd.DataFrame(
-        {"seriesuid": table["id"], **{c: table[c].astype(float) for c in XYZ}, "label": label}
+        {"seriesuid": table["id"], **{c: table[c].astype(float) for c in XYZ}, "label": label, "diameter_mm": diameter}
     ).reset_index(drop=True)
 
 
-def training_table(nodules: pd.DataFrame, candidates: pd.DataFrame | None, per_scan: int, seed: int) -> pd.DataFrame:
-    """Training points: every nodule (with its label) plus ``per_scan`` seeded non-nodule candidates
-    (``candidates`` rows of class 0) of each scan that has nodules."""
-    frames = [nodules]
+def training_table(
+    nodules: pd.DataFrame,
+    candidates: pd.DataFrame | None,
+    per_scan: int,
+    seed: int,
+    *,
+    jitter: tuple[float, ...] = (1.0,),
+    unknown_diameter_mm: float = 10.0,
+) -> pd.DataFrame:
+    """Training points: every nodule (with its label and diameter; once per ``jitter`` factor, the diameter times
+    it) plus ``per_scan`` seeded non-nodule candidates (``candidates`` rows of class 0, of diameter
+    ``unknown_diameter_mm``) of each scan that has nodules."""
+    diameter = nodules["diameter_mm"] if "diameter_mm" in nodules.columns else np.nan
+    frames = [nodules.assign(diameter_mm=diameter * factor) for factor in jitter]
     if candidates is not None and per_scan > 0:
         rng = np.random.default_rng(seed)
         negatives = candidates[(candidates["class"] == 0) & candidates.seriesuid.isin(set(nodules.seriesuid))]
         for _, rows in negatives.groupby("seriesuid", sort=True):
             pick = rows.iloc[rng.permutation(len(rows))[:per_scan]]
-            frames.append(pick[["seriesuid", *XYZ]].assign(label=0))
+            frames.append(pick[["seriesuid", *XYZ]].assign(label=0, diameter_mm=unknown_diameter_mm))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -110,7 +124,14 @@ def train_classifier(
     if table.label.nunique() < 2:
         raise DataLayoutError(f"need both positive and negative nodules for {config.target}", path=path)
     cands = pd.read_csv(data / "candidates.csv") if (data / "candidates.csv").is_file() else None
-    labelled = training_table(table, cands, config.non_nodules_per_scan, config.train.seed)
+    labelled = training_table(
+        table,
+        cands,
+        config.non_nodules_per_scan,
+        config.train.seed,
+        jitter=config.diameter_jitter if config.patches.diameters_across > 0 else (1.0,),
+        unknown_diameter_mm=config.sampling.unknown_diameter_mm,
+    )
     info = {"nodules": str(path), "target": config.target, "positive_nodules": int(table.label.sum())}
     return train_patch_classifier(
         data, out_dir, labelled, config, info=info, cache=cache, resume=resume, strategy=strategy

@@ -128,14 +128,15 @@ def candidate_features(
     """``candidates`` (coordX..Z mm, probability, diameter_mm) with the :data:`FEATURES` columns added, and
     ``NAME_logit`` for each of the nodule ``classifiers`` (``{NAME: scorer}``)."""
     centres = candidates[XYZ].to_numpy(float)
+    diameters = candidates["diameter_mm"].to_numpy(float)
     rows = []
-    for centre, diameter in zip(centres, candidates["diameter_mm"].to_numpy(float)):
+    for centre, diameter in zip(centres, diameters):
         cube = hu_cube(scan, centre, config.cube_mm)
         rows.append(region_features(cube, nodule_region(cube, diameter, config), config))
     table = pd.DataFrame(rows, index=candidates.index, columns=list(REGION_FEATURES), dtype=float)
     out = candidates.assign(**{c: table[c] for c in table.columns})
     out = out.assign(fpr_logit=fpr_logit(candidates["probability"], config.probability_clip))
     for name, scorer in (classifiers or {}).items():
-        probability = scorer.score(scan, centres) if len(centres) else np.zeros(0)
+        probability = scorer.score(scan, centres, diameters) if len(centres) else np.zeros(0)
         out = out.assign(**{f"{name}_logit": fpr_logit(probability, config.probability_clip)})
     return out

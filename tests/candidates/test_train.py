@@ -10,8 +10,9 @@ import pytest
 from helpers import simple_chest
 
 from lungcad.candidates.inference import CandidateDetector
-from lungcad.candidates.train import UNetTrainConfig, split_ids, train_unet
+from lungcad.candidates.train import UNetTrainConfig, initial_unet, split_ids, train_unet
 from lungcad.config import load_config
+from lungcad.errors import ConfigError
 from lungcad.io import write_mhd
 
 
@@ -58,6 +59,14 @@ def test_tiny_training_run_writes_a_usable_model(tmp_path):
     assert (table.seriesuid == scan.id).all()
     again = train_unet(tmp_path / "data", out, _tiny_config(), resume=True)  # nothing left: epochs done
     assert [r["epoch"] for r in again.history] == [1.0, 2.0]
+    # fine-tuning (--init) starts from the trained weights, and only with the same architecture
+    start = initial_unet(_tiny_config().model, out)
+    for a, b in zip(start.get_weights(), detector.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    fresh = initial_unet(_tiny_config().model)
+    assert any(not np.array_equal(a, b) for a, b in zip(fresh.get_weights(), start.get_weights()))
+    with pytest.raises(ConfigError, match="model settings"):
+        initial_unet(dataclasses.replace(_tiny_config().model, base_filters=8), out)
 
 
 def test_split_is_seeded_and_keeps_both_sides():

@@ -36,10 +36,11 @@ def test_read_nodules_labels_by_the_configured_target_and_names_bad_files(tmp_pa
     path = tmp_path / "nodules.csv"
     path.write_text(HEADER + "\n".join(ROWS) + "\n")
     assert read_nodules(path, MALIGNANCY).values.tolist() == [
-        ["a", 1.0, 2.0, 3.0, 1], ["b", 7.0, 8.0, 9.0, 0], ["b", 1.0, 1.0, 1.0, 0], ["c", 2.0, 2.0, 2.0, 0]
+        ["a", 1.0, 2.0, 3.0, 1, 12.0], ["b", 7.0, 8.0, 9.0, 0, 9.0], ["b", 1.0, 1.0, 1.0, 0, 5.0],
+        ["c", 2.0, 2.0, 2.0, 0, 10.0],
     ]  # fmt: skip
     # shape: lobulated/spiculated vs smooth, solid and part-solid nodules >= 6 mm only
-    assert read_nodules(path, SHAPE).values.tolist() == [["a", 1.0, 2.0, 3.0, 1], ["b", 7.0, 8.0, 9.0, 0]]
+    assert read_nodules(path, SHAPE).values.tolist() == [["a", 1.0, 2.0, 3.0, 1, 12.0], ["b", 7.0, 8.0, 9.0, 0, 9.0]]
     path.write_text("id,coordX,coordY,coordZ\na,1,2,3\n")
     with pytest.raises(DataLayoutError, match="malignant") as err:
         read_nodules(path, MALIGNANCY)
@@ -67,6 +68,23 @@ def test_training_table_adds_a_few_seeded_non_nodules_per_scan():
     assert table.iloc[:2].label.tolist() == [1, 0]
     assert training_table(nodules, candidates, per_scan=2, seed=0).equals(table)
     assert len(training_table(nodules, None, per_scan=2, seed=0)) == 2
+
+
+def test_training_table_cuts_each_nodule_once_per_diameter_jitter_factor():
+    nodules = pd.DataFrame(
+        {
+            "seriesuid": ["a", "b"],
+            "coordX": 0.0,
+            "coordY": 0.0,
+            "coordZ": 0.0,
+            "label": [1, 0],
+            "diameter_mm": [8.0, 20.0],
+        }
+    )
+    candidates = pd.DataFrame([["a", 5.0, 0.0, 0.0, 0]], columns=["seriesuid", "coordX", "coordY", "coordZ", "class"])
+    table = training_table(nodules, candidates, per_scan=1, seed=0, jitter=(0.8, 1.0, 1.25), unknown_diameter_mm=7.0)
+    assert table.diameter_mm.tolist() == pytest.approx([6.4, 16.0, 8.0, 20.0, 10.0, 25.0, 7.0])
+    assert table.label.tolist() == [1, 0, 1, 0, 1, 0, 0]
 
 
 @pytest.mark.slow
