@@ -27,6 +27,8 @@ TYPE2_COPIED = (
 
 #: Private code for the false-positive reducer's nodule probability ("99" schemes are local by DICOM rules).
 NODULE_PROBABILITY = ("nodule-probability", "99LUNGCAD", "Nodule probability (lungcad)")
+#: UCUM unit of a probability (a dimensionless ratio).
+NO_UNITS = ("1", "UCUM", "no units")
 
 
 def _highdicom():
@@ -75,7 +77,7 @@ def _finding(hd, scan: CTScan, row: pd.Series, rank: int, uid: str):
         hd.sr.Measurement(
             name=hd.sr.CodedConcept(*NODULE_PROBABILITY),
             value=float(row["probability"]),
-            unit=hd.sr.CodedConcept("1", "UCUM", "no units"),
+            unit=hd.sr.CodedConcept(*NO_UNITS),
         ),
     ]
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
@@ -100,7 +102,7 @@ def write_sr(scan: CTScan, table: pd.DataFrame, path: str | Path, cancer_probabi
         patient = hd.sr.Measurement(
             name=codes.DCM.ProbabilityOfCancer,
             value=float(cancer_probability),
-            unit=hd.sr.CodedConcept("1", "UCUM", "no units"),
+            unit=hd.sr.CodedConcept(*NO_UNITS),
         )
         groups.append(
             hd.sr.MeasurementsAndQualitativeEvaluations(
