@@ -2,7 +2,8 @@
 
 1. ``lungcad detect --stage fpr`` over the scans of ``--data`` (resumable, into ``MODEL_DIR/detections``
    unless ``--detections`` names an existing detect output);
-2. features of each scan's top-k candidates (cached per scan in ``MODEL_DIR/features/<id>.csv``);
+2. features of each scan's top-k candidates (cached per scan in ``MODEL_DIR/features/<id>-<key>.csv``, the key a
+   hash of the scan's detections, the feature settings and the classifiers' files);
 3. ``folds``-fold cross-validation (stratified, seeded): log loss, base-rate log loss and AUC per fold, the
    out-of-fold predictions and their calibration plot;
 4. the final model fitted on every patient, written as ``MODEL_DIR/risk.json``.
@@ -10,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -55,14 +57,27 @@ def read_labels(path: str | Path) -> pd.Series:
     return pd.Series(table["value"].to_numpy(float), index=table["id"].astype(str), name="cancer")
 
 
-def scan_features(scan_csv: Path, scan_path: Path, cache: Path, config: RiskConfig, classifiers=None) -> pd.DataFrame:
-    """Features of one scan's top-k candidates from its detect CSV, cached in ``cache/<id>.csv`` (a cached table
-    is measured again when it lacks a column the config's features need)."""
-    out = cache / scan_csv.name
+def features_key(config: RiskConfig, classifier_dirs: dict[str, str | Path] | None = None) -> str:
+    """Hash of what a scan's features depend on besides its detections: the feature and top-k settings and each
+    nodule classifier's files (weights and patch settings)."""
+    digest = hashlib.sha256(repr((config.features, config.model.top_k)).encode())
+    for name, folder in sorted((classifier_dirs or {}).items()):
+        digest.update(name.encode())
+        for file in ("model.keras", "fpr.yaml"):
+            digest.update((Path(folder) / file).read_bytes())
+    return digest.hexdigest()
+
+
+def scan_features(
+    scan_csv: Path, scan_path: Path, cache: Path, config: RiskConfig, classifiers=None, key: str = ""
+) -> pd.DataFrame:
+    """Features of one scan's top-k candidates from its detect CSV, cached in ``cache/<id>-<hash>.csv``, the hash
+    over ``key`` (:func:`features_key`) and the detections: other detections, settings or classifiers are
+    measured again, never taken from a stale cache."""
+    text = scan_csv.read_bytes()
+    out = cache / f"{scan_csv.stem}-{hashlib.sha256(key.encode() + text).hexdigest()[:16]}.csv"
     if out.exists():
-        cached = pd.read_csv(out, dtype={"seriesuid": str})
-        if cached.empty or set(config.model.features) <= set(cached.columns):
-            return cached
+        return pd.read_csv(out, dtype={"seriesuid": str})
     table = pd.read_csv(scan_csv, dtype={"seriesuid": str})
     top = table.sort_values("probability", ascending=False, kind="stable").head(config.model.top_k)
     feats = candidate_features(load_scan(scan_path), top, config.features, classifiers) if len(top) else top
@@ -100,15 +115,15 @@ def cross_validate(candidates: pd.DataFrame, labels: pd.Series, config: RiskTrai
 
 
 def collect_features(
-    detections: Path, refs, ids: set[str], out: Path, config: RiskConfig, classifiers=None
+    detections: Path, refs, ids: set[str], out: Path, config: RiskConfig, classifiers=None, key: str = ""
 ) -> pd.DataFrame:
-    """Top-k candidate features of every labelled scan with a finished detection."""
+    """Top-k candidate features of every labelled scan with a finished detection (``key``: :func:`features_key`)."""
     cache = out / "features"
     frames = []
     for ref in tqdm([r for r in refs if r.id in ids], desc="risk features", unit="scan", disable=None):
         scan_csv = detections / "scans" / f"{ref.id}.csv"
         if scan_csv.exists():
-            frames.append(scan_features(scan_csv, ref.path, cache, config, classifiers))
+            frames.append(scan_features(scan_csv, ref.path, cache, config, classifiers, key))
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["seriesuid", "probability"])
 
@@ -157,7 +172,8 @@ def train_risk(
             f"and at least {config.folds}",
             path=labels_path,
         )
-    candidates = collect_features(detections, refs, set(labels.index), out, config.risk(), scorers)
+    key = features_key(config.risk(), classifiers)
+    candidates = collect_features(detections, refs, set(labels.index), out, config.risk(), scorers, key)
     folds, oof = cross_validate(candidates, labels, config)
     model = RiskModel.fit(candidates, labels, config.risk())
     model.save(out)

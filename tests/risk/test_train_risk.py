@@ -100,3 +100,12 @@ def test_train_risk_with_nodule_classifiers(tmp_path, confident_model, capsys):
     table = pd.read_csv(out_dir / "candidates.csv")
     assert table.malignancy_logit.notna().any() and table.shape_logit.notna().any()
     assert sorted(pd.read_csv(out_dir / "patients.csv", dtype={"id": str}).id) == ids
+    # features are cached per detections, settings and classifier files: another shape classifier is measured
+    # again (never a stale shape_logit), the same one is read back
+    assert len(list((risk / "features").glob("*.csv"))) == 6
+    tiny_scorer(tmp_path / "shape2")
+    again = [*args, *models, *given, "--detections", str(risk / "detections"), "--classifier"]
+    assert main([*again, f"shape={tmp_path / 'shape2'}"]) == 0
+    assert len(list((risk / "features").glob("*.csv"))) == 12
+    assert main([*again, f"shape={tmp_path / 'shape'}"]) == 0
+    assert len(list((risk / "features").glob("*.csv"))) == 12
