@@ -8,6 +8,8 @@ candidates per scan. The table is printed (best first: highest top-N recall, the
 written to ``--out`` as CSV. ``--apply`` writes the best settings into the model's ``detector.yaml`` (the
 previous file is kept as ``detector.untuned.yaml``); ``scripts/train_default_models.py`` does this, and
 ``--reapply`` applies an existing sweep again (a resumed training run rewrites ``detector.yaml``).
+``--test-time-flips x`` sweeps the maps of the U-Net with test-time flips and writes the flips too (the bundled
+detector: chosen after the FPR's hard negatives were mined without them).
 
     python scripts/tune_merge.py --model runs/v1/unet --data runs/v1/synth_train/luna16 [--top 30] [--apply]
 """
@@ -49,15 +51,23 @@ def main() -> None:
     ap.add_argument("--apply", action="store_true", help="write the best settings into MODEL/detector.yaml")
     ap.add_argument("--out", type=Path, help="CSV of the sweep (default MODEL/merge_sweep.csv)")
     ap.add_argument("--reapply", action="store_true", help="apply the best row of an existing sweep CSV, no sweep")
+    ap.add_argument(
+        "--test-time-flips",
+        nargs="*",
+        choices=["x", "y"],
+        help="sweep on maps averaged with these mirrored passes and write them into detector.yaml (none: no flips; "
+        "default: the model's own setting)",
+    )
     ap.add_argument("--thresholds", type=float, nargs="+", help=f"thresholds to try (default {GRID['threshold']})")
     args = ap.parse_args()
     grid = {**GRID, **({"threshold": args.thresholds} if args.thresholds else {})}
     if args.reapply:  # e.g. after a resumed training run rewrote detector.yaml from the training config
         table = pd.read_csv(args.out or args.model / "merge_sweep.csv")
         ranked = table.sort_values([f"recall_top{args.top}", "candidates_per_scan"], ascending=[False, True])
-        apply_best(args.model, CandidateDetector.load(args.model).config, ranked)
+        apply_best(args.model, with_flips(CandidateDetector.load(args.model).config, args.test_time_flips), ranked)
         return
-    detector = CandidateDetector.load(args.model)
+    loaded = CandidateDetector.load(args.model)
+    detector = CandidateDetector(loaded.model, with_flips(loaded.config, args.test_time_flips))
     ids = json.loads((args.model / "run.json").read_text())["validation_scans"][: args.max_scans]
     annotations, _ = read_tables(args.data)
     cache = args.cache or args.model / "cache"
@@ -90,6 +100,11 @@ def main() -> None:
     print(f"written {out}")
     if args.apply:
         apply_best(args.model, detector.config, table)
+
+
+def with_flips(config: DetectorConfig, flips: list[str] | None) -> DetectorConfig:
+    """``config`` with ``test_time_flips`` replaced by ``flips`` (None keeps the model's own)."""
+    return config if flips is None else dataclasses.replace(config, test_time_flips=tuple(flips))
 
 
 def apply_best(model_dir: Path, current: DetectorConfig, table: pd.DataFrame) -> None:

@@ -148,7 +148,7 @@ def make_validator(config: UNetTrainConfig, val_scans, val_pre, annotations):
         loss = float(tf.reduce_mean(dice_bce_loss(y, pred, w, config.pos_weight)))
         inter = float(np.sum((pred > 0.5) * y * w))
         dice = 2 * inter / max(float(np.sum((pred > 0.5) * w) + np.sum(y * w)), 1e-6)
-        detector = CandidateDetector(model, config.detector())
+        detector = CandidateDetector(model, replace(config.detector(), test_time_flips=()))  # the network alone
         tables = [detector.detect_preprocessed(pre) for pre in val_pre]
         recall, per_scan = candidate_recall(tables, annotations, [p.scan.id for p in val_pre], config.recall_at)
         return {"val_loss": loss, "val_dice": dice, "val_recall": recall, "val_candidates": per_scan}
