@@ -124,6 +124,11 @@ def epoch_learning_rate(config: LoopConfig, replicas: int, epoch: int) -> float:
 
 
 def _make_step(model, optimizer, loss_fn, strategy, global_batch: int, clip_norm: float):
+    """One training step per replica. With a loss-scaling optimizer (float16) the gradients of the scaled loss are
+    clipped at ``clip_norm`` times the scale (the unscaled gradients at ``clip_norm``); non-finite ones make the
+    optimizer skip the step and lower the scale."""
+    scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
     @tf.function
     def step_fn(batch):
         def replica_step(x, y, w):
@@ -132,9 +137,11 @@ def _make_step(model, optimizer, loss_fn, strategy, global_batch: int, clip_norm
                 loss = tf.nn.compute_average_loss(loss_fn(y, pred, w), global_batch_size=global_batch)
                 if model.losses:
                     loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-            grads = tape.gradient(loss, model.trainable_variables)
+                scaled = optimizer.scale_loss(loss) if scaling else loss
+            grads = tape.gradient(scaled, model.trainable_variables)
             if clip_norm > 0:
-                grads, _ = tf.clip_by_global_norm(grads, clip_norm)
+                limit = clip_norm * optimizer.dynamic_scale if scaling else clip_norm
+                grads, _ = tf.clip_by_global_norm(grads, limit)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
             return loss
 
@@ -196,6 +203,8 @@ def fit(task: Task, config: LoopConfig, out_dir: str | Path, *, strategy=None, r
     with strategy.scope():
         model = task.build_model()
         optimizer = keras.optimizers.AdamW(_learning_rate(config, replicas), weight_decay=config.weight_decay)
+        if keras.mixed_precision.global_policy().name == "mixed_float16":  # small float16 gradients underflow
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)  # must exist before the tf.function step (MirroredStrategy)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         # dropout's random state lives in Keras seed generators, which the model's checkpoint does not track

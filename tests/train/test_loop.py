@@ -137,3 +137,17 @@ def test_mixed_precision_option_picks_the_compute_dtype_and_bfloat16_still_learn
         assert result.best["val_accuracy"] >= 0.9
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_float16_training_scales_the_loss_and_still_learns(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        result = fit(_task(), CONFIG, tmp_path / "run")
+        assert result.model.layers[1].compute_dtype == "float16" and result.model.layers[1].dtype == "float32"
+        assert result.best["val_accuracy"] >= 0.9
+        saved = dict(tf.train.list_variables(tf.train.latest_checkpoint(tmp_path / "run" / "checkpoints")))
+        assert "optimizer/dynamic_scale/.ATTRIBUTES/VARIABLE_VALUE" in saved  # a loss-scaling optimizer, checkpointed
+        again = fit(_task(), dataclasses.replace(CONFIG, epochs=5), tmp_path / "run", resume=True)  # scale restored
+        assert [r["epoch"] for r in again.history] == [1, 2, 3, 4, 5]
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
