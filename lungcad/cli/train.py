@@ -21,6 +21,7 @@ def _model_parser(
     p.add_argument("--steps", type=int, help="override train.steps_per_epoch")
     p.add_argument("--cache", help=cache_help)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in MODEL_DIR")
+    p.add_argument("--init", metavar="INIT_DIR", help=f"start from the weights of this {name} model (fine-tuning)")
     p.add_argument(
         "--strategy",
         choices=["default", "mirrored", "multiworker"],
@@ -68,7 +69,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "preprocess cache folder (default: MODEL_DIR/cache)",
     )
     u.add_argument("--workers", type=int, default=1, help="processes for preprocessing the cache")
-    u.add_argument("--init", metavar="MODEL_DIR", help="start from this U-Net's weights (fine-tuning)")
     u.set_defaults(func=run_unet)
     f = _model_parser(
         models,
@@ -144,6 +144,7 @@ def run_fpr(args: argparse.Namespace) -> int:
         cache=args.cache,
         resume=args.resume,
         strategy=strategy,
+        init=args.init,
     )
     _report("fpr", result, args.output)
     return 0
@@ -155,7 +156,14 @@ def run_classifier(args: argparse.Namespace) -> int:
     strategy = _strategy(args)
     config = _with_overrides(load_config(ClassifierTrainConfig, args.config), args)
     result = train_classifier(
-        args.data, args.output, config, nodules=args.nodules, cache=args.cache, resume=args.resume, strategy=strategy
+        args.data,
+        args.output,
+        config,
+        nodules=args.nodules,
+        cache=args.cache,
+        resume=args.resume,
+        strategy=strategy,
+        init=args.init,
     )
     _report(f"classifier ({config.target})", result, args.output)
     return 0

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from lungcad.batch import find_scans
 from lungcad.candidates.train import read_tables, split_ids
-from lungcad.errors import DataLayoutError
+from lungcad.errors import ConfigError, DataLayoutError
 from lungcad.fileio import write_atomic
 from lungcad.fpr.data import (
     XYZ,
@@ -212,6 +212,24 @@ def validation_froc(
     return cpm
 
 
+def initial_wideresnet(config: ScorerConfig, init: str | Path | None = None) -> keras.Model:
+    """A new WideResNet, or one starting from the weights of the model directory ``init`` (fine-tuning; it must have
+    the same architecture and patches)."""
+    model = build_wideresnet(config.model)
+    if init is None:
+        return model
+    source = FprScorer.load(init)
+    if (source.config.model, source.config.patches) != (config.model, config.patches):
+        raise ConfigError(
+            f"--init model has model/patch settings {source.config.model}, {source.config.patches}; the config asks "
+            f"for {config.model}, {config.patches}",
+            path=Path(init) / FPR_FILE,
+            fix="fine-tune with the init model's model: and patches: sections",
+        )
+    model.set_weights(source.model.get_weights())
+    return model
+
+
 def train_fpr(
     data: str | Path,
     out_dir: str | Path,
@@ -221,8 +239,10 @@ def train_fpr(
     cache: str | Path | None = None,
     resume: bool = False,
     strategy=None,
+    init: str | Path | None = None,
 ) -> FitResult:
-    """Train the WideResNet on ``data`` (LUNA16 layout) into the model directory ``out_dir``.
+    """Train the WideResNet on ``data`` (LUNA16 layout) into the model directory ``out_dir`` (from the weights of the
+    model directory ``init`` when given: fine-tuning).
 
     Validation (each epoch, held-out scans): ``val_auc`` over their labelled candidates and, with U-Net
     ``candidates``, ``val_cpm``: the FROC CPM of those scans' U-Net candidates ranked by the FPR score.
@@ -237,7 +257,16 @@ def train_fpr(
 
     info = {"unet_candidates": str(candidates) if candidates else None}
     return train_patch_classifier(
-        data, out_dir, labelled, config, val_cpm=val_cpm, info=info, cache=cache, resume=resume, strategy=strategy
+        data,
+        out_dir,
+        labelled,
+        config,
+        val_cpm=val_cpm,
+        info=info,
+        cache=cache,
+        resume=resume,
+        strategy=strategy,
+        init=init,
     )
 
 
@@ -252,6 +281,7 @@ def train_patch_classifier(
     cache: str | Path | None = None,
     resume: bool = False,
     strategy=None,
+    init: str | Path | None = None,
 ) -> FitResult:
     """Train a WideResNet on patches at the ``labelled`` points (seriesuid, coordX..Z mm, label 0/1) of the scans
     in ``data`` into the model directory ``out_dir`` (the FPR; also the risk stage's nodule classifiers).
@@ -259,6 +289,7 @@ def train_patch_classifier(
     Args:
         val_cpm: optional ``val_ids -> (scorer -> CPM) | None``: the per-epoch ``val_cpm`` of the held-out scans.
         info: extra entries for ``run.json``.
+        init: a model directory (FPR or classifier, same WideResNet and patches) whose weights training starts from.
     """
     data, out = Path(data), Path(out_dir)
     patches = build_patch_cache(data, Path(cache) if cache else out / "patch_cache", labelled, config)
@@ -281,7 +312,7 @@ def train_patch_classifier(
         return metrics
 
     task = Task(
-        build_model=lambda: build_wideresnet(config.model),
+        build_model=lambda: initial_wideresnet(config.scorer(), init),
         loss=lambda y, p, w: keras.losses.binary_crossentropy(y, p) * w,
         dataset=lambda batch, seed: make_dataset(train_set, size, dims, config.sampling, batch, seed),
         validate=validate if len(val_set.labels) else None,
@@ -295,6 +326,7 @@ def train_patch_classifier(
         "train_candidates": {"positive": int(train_set.labels.sum()), "total": len(train_set.labels)},
         "validation_candidates": {"positive": int(val_set.labels.sum()), "total": len(val_set.labels)},
         "data_fingerprint": patch_fingerprint(patches),
+        "init": str(init) if init else None,
     }
     finish_run(result, out, config, info)
     FprScorer(result.model, config.scorer()).save(out)

@@ -112,6 +112,7 @@ def train_classifier(
     cache: str | Path | None = None,
     resume: bool = False,
     strategy=None,
+    init: str | Path | None = None,
 ) -> FitResult:
     """Train a nodule classifier on the scans of ``data`` (LUNA16 layout) into ``out_dir``.
 
@@ -134,7 +135,7 @@ def train_classifier(
     )
     info = {"nodules": str(path), "target": config.target, "positive_nodules": int(table.label.sum())}
     return train_patch_classifier(
-        data, out_dir, labelled, config, info=info, cache=cache, resume=resume, strategy=strategy
+        data, out_dir, labelled, config, info=info, cache=cache, resume=resume, strategy=strategy, init=init
     )
 
 

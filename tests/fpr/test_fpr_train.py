@@ -9,11 +9,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import simple_chest
+from helpers import simple_chest, tiny_scorer
 
 from lungcad.config import load_config
+from lungcad.errors import ConfigError
 from lungcad.fpr.data import PatchSet, label_candidates
-from lungcad.fpr.train import FprScorer, FprTrainConfig, roc_auc, train_fpr
+from lungcad.fpr.train import FprScorer, FprTrainConfig, initial_wideresnet, roc_auc, train_fpr
 from lungcad.io import write_mhd
 from lungcad.train.loop import Task, fit
 
@@ -134,7 +135,6 @@ def test_train_fpr_end_to_end_and_scorer(tmp_path):
     assert probs.shape == (1,) and 0.0 <= probs[0] <= 1.0
 
 
-
 def test_patch_cache_is_cut_again_for_other_candidates_and_reused_for_the_same(tmp_path):
     from lungcad.fpr.train import build_patch_cache
 
@@ -154,3 +154,15 @@ def test_patch_cache_is_cut_again_for_other_candidates_and_reused_for_the_same(t
     assert cached.stat().st_mtime_ns == stamp  # same candidates: reused
     other = build_patch_cache(data, tmp_path / "cache", table.iloc[[1]], cfg)
     assert other.labels.tolist() == [0] and len(other.patches) == 1  # other candidates: cut again, not the old ones
+
+
+def test_init_starts_from_a_trained_models_weights_of_the_same_architecture_and_patches(tmp_path):
+    source = tiny_scorer(tmp_path / "source")
+    start = initial_wideresnet(source.config, tmp_path / "source")
+    for a, b in zip(start.get_weights(), source.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    other_patches = dataclasses.replace(
+        source.config, patches=dataclasses.replace(source.config.patches, spacing_mm=0.7)
+    )
+    with pytest.raises(ConfigError, match="model/patch settings"):
+        initial_wideresnet(other_patches, tmp_path / "source")
