@@ -22,14 +22,14 @@ import pandas as pd
 import tensorflow as tf
 
 from lungcad.candidates.data import SamplingConfig, dice_bce_loss, make_dataset, sample_patch, training_scan
-from lungcad.candidates.inference import CandidateDetector, DetectorConfig
+from lungcad.candidates.inference import DETECTOR_FILE, CandidateDetector, DetectorConfig
 from lungcad.candidates.unet import UNetConfig, build_unet
-from lungcad.errors import ConfigError, DataLayoutError
+from lungcad.errors import DataLayoutError
 from lungcad.merge import MergeConfig
 from lungcad.preprocess.config import PreprocessConfig
 from lungcad.preprocess.pipeline import load_preprocessed, preprocess_scans
 from lungcad.train.loop import FitResult, LoopConfig, Task, fit
-from lungcad.train.modeldir import finish_run
+from lungcad.train.modeldir import finish_run, start_from
 
 log = logging.getLogger(__name__)
 
@@ -163,14 +163,7 @@ def initial_unet(config: UNetConfig, init: str | Path | None = None):
     if init is None:
         return model
     source = CandidateDetector.load(init)
-    if source.config.model != config:
-        raise ConfigError(
-            f"--init model has model settings {source.config.model}, the config asks for {config}",
-            path=Path(init) / "detector.yaml",
-            fix="fine-tune with the init model's model: section",
-        )
-    model.set_weights(source.model.get_weights())
-    return model
+    return start_from(model, source.model, "model settings", source.config.model, config, Path(init) / DETECTOR_FILE)
 
 
 def train_unet(

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from lungcad.batch import find_scans
 from lungcad.candidates.train import read_tables, split_ids
-from lungcad.errors import ConfigError, DataLayoutError
+from lungcad.errors import DataLayoutError
 from lungcad.fileio import write_atomic
 from lungcad.fpr.data import (
     XYZ,
@@ -41,7 +41,7 @@ from lungcad.patches import PatchConfig, candidate_spacing, extract_patches
 from lungcad.scan import CTScan
 from lungcad.train.loop import FitResult, LoopConfig, Task, fit
 from lungcad.train.modeldir import check_model_dir as check_dir
-from lungcad.train.modeldir import finish_run, load_model_dir, save_model_dir
+from lungcad.train.modeldir import finish_run, load_model_dir, save_model_dir, start_from
 
 log = logging.getLogger(__name__)
 
@@ -219,15 +219,8 @@ def initial_wideresnet(config: ScorerConfig, init: str | Path | None = None) -> 
     if init is None:
         return model
     source = FprScorer.load(init)
-    if (source.config.model, source.config.patches) != (config.model, config.patches):
-        raise ConfigError(
-            f"--init model has model/patch settings {source.config.model}, {source.config.patches}; the config asks "
-            f"for {config.model}, {config.patches}",
-            path=Path(init) / FPR_FILE,
-            fix="fine-tune with the init model's model: and patches: sections",
-        )
-    model.set_weights(source.model.get_weights())
-    return model
+    found, expected = (source.config.model, source.config.patches), (config.model, config.patches)
+    return start_from(model, source.model, "model/patch settings", found, expected, Path(init) / FPR_FILE)
 
 
 def train_fpr(

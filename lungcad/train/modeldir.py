@@ -55,6 +55,19 @@ def load_model_dir(model_dir: str | Path, config_cls: type[T], config_file: str,
     return keras.models.load_model(model_dir / MODEL_FILE, compile=False), config
 
 
+def start_from(model: keras.Model, source: keras.Model, settings: str, found: Any, expected: Any, path: Path):
+    """``model`` with the weights of ``source``, a trained model loaded for ``--init`` (fine-tuning), whose config file
+    ``path`` gave the ``settings`` ``found``; ConfigError unless they are the ``expected`` ones (same architecture)."""
+    if found != expected:
+        raise ConfigError(
+            f"--init model has {settings} {found}, the config asks for {expected}",
+            path=path,
+            fix=f"fine-tune with the init model's {settings}",
+        )
+    model.set_weights(source.get_weights())
+    return model
+
+
 def finish_run(result: Any, out: Path, train_config: Any, info: dict[str, Any]) -> None:
     """After :func:`lungcad.train.loop.fit`: load the best epoch's weights into ``result.model`` and write
     ``train_config.yaml`` and ``run.json`` (lungcad version, ``info``, best epoch's metrics)."""
