@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import shutil
@@ -78,7 +79,7 @@ def scan_features(
     out = cache / f"{scan_csv.stem}-{hashlib.sha256(key.encode() + text).hexdigest()[:16]}.csv"
     if out.exists():
         return pd.read_csv(out, dtype={"seriesuid": str})
-    table = pd.read_csv(scan_csv, dtype={"seriesuid": str})
+    table = pd.read_csv(io.BytesIO(text), dtype={"seriesuid": str})  # the bytes just hashed, not a second read
     top = table.sort_values("probability", ascending=False, kind="stable").head(config.model.top_k)
     feats = candidate_features(load_scan(scan_path), top, config.features, classifiers) if len(top) else top
     write_text_atomic(out, feats.to_csv(index=False))
