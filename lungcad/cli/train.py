@@ -54,6 +54,11 @@ def _strategy(args: argparse.Namespace):
     return strategy
 
 
+def _model_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of the options every :func:`_model_parser` command shares (strategy made first)."""
+    return {"strategy": _strategy(args), "cache": args.cache, "resume": args.resume, "init": args.init}
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="train a model (unet, fpr, classifier, risk)", description="Train a stage's model."
@@ -134,18 +139,9 @@ def _report(name: str, result, output: str) -> None:
 def run_fpr(args: argparse.Namespace) -> int:
     from lungcad.fpr.train import FprTrainConfig, train_fpr
 
-    strategy = _strategy(args)
+    options = _model_options(args)
     config = _with_overrides(load_config(FprTrainConfig, args.config), args)
-    result = train_fpr(
-        args.data,
-        args.output,
-        config,
-        candidates=args.candidates,
-        cache=args.cache,
-        resume=args.resume,
-        strategy=strategy,
-        init=args.init,
-    )
+    result = train_fpr(args.data, args.output, config, candidates=args.candidates, **options)
     _report("fpr", result, args.output)
     return 0
 
@@ -153,18 +149,9 @@ def run_fpr(args: argparse.Namespace) -> int:
 def run_classifier(args: argparse.Namespace) -> int:
     from lungcad.risk.classifiers import ClassifierTrainConfig, train_classifier
 
-    strategy = _strategy(args)
+    options = _model_options(args)
     config = _with_overrides(load_config(ClassifierTrainConfig, args.config), args)
-    result = train_classifier(
-        args.data,
-        args.output,
-        config,
-        nodules=args.nodules,
-        cache=args.cache,
-        resume=args.resume,
-        strategy=strategy,
-        init=args.init,
-    )
+    result = train_classifier(args.data, args.output, config, nodules=args.nodules, **options)
     _report(f"classifier ({config.target})", result, args.output)
     return 0
 
@@ -199,18 +186,9 @@ def run_risk(args: argparse.Namespace) -> int:
 def run_unet(args: argparse.Namespace) -> int:
     from lungcad.candidates.train import UNetTrainConfig, train_unet
 
-    strategy = _strategy(args)
+    options = _model_options(args)
     config = _with_overrides(load_config(UNetTrainConfig, args.config), args)
-    result = train_unet(
-        args.data,
-        args.output,
-        config,
-        cache=args.cache,
-        resume=args.resume,
-        workers=args.workers,
-        strategy=strategy,
-        init=args.init,
-    )
+    result = train_unet(args.data, args.output, config, workers=args.workers, **options)
     _report("unet", result, args.output)
     return 0
 
