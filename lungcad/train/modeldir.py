@@ -38,11 +38,28 @@ def check_model_dir(model_dir: str | Path, config_file: str, command: str) -> Pa
     return model_dir
 
 
+def float32_model(model: keras.Model) -> keras.Model:
+    """``model``, or a copy of it with the same weights that computes in float32.
+
+    Training under ``--mixed-precision`` leaves a bfloat16/float16 policy in every layer's saved config, and a
+    model loaded with it computes in that precision: slow on CPUs without bfloat16 units, unsupported by some.
+    The weights are float32 either way, so the saved model is made to compute in float32 wherever it runs."""
+    if all(layer.compute_dtype == "float32" for layer in model.layers):
+        return model
+    config = model.get_config()
+    for layer in config["layers"]:
+        layer["config"]["dtype"] = "float32"
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def save_model_dir(model: keras.Model, config: Any, model_dir: str | Path, config_file: str) -> Path:
-    """Write ``model.keras`` and the inference config (a dataclass) as ``config_file``."""
+    """Write ``model.keras`` (computing in float32: :func:`float32_model`) and the inference config (a dataclass)
+    as ``config_file``."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    model.save(model_dir / MODEL_FILE)
+    float32_model(model).save(model_dir / MODEL_FILE)
     write_text_atomic(model_dir / config_file, yaml.safe_dump(to_dict(config), sort_keys=False))
     return model_dir
 
