@@ -70,3 +70,18 @@ def test_unknown_nodule_type_raises(tmp_path):
     data["nodules"]["type_names"] = ["solid", "part_solid", "ggo", "cavitary"]
     with pytest.raises(ConfigError, match="cavitary"):
         load_synth_config(_write(tmp_path, data))
+
+
+def test_unet_phantoms_differ_from_the_default_only_in_nodules_per_scan():
+    """configs/synth_unet.yaml (the U-Net's nodule-rich training phantoms) must draw each nodule from the
+    default distribution: an edit of synth.yaml not carried over would train the U-Net on other nodules."""
+    default, rich = load_synth_config(), load_synth_config(CONFIG_DIR / "synth_unet.yaml")
+    assert dataclasses.replace(rich, nodules=dataclasses.replace(rich.nodules, count_weights=())) == (
+        dataclasses.replace(default, nodules=dataclasses.replace(default.nodules, count_weights=()))
+    )
+    weights = rich.nodules.count_weights
+    assert (
+        sum(w * n for n, w in enumerate(weights)) / sum(weights)
+        > 5.5
+        > sum(w * n for n, w in enumerate(default.nodules.count_weights))
+    )
