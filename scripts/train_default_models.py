@@ -98,6 +98,8 @@ def heldout_froc(luna: Path, candidates: Path, out: Path) -> dict:
         "annotations_excluded.csv",
         "--seriesuids",
         "seriesuids.csv",
+        "--nodules",
+        "nodules.csv",  # sensitivity per nodule type, shape and location
     )
     args = [a if a.startswith("--") else str(luna / a) for a in tables]
     lungcad("evaluate", "froc", *args, "--candidates", str(candidates), "-o", str(out))

@@ -40,6 +40,12 @@ def _add_froc(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--excluded", type=Path, help="annotations_excluded.csv: hits on these are ignored")
     p.add_argument(
+        "--nodules",
+        type=Path,
+        help="the annotated nodules' attributes (lungcad synth's nodules.csv: type, shape, location, ...): "
+        "sensitivity per value in sensitivity_by_kind.csv",
+    )
+    p.add_argument(
         "--seriesuids", type=Path, help="scans evaluated, one uid per line (default: all uids in the tables)"
     )
     p.add_argument("-o", "--out", required=True, type=Path, help="output folder")
@@ -98,6 +104,9 @@ def run_froc(args: argparse.Namespace) -> int:
     """``lungcad evaluate froc``: compute, write outputs into ``--out``, print a summary."""
     from lungcad.errors import ConfigError
     from lungcad.evaluate import compute_froc_files, format_froc, froc_summary, write_froc_outputs
+    from lungcad.evaluate.analysis import kind_table
+    from lungcad.evaluate.report import clean, format_kinds, write_csv
+    from lungcad.evaluate.tables import read_nodule_kinds
 
     try:
         cfg = froc_config(args)
@@ -107,10 +116,17 @@ def run_froc(args: argparse.Namespace) -> int:
         args.annotations, args.candidates, excluded=args.excluded, seriesuids=args.seriesuids, config=cfg
     )
     paths = write_froc_outputs(result, args.out, title=args.candidates.stem)
+    summary, by_kind = froc_summary(result), None
+    if args.nodules is not None:
+        by_kind = kind_table(result, read_nodule_kinds(args.nodules))
+        paths["by_kind"] = write_csv(by_kind, args.out / "sensitivity_by_kind.csv")
+        summary["by_kind"] = [{k: clean(v) for k, v in row.items()} for row in by_kind.to_dict(orient="records")]
     if args.json:
-        print(json.dumps(froc_summary(result)))
+        print(json.dumps(summary))
     else:
         print(format_froc(result))
+        if by_kind is not None:
+            print(format_kinds(by_kind))
         print(f"outputs in {args.out} ({', '.join(p.name for p in paths.values())})")
     return 0
 

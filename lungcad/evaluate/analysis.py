@@ -17,6 +17,7 @@ from lungcad.evaluate.matching import FP, MatchResult, check_candidate_ids, matc
 from lungcad.evaluate.tables import (
     ANNOTATION_COLUMNS,
     CANDIDATE_COLUMNS,
+    COORDS,
     empty_annotations,
     read_annotations,
     read_candidates,
@@ -121,15 +122,41 @@ def size_table(m: MatchResult, cfg: FrocConfig) -> pd.DataFrame:
         mask = bins == label
         if not mask.any() and (label == "unknown" or lo == -np.inf):
             continue
-        sens = np.full(len(cfg.operating_points), np.nan)
-        if mask.any():
-            sens = sensitivity_at(froc_curve(froc_entries(m, mask)), cfg.operating_points)
-        row = {"bin": label, "min_mm": lo, "max_mm": hi, "nodules": int(mask.sum())}
-        row["detected"] = int(m.nodules.loc[mask, "detected"].sum())
-        row |= {f"sens_{point_label(p)}": float(s) for p, s in zip(cfg.operating_points, sens)}
-        row["cpm"] = float(np.mean(sens))
-        rows.append(row)
+        rows.append({"bin": label, "min_mm": lo, "max_mm": hi, **group_row(m, cfg, mask)})
     return pd.DataFrame(rows)
+
+
+def group_row(m: MatchResult, cfg: FrocConfig, mask: np.ndarray) -> dict[str, float | int]:
+    """``nodules, detected``, ``sens_<fps>`` and ``cpm`` of the nodules in ``mask`` (against all false positives)."""
+    sens = np.full(len(cfg.operating_points), np.nan)
+    if mask.any():
+        sens = sensitivity_at(froc_curve(froc_entries(m, mask)), cfg.operating_points)
+    row = {"nodules": int(mask.sum()), "detected": int(m.nodules.loc[mask, "detected"].sum())}
+    row |= {f"sens_{point_label(p)}": float(s) for p, s in zip(cfg.operating_points, sens)}
+    return row | {"cpm": float(np.mean(sens))}
+
+
+def kind_table(r: FrocResult, kinds: pd.DataFrame, tolerance_mm: float = 0.5) -> pd.DataFrame:
+    """Sensitivity per value of each attribute column of ``kinds`` (``seriesuid, coordX..Z`` + attributes, e.g.
+    from :func:`~lungcad.evaluate.tables.read_nodule_kinds`): rows ``attribute, value`` + :func:`group_row`.
+
+    Each annotated nodule takes the attributes of the ``kinds`` row of its scan nearest to it within
+    ``tolerance_mm``; a nodule without one counts as ``unknown``.
+    """
+    m, attributes = r.match, [c for c in kinds.columns if c not in ("seriesuid", *COORDS)]
+    nearest = np.full(len(m.nodules), -1)
+    xyz = kinds[list(COORDS)].to_numpy(float)
+    for i, (uid, point) in enumerate(zip(m.nodules["seriesuid"], m.nodules[list(COORDS)].to_numpy(float))):
+        rows = np.flatnonzero(kinds["seriesuid"].to_numpy() == uid)
+        if len(rows):
+            d = np.linalg.norm(xyz[rows] - point, axis=1)
+            nearest[i] = rows[np.argmin(d)] if d.min() <= tolerance_mm else -1
+    out = []
+    for attribute in attributes:
+        values = np.where(nearest >= 0, kinds[attribute].to_numpy(dtype=object)[nearest], "unknown").astype(str)
+        for value in sorted(set(values)):
+            out.append({"attribute": attribute, "value": value, **group_row(m, r.config, values == value)})
+    return pd.DataFrame(out)
 
 
 def compute_froc(

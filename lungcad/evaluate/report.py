@@ -182,6 +182,15 @@ def format_froc(r: FrocResult) -> str:
     return "\n".join(lines)
 
 
+def format_kinds(by_kind: pd.DataFrame) -> str:
+    """One line per attribute of :func:`~lungcad.evaluate.analysis.kind_table`: ``value detected/nodules``."""
+    lines = []
+    for attribute, rows in by_kind.groupby("attribute", sort=False):
+        values = ", ".join(f"{row.value} {row.detected}/{row.nodules}" for row in rows.itertuples())
+        lines.append(f"by {attribute}: {values}")
+    return "\n".join(lines)
+
+
 def dsb_summary(r: DsbResult) -> dict[str, Any]:
     """The JSON object of ``evaluate dsb`` (also written to ``dsb.json``)."""
     return clean(

@@ -130,6 +130,25 @@ def read_annotations(path: str | Path, *, excluded: bool = False) -> pd.DataFram
     return out
 
 
+def read_nodule_kinds(path: str | Path, *, max_values: int = 12) -> pd.DataFrame:
+    """A table of the annotated nodules' attributes, e.g. ``lungcad synth``'s ``nodules.csv`` (``type``, ``shape``,
+    ``location``, ``malignant``): ``seriesuid`` (or ``id``), ``coordX..Z`` (world mm) and every other column with
+    2 to ``max_values`` distinct values, as text (``diameter_mm`` is left out: the FROC bins sizes itself)."""
+    df = read_csv_text(path)
+    uid = "seriesuid" if any(c.lower() == "seriesuid" for c in df.columns) else "id"
+    out = select_columns(df, path, [uid], list(COORDS), {uid: "name the scans in a 'seriesuid' or 'id' column"})
+    out = out.rename(columns={uid: "seriesuid"})
+    skip = {c.lower() for c in (uid, *COORDS, "diameter_mm")}
+    for col in df.columns:
+        if col.lower() not in skip and 2 <= df[col].nunique() <= max_values:
+            out[col] = df[col].to_numpy(dtype=object).astype(str)
+    if out.shape[1] == 4:
+        raise DataLayoutError(
+            "no attribute column", path=path, expected=f"columns with 2 to {max_values} distinct values"
+        )
+    return out
+
+
 def read_candidates(path: str | Path, *, score_column: str = "probability") -> pd.DataFrame:
     """CAD marks ``seriesuid, coordX..Z (world mm), <score_column>``; the score is returned as ``probability``.
 

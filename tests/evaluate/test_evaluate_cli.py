@@ -127,3 +127,32 @@ def test_bundled_config_equals_defaults(write):
         load_evaluate_config(write("bad.yaml", "froc:\n  max_mark: 5\n"))
     with pytest.raises(ConfigError, match="strictly increasing"):
         load_evaluate_config(write("bad2.yaml", "froc:\n  operating_points: [1, 0.5]\n"))
+
+
+KINDS = (
+    "id,coordX,coordY,coordZ,diameter_mm,type,location,excluded\n"
+    "a,0.0,0.0,0.2,10,solid,juxtapleural,0\n"
+    "a,40,0,0,4,ggo,intraparenchymal,0\n"
+    "b,0,0,30,22,calcified,juxtapleural,0\n"  # 30 mm from b's nodule: not its row
+)
+
+
+def test_froc_sensitivity_by_nodule_kind(froc_files, write, tmp_path, capsys):
+    out, kinds = tmp_path / "out", write("nodules.csv", KINDS)
+    assert main(["evaluate", "froc", *froc_files, "-o", str(out), "--nodules", str(kinds)]) == 0
+    text = capsys.readouterr().out
+    assert "by type: ggo 0/1, solid 1/1, unknown 1/1" in text
+    assert "by location: intraparenchymal 0/1, juxtapleural 1/1, unknown 1/1" in text
+    table = pd.read_csv(out / "sensitivity_by_kind.csv").set_index(["attribute", "value"])
+    assert set(table.index.get_level_values(0)) == {"type", "location"}  # 'excluded' has one value: no attribute
+    assert table.loc[("type", "ggo"), "cpm"] == 0.0 and table.loc[("type", "solid"), "sens_8"] == 1.0
+    assert main(["evaluate", "froc", *froc_files, "-o", str(out), "--nodules", str(kinds), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["by_kind"]
+    assert {(r["attribute"], r["value"], r["detected"]) for r in rows} >= {("type", "unknown", 1), ("type", "ggo", 0)}
+
+
+def test_froc_nodule_kinds_without_attributes_is_a_one_line_error(froc_files, write, tmp_path, capsys):
+    kinds = write("kinds.csv", "seriesuid,coordX,coordY,coordZ,diameter_mm\na,0,0,0,10\n")
+    assert main(["evaluate", "froc", *froc_files, "-o", str(tmp_path / "o"), "--nodules", str(kinds)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no attribute column" in err and str(kinds) in err
