@@ -37,6 +37,7 @@ LUNA_TABLES = ("annotations.csv", "annotations_excluded.csv", "candidates.csv", 
 
 UNET_FILES = ("model.keras", "detector.yaml", "merge_sweep.csv")
 FPR_FILES = ("model.keras", "fpr.yaml")
+KINDS_CSV = "sensitivity_by_kind.csv"  # evaluate froc --nodules: held-out sensitivity per nodule type/location
 RISK_FILES = ("risk.json", "run.json", "cv_folds.csv", "cv_predictions.csv", "calibration.png", "classifiers")
 CLASSIFIERS = ("malignancy", "shape")  # configs/<name>.yaml; the features <name>_logit of configs/risk_classifiers.yaml
 RUN_FILES = ("train_config.yaml", "run.json", "history.csv", "metrics.json", "training_curve.png")
@@ -107,8 +108,8 @@ def heldout_froc(luna: Path, candidates: Path, out: Path) -> dict:
 
 
 def bundle(stage: str, model: Path, files: tuple[str, ...], summary: dict, pictures: dict[Path, str]) -> None:
-    """Copy a trained model directory's ``files``, its held-out summary and ``pictures`` (source -> name) into
-    ``lungcad/models/STAGE``."""
+    """Copy a trained model directory's ``files``, its held-out summary and ``pictures`` (source -> name: plots and
+    tables of the held-out evaluation) into ``lungcad/models/STAGE``."""
     target = REPO / "lungcad" / "models" / stage
     target.mkdir(parents=True, exist_ok=True)
     for name in files:
@@ -176,8 +177,9 @@ def main() -> None:
         lungcad("detect", str(heldout), "-o", str(detections), "--stage", stage, "--model", str(unet), *extra)
         results[name] = heldout_froc(heldout, detections / "candidates.csv", work / f"heldout_{name}_froc")
     for name, model, files in (("unet", unet, UNET_FILES), ("fpr", fpr, FPR_FILES)):
-        froc_png = work / f"heldout_{name}_froc" / "froc.png"
-        bundle(name, model, files + RUN_FILES, results[name], {froc_png: "heldout_froc.png"})
+        froc = work / f"heldout_{name}_froc"
+        extras = {froc / "froc.png": "heldout_froc.png", froc / KINDS_CSV: f"heldout_{KINDS_CSV}"}
+        bundle(name, model, files + RUN_FILES, results[name], extras)
     classifiers = train_classifiers(work, train_luna, args.malignancy_scans, args.workers, args.epochs)
     risk = train_risk(work, unet, fpr, classifiers, args.risk_scans, args.workers)
     calibration = work / "heldout_risk" / "calibration.png"
