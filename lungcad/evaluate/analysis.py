@@ -141,7 +141,8 @@ def kind_table(r: FrocResult, kinds: pd.DataFrame, tolerance_mm: float = 0.5) ->
     from :func:`~lungcad.evaluate.tables.read_nodule_kinds`): rows ``attribute, value`` + :func:`group_row`.
 
     Each annotated nodule takes the attributes of the ``kinds`` row of its scan nearest to it within
-    ``tolerance_mm``; a nodule without one counts as ``unknown``.
+    ``tolerance_mm``; a nodule without one counts as ``unknown``. An attribute with one value for every nodule is
+    left out.
     """
     m, attributes = r.match, [c for c in kinds.columns if c not in ("seriesuid", *COORDS)]
     nearest = np.full(len(m.nodules), -1)
@@ -154,9 +155,12 @@ def kind_table(r: FrocResult, kinds: pd.DataFrame, tolerance_mm: float = 0.5) ->
     out = []
     for attribute in attributes:
         values = np.where(nearest >= 0, kinds[attribute].to_numpy(dtype=object)[nearest], "unknown").astype(str)
+        if len(set(values)) < 2:
+            continue  # one value for every nodule (e.g. synth's 'excluded' = 0): no comparison to make
         for value in sorted(set(values)):
             out.append({"attribute": attribute, "value": value, **group_row(m, r.config, values == value)})
-    return pd.DataFrame(out)
+    points = [f"sens_{point_label(p)}" for p in r.config.operating_points]
+    return pd.DataFrame(out, columns=["attribute", "value", "nodules", "detected", *points, "cpm"])
 
 
 def compute_froc(

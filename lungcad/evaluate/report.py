@@ -188,7 +188,7 @@ def format_kinds(by_kind: pd.DataFrame) -> str:
     for attribute, rows in by_kind.groupby("attribute", sort=False):
         values = ", ".join(f"{row.value} {row.detected}/{row.nodules}" for row in rows.itertuples())
         lines.append(f"by {attribute}: {values}")
-    return "\n".join(lines)
+    return "\n".join(lines) or "by kind: no attribute tells the nodules apart"
 
 
 def dsb_summary(r: DsbResult) -> dict[str, Any]:

@@ -156,3 +156,17 @@ def test_froc_nodule_kinds_without_attributes_is_a_one_line_error(froc_files, wr
     assert main(["evaluate", "froc", *froc_files, "-o", str(tmp_path / "o"), "--nodules", str(kinds)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no attribute column" in err and str(kinds) in err
+
+
+def test_froc_by_kind_leaves_out_an_attribute_all_evaluated_nodules_share(froc_files, write, tmp_path, capsys):
+    kinds = write(
+        "nodules.csv",
+        "id,coordX,coordY,coordZ,type,excluded\na,0,0,0,solid,0\na,40,0,0,ggo,0\nb,0,0,0,solid,0\nc,5,5,5,solid,1\n",
+    )  # 'excluded' varies in the file (c has no annotation) but not over the evaluated nodules
+    assert main(["evaluate", "froc", *froc_files, "-o", str(tmp_path / "o"), "--nodules", str(kinds)]) == 0
+    text = capsys.readouterr().out
+    assert "by type: ggo 0/1, solid 2/2" in text and "by excluded" not in text
+    only_c = write("only_c.csv", "id,coordX,coordY,coordZ,type\nc,5,5,5,solid\nc,9,9,9,ggo\n")  # no nodule matches
+    assert main(["evaluate", "froc", *froc_files, "-o", str(tmp_path / "p"), "--nodules", str(only_c)]) == 0
+    table = pd.read_csv(tmp_path / "p" / "sensitivity_by_kind.csv")
+    assert table.empty and {"attribute", "value", "cpm"} <= set(table.columns)  # all 'unknown': nothing to compare
