@@ -120,7 +120,7 @@ def run_froc(args: argparse.Namespace) -> int:
     if args.nodules is not None:
         by_kind = kind_table(result, read_nodule_kinds(args.nodules))
         paths["by_kind"] = write_csv(by_kind, args.out / "sensitivity_by_kind.csv")
-        summary["by_kind"] = [{k: clean(v) for k, v in row.items()} for row in by_kind.to_dict(orient="records")]
+        summary["by_kind"] = clean(by_kind.to_dict(orient="records"))
     if args.json:
         print(json.dumps(summary))
     else:

@@ -146,12 +146,13 @@ def kind_table(r: FrocResult, kinds: pd.DataFrame, tolerance_mm: float = 0.5) ->
     """
     m, attributes = r.match, [c for c in kinds.columns if c not in ("seriesuid", *COORDS)]
     nearest = np.full(len(m.nodules), -1)
-    xyz = kinds[list(COORDS)].to_numpy(float)
+    uids, xyz = kinds["seriesuid"].to_numpy(), kinds[list(COORDS)].to_numpy(float)
     for i, (uid, point) in enumerate(zip(m.nodules["seriesuid"], m.nodules[list(COORDS)].to_numpy(float))):
-        rows = np.flatnonzero(kinds["seriesuid"].to_numpy() == uid)
+        rows = np.flatnonzero(uids == uid)
         if len(rows):
             d = np.linalg.norm(xyz[rows] - point, axis=1)
-            nearest[i] = rows[np.argmin(d)] if d.min() <= tolerance_mm else -1
+            if d.min() <= tolerance_mm:
+                nearest[i] = rows[np.argmin(d)]
     out = []
     for attribute in attributes:
         values = np.where(nearest >= 0, kinds[attribute].to_numpy(dtype=object)[nearest], "unknown").astype(str)

@@ -142,7 +142,7 @@ def read_nodule_kinds(path: str | Path, *, max_values: int = 12) -> pd.DataFrame
     for col in df.columns:
         if col.lower() not in skip and 2 <= df[col].nunique() <= max_values:
             out[col] = df[col].to_numpy(dtype=object).astype(str)
-    if out.shape[1] == 4:
+    if len(out.columns) == 1 + len(COORDS):  # the id and coordinates only
         raise DataLayoutError(
             "no attribute column", path=path, expected=f"columns with 2 to {max_values} distinct values"
         )
