@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from lungcad.candidates.data import SamplingConfig, dice_bce_loss, make_dataset, sample_patch, training_scan
 from lungcad.candidates.inference import DETECTOR_FILE, CandidateDetector, DetectorConfig
-from lungcad.candidates.unet import UNetConfig, build_unet
+from lungcad.candidates.unet import UNetConfig, build_unet, transfer_weights
 from lungcad.errors import DataLayoutError
 from lungcad.merge import MergeConfig
 from lungcad.preprocess.config import PreprocessConfig
@@ -158,12 +158,18 @@ def make_validator(config: UNetTrainConfig, val_scans, val_pre, annotations):
 
 def initial_unet(config: UNetConfig, init: str | Path | None = None):
     """A new U-Net, or one starting from the weights of the U-Net model directory ``init`` (fine-tuning; its
-    ``detector.yaml`` must describe the same architecture)."""
+    ``detector.yaml`` must describe the same architecture, or one with fewer context slices: see
+    :func:`lungcad.candidates.unet.transfer_weights`)."""
     model = build_unet(config)
     if init is None:
         return model
     source = CandidateDetector.load(init)
-    return start_from(model, source.model, "model settings", source.config.model, config, Path(init) / DETECTOR_FILE)
+    found = source.config.model
+    wider = config.context_slices > found.context_slices  # a wider 2.5-D context: the added slices start at zero
+    if wider and replace(found, context_slices=config.context_slices) == config:
+        transfer_weights(model, source.model, found, config)
+        return model
+    return start_from(model, source.model, "model settings", found, config, Path(init) / DETECTOR_FILE)
 
 
 def train_unet(

@@ -10,9 +10,10 @@ channels for 2.5-D context (normalised HU in [0, 1]). ``H`` and ``W`` must be mu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import keras
+import numpy as np
 from keras import layers
 
 
@@ -83,3 +84,25 @@ def build_unet(config: UNetConfig) -> keras.Model:
         x = apply_up_block(x, skips[level], config.base_filters * 2**level, config, f"up{level}")
     outputs = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="probability")(x)
     return keras.Model(inputs, outputs, name=f"unet_d{config.depth}_f{config.base_filters}")
+
+
+def transfer_weights(model: keras.Model, source: keras.Model, source_config: UNetConfig, config: UNetConfig) -> None:
+    """Copy ``source``'s weights into ``model`` (same layers), widening the 2.5-D context if ``config`` stacks more
+    slices than ``source_config``: the first convolution's kernel for the source's slices is kept, centred, and
+    the added outer slices start at zero, so the widened U-Net starts out computing exactly what ``source`` did.
+
+    Raises:
+        ValueError: if the two configs differ in anything but a larger ``context_slices``.
+    """
+    if replace(source_config, context_slices=config.context_slices) != config or (
+        config.context_slices < source_config.context_slices
+    ):
+        raise ValueError(f"cannot start a U-Net with {config} from one with {source_config}")
+    extra = config.context_slices - source_config.context_slices
+    for layer in model.layers:
+        weights = source.get_layer(layer.name).get_weights()
+        if layer.name == "down0_conv1" and extra:
+            kernel = np.zeros(layer.get_weights()[0].shape, dtype=weights[0].dtype)  # (3, 3, channels, filters)
+            kernel[:, :, extra : extra + source_config.channels, :] = weights[0]
+            weights = [kernel, *weights[1:]]
+        layer.set_weights(weights)

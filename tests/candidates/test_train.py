@@ -67,6 +67,13 @@ def test_tiny_training_run_writes_a_usable_model(tmp_path):
     assert any(not np.array_equal(a, b) for a, b in zip(fresh.get_weights(), start.get_weights()))
     with pytest.raises(ConfigError, match="model settings"):
         initial_unet(dataclasses.replace(_tiny_config().model, base_filters=8), out)
+    # ... or one with a wider 2.5-D context, which starts out computing what the trained one does
+    wide = initial_unet(dataclasses.replace(_tiny_config().model, context_slices=3), out)
+    x = np.random.default_rng(1).random((1, 32, 32, 7)).astype("float32")
+    want = np.asarray(detector.model(x[..., 1:6], training=False))
+    np.testing.assert_allclose(np.asarray(wide(x, training=False)), want, atol=1e-5)
+    with pytest.raises(ConfigError, match="model settings"):
+        initial_unet(dataclasses.replace(_tiny_config().model, context_slices=1), out)
 
 
 def test_split_is_seeded_and_keeps_both_sides():
@@ -88,3 +95,14 @@ def test_validation_recall_uses_the_luna16_hit_rule_on_the_top_candidates():
     assert candidate_recall([cands], nodules, ["a"], top=3) == (1.0, 3.0)
     assert candidate_recall([cands], nodules, ["a"], top=2) == (0.5, 3.0)  # the 52 mm hit is cut off
     assert candidate_recall([cands], nodules, ["a"], top=None) == (1.0, 3.0)
+
+
+@pytest.mark.parametrize("name", ["unet_finetune", "unet_context"])
+def test_fine_tuning_configs_fit_the_bundled_unet(name):
+    """The shipped fine-tuning configs start from the bundled model: same architecture, or a wider context."""
+    from lungcad.detect import BUNDLED_MODELS
+
+    bundled = CandidateDetector.load(BUNDLED_MODELS / "unet").config.model
+    config = load_config(UNetTrainConfig, name).model
+    assert dataclasses.replace(config, context_slices=bundled.context_slices) == bundled
+    assert config.context_slices >= bundled.context_slices

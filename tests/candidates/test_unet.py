@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from lungcad.candidates.unet import UNetConfig, build_unet
+from lungcad.candidates.unet import UNetConfig, build_unet, transfer_weights
 
 SEED = UNetConfig(
     depth=5, base_filters=32, batch_norm=False, dropout=0.0, input_size=(64, 64), context_slices=0, upsampling="nearest"
@@ -57,3 +57,25 @@ def test_get_config_round_trip_gives_same_outputs():
 def test_bad_upsampling_rejected():
     with pytest.raises(ValueError, match="upsampling"):
         build_unet(dataclasses.replace(SEED, upsampling="bilinear"))
+
+
+def test_widened_context_starts_as_the_source_model():
+    """A U-Net with 2 more context slices on each side, started from a trained 1-slice one, gives the same output
+    whatever the added outer slices hold; other architecture changes are refused."""
+    small = dataclasses.replace(SEED, depth=3, base_filters=4, batch_norm=True, input_size=None, context_slices=1)
+    source = build_unet(small)
+    rng = np.random.default_rng(0)
+    source.set_weights([rng.normal(size=w.shape).astype(w.dtype) for w in source.get_weights()])
+    wide_cfg = dataclasses.replace(small, context_slices=3)
+    wide = build_unet(wide_cfg)
+    transfer_weights(wide, source, small, wide_cfg)
+    x = rng.random((2, 16, 16, 7)).astype("float32")
+    expected = np.asarray(source(x[..., 2:5], training=False))
+    np.testing.assert_allclose(np.asarray(wide(x, training=False)), expected, atol=1e-5)
+    kernel = wide.get_layer("down0_conv1").get_weights()[0]
+    assert kernel.shape[2] == 7 and not kernel[:, :, [0, 1, 5, 6]].any()  # the added slices start at zero
+    with pytest.raises(ValueError, match="cannot start"):
+        other = dataclasses.replace(wide_cfg, base_filters=8)
+        transfer_weights(build_unet(other), source, small, other)
+    with pytest.raises(ValueError, match="cannot start"):  # narrowing would drop what the source learned
+        transfer_weights(source, wide, wide_cfg, small)
