@@ -1,12 +1,11 @@
 #!/usr/bin/env python
 """Choose the merge settings of a trained U-Net on its *validation* scans (never the held-out test scans).
 
-The U-Net's probability maps of the validation scans (``run.json: validation_scans``, read from the
-training cache) are computed once; every combination of the grid below is then merged and scored with the
-LUNA16 hit rule: recall among each scan's top ``--top`` candidates, recall among all candidates, and
-candidates per scan. The table is printed (best first: highest top-N recall, then highest recall among all
-candidates, then fewest candidates) and
-written to ``--out`` as CSV. ``--apply`` writes the best settings into the model's ``detector.yaml`` (the
+The U-Net's probability maps of the validation scans (``run.json: validation_scans``, read from the training
+cache) are computed once; every combination of the grid below is then merged and scored with the LUNA16 hit rule:
+recall among each scan's top ``--top`` candidates, recall among all candidates, and candidates per scan. The table
+is printed (best first: highest top-N recall, then highest recall among all candidates, then fewest candidates)
+and written to ``--out`` as CSV. ``--apply`` writes the best settings into the model's ``detector.yaml`` (the
 previous file is kept as ``detector.untuned.yaml``); ``scripts/train_default_models.py`` does this, and
 ``--reapply`` applies an existing sweep again (a resumed training run rewrites ``detector.yaml``).
 ``--test-time-flips x`` sweeps the maps of the U-Net with test-time flips and writes the flips too (the bundled

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from lungcad.candidates.inference import DETECTOR_FILE, DetectorConfig
+from lungcad.config import load_config
+from lungcad.detect import BUNDLED_MODELS
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from tune_merge import rank_settings  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_ties_on_top_recall_go_to_the_higher_recall_among_all_candidates():
@@ -29,9 +31,7 @@ def test_ties_on_top_recall_go_to_the_higher_recall_among_all_candidates():
 
 
 def test_the_bundled_unet_sweep_still_ranks_its_applied_setting_first():
-    import yaml
-
-    sweep = pd.read_csv(REPO / "lungcad" / "models" / "unet" / "merge_sweep.csv")
-    merge = yaml.safe_load((REPO / "lungcad" / "models" / "unet" / "detector.yaml").read_text())["merge"]
+    sweep = pd.read_csv(BUNDLED_MODELS / "unet" / "merge_sweep.csv")
+    merge = load_config(DetectorConfig, BUNDLED_MODELS / "unet" / DETECTOR_FILE).merge
     best = rank_settings(sweep, 30).iloc[0]
-    assert (best.threshold, best.min_slices) == (merge["threshold"], merge["min_slices"])
+    assert (best.threshold, best.min_slices) == (merge.threshold, merge.min_slices)

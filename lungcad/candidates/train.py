@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from lungcad.candidates.data import SamplingConfig, dice_bce_loss, make_dataset, sample_patch, training_scan
 from lungcad.candidates.inference import DETECTOR_FILE, CandidateDetector, DetectorConfig
-from lungcad.candidates.unet import UNetConfig, build_unet, transfer_weights
+from lungcad.candidates.unet import UNetConfig, build_unet, transfer_weights, widens_context
 from lungcad.errors import DataLayoutError
 from lungcad.merge import MergeConfig
 from lungcad.preprocess.config import PreprocessConfig
@@ -165,8 +165,7 @@ def initial_unet(config: UNetConfig, init: str | Path | None = None):
         return model
     source = CandidateDetector.load(init)
     found = source.config.model
-    wider = config.context_slices > found.context_slices  # a wider 2.5-D context: the added slices start at zero
-    if wider and replace(found, context_slices=config.context_slices) == config:
+    if widens_context(found, config):  # the added slices start at zero
         transfer_weights(model, source.model, found, config)
         return model
     return start_from(model, source.model, "model settings", found, config, Path(init) / DETECTOR_FILE)

@@ -86,6 +86,12 @@ def build_unet(config: UNetConfig) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"unet_d{config.depth}_f{config.base_filters}")
 
 
+def widens_context(source_config: UNetConfig, config: UNetConfig) -> bool:
+    """Whether ``config`` is ``source_config`` with more ``context_slices``, and nothing else changed."""
+    same_otherwise = replace(source_config, context_slices=config.context_slices) == config
+    return same_otherwise and config.context_slices > source_config.context_slices
+
+
 def transfer_weights(model: keras.Model, source: keras.Model, source_config: UNetConfig, config: UNetConfig) -> None:
     """Copy ``source``'s weights into ``model`` (same layers), widening the 2.5-D context if ``config`` stacks more
     slices than ``source_config``: the first convolution's kernel for the source's slices is kept, centred, and
@@ -94,9 +100,7 @@ def transfer_weights(model: keras.Model, source: keras.Model, source_config: UNe
     Raises:
         ValueError: if the two configs differ in anything but a larger ``context_slices``.
     """
-    if replace(source_config, context_slices=config.context_slices) != config or (
-        config.context_slices < source_config.context_slices
-    ):
+    if config != source_config and not widens_context(source_config, config):
         raise ValueError(f"cannot start a U-Net with {config} from one with {source_config}")
     extra = config.context_slices - source_config.context_slices
     for layer in model.layers:
