@@ -4,7 +4,10 @@ Patches are sampled on a grid aligned with the *patient* (world LPS) axes, at a 
 whatever the scan's own spacing and direction: a LUNA16 scan stored flipped gives the same patch as its
 unflipped twin. Axes of a cube: ``[z, y, x]`` = world +z (superior), +y (posterior), +x (patient left),
 centre voxel ``size // 2`` on the candidate. 2.5-D patches are the axial, coronal and sagittal planes
-through the centre as 3 channels (the seed WideResNet's 3-channel input). Values are HU windowed and
+through the centre as 3 channels (the seed WideResNet's 3-channel input); 9-view patches add the six planes
+through the cube's diagonals (Setio et al., IEEE TMI 2016, multi-view ConvNets for LUNA16 false-positive
+reduction): a vessel oblique to all three orthogonal planes is a round blob in each of them, but a tube in the
+diagonal plane along it. Values are HU windowed and
 scaled to [0, 1]; outside the volume counts as air. All candidates of a scan are sampled in one
 ``scipy.ndimage.map_coordinates`` call (trilinear): no Python loop per voxel or per patch.
 
@@ -34,7 +37,8 @@ class PatchConfig:
     Attributes:
         size: voxels per side (odd sizes put the candidate exactly on the centre voxel).
         spacing_mm: isotropic sampling step in mm.
-        mode: "2.5d" -> (N, size, size, 3) planes; "3d" -> (N, size, size, size, 1) cubes.
+        mode: "2.5d" -> (N, size, size, 3) orthogonal planes; "9view" -> (N, size, size, 9) orthogonal and
+            diagonal planes (:data:`PLANE_AXES`); "3d" -> (N, size, size, size, 1) cubes.
         hu_window: HU mapped to [0, 1].
         diameters_across: > 0: the patch spans this many candidate diameters (``spacing_mm`` is then the finest
             step); 0: every patch has the step ``spacing_mm``.
@@ -42,9 +46,32 @@ class PatchConfig:
 
     size: int
     spacing_mm: float
-    mode: Literal["2.5d", "3d"]
+    mode: Literal["2.5d", "9view", "3d"]
     hu_window: tuple[float, float]
     diameters_across: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in CHANNELS:
+            raise ValueError(f"patches.mode {self.mode!r}: expected one of {sorted(CHANNELS)}")
+
+    @property
+    def channels(self) -> int:
+        """Channels of a patch: planes for "2.5d"/"9view", 1 for "3d"."""
+        return CHANNELS[self.mode]
+
+
+_S = np.sqrt(0.5)
+_X, _Y, _Z = np.eye(3)  # world axes as (x, y, z) vectors
+#: (row, column) unit vectors in world (x, y, z) of each plane of a planar patch mode, in channel order.
+PLANE_AXES: dict[str, tuple[tuple[np.ndarray, np.ndarray], ...]] = {
+    "2.5d": ((_Y, _X), (_Z, _X), (_Z, _Y)),  # axial, coronal, sagittal
+}
+PLANE_AXES["9view"] = PLANE_AXES["2.5d"] + (
+    ((_Y + _Z) * _S, _X), ((_Y - _Z) * _S, _X),  # planes holding the x axis, diagonal in y-z
+    ((_X + _Z) * _S, _Y), ((_X - _Z) * _S, _Y),  # ... the y axis, diagonal in x-z
+    (_Z, (_X + _Y) * _S), (_Z, (_X - _Y) * _S),  # ... the z axis, diagonal in x-y
+)  # fmt: skip
+CHANNELS = {"3d": 1} | {mode: len(axes) for mode, axes in PLANE_AXES.items()}
 
 
 def _offsets(config: PatchConfig) -> np.ndarray:
@@ -55,15 +82,11 @@ def _offsets(config: PatchConfig) -> np.ndarray:
 def patch_points(config: PatchConfig) -> np.ndarray:
     """World offsets (mm, x, y, z) of every patch voxel from the centre, shape (*patch_shape, 3)."""
     o = _offsets(config)
-    zero = np.zeros(1)
     if config.mode == "3d":
         z, y, x = np.meshgrid(o, o, o, indexing="ij")
         return np.stack([x, y, z], axis=-1)
-    planes = []
-    for a, b in (("y", "x"), ("z", "x"), ("z", "y")):  # axial, coronal, sagittal (rows, columns)
-        grid = {"x": zero, "y": zero, "z": zero, a: o[:, None], b: o[None, :]}
-        planes.append(np.stack(np.broadcast_arrays(grid["x"], grid["y"], grid["z"]), axis=-1))
-    return np.stack(planes, axis=2)  # (size, size, 3 planes, 3 coords)
+    planes = [o[:, None, None] * row + o[None, :, None] * col for row, col in PLANE_AXES[config.mode]]
+    return np.stack(planes, axis=2)  # (size, size, planes, 3 coords)
 
 
 def candidate_spacing(config: PatchConfig, diameters_mm: np.ndarray | None) -> np.ndarray | None:
@@ -89,7 +112,7 @@ def extract_patches(
         spacing_mm: per-candidate sampling step (N,) mm (see :func:`candidate_spacing`); None: ``config.spacing_mm``.
 
     Returns:
-        float32 (N, size, size, 3) for "2.5d" or (N, size, size, size, 1) for "3d", in [0, 1].
+        float32 (N, size, size, config.channels) for planar modes or (N, size, size, size, 1) for "3d", in [0, 1].
     """
     centres = np.atleast_2d(np.asarray(centres_xyz, dtype=np.float64))
     if spacing_mm is None:

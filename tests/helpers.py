@@ -72,15 +72,16 @@ def simple_chest(
     return scan, truth, nodule
 
 
-def tiny_scorer(path):
-    """A random WRN-10-1 FPR model on 16-voxel patches, saved as a model directory at ``path``."""
+def tiny_scorer(path, config: str = "fpr"):
+    """A random WRN-10-1 FPR model on 16-voxel patches (``configs/<config>.yaml`` otherwise), saved as a model
+    directory at ``path``."""
     import dataclasses
 
     from lungcad.config import load_config
     from lungcad.fpr.train import FprScorer, FprTrainConfig
     from lungcad.fpr.wideresnet import build_wideresnet
 
-    cfg = load_config(FprTrainConfig, "fpr")
+    cfg = load_config(FprTrainConfig, config)
     cfg = dataclasses.replace(
         cfg,
         model=dataclasses.replace(cfg.model, depth=10, widen_factor=1, patch_size=16),

@@ -12,6 +12,7 @@ from lungcad.scan import CTScan
 
 CUBE = PatchConfig(size=15, spacing_mm=1.0, mode="3d", hu_window=(-1000.0, 1000.0))
 PLANES = PatchConfig(size=15, spacing_mm=1.0, mode="2.5d", hu_window=(-1000.0, 1000.0))
+NINE = PatchConfig(size=15, spacing_mm=1.0, mode="9view", hu_window=(-1000.0, 1000.0))
 
 
 def _scan_with_ball(
@@ -38,11 +39,38 @@ def test_bright_ball_lands_in_cube_and_plane_centres(direction):
     cube = extract_patches(scan, point[None], CUBE)
     assert cube.shape == (1, 15, 15, 15, 1) and cube.dtype == np.float32
     np.testing.assert_allclose(_centroid(cube[0, ..., 0]), [7, 7, 7], atol=0.35)
-    planes = extract_patches(scan, point[None], PLANES)
-    assert planes.shape == (1, 15, 15, 3)
-    for c in range(3):
-        np.testing.assert_allclose(_centroid(planes[0, :, :, c]), [7, 7], atol=0.35)
-    assert planes[0, 7, 7].min() > 0.9 and cube[0, 0, 0, 0, 0] < 0.05
+    for config in (PLANES, NINE):
+        planes = extract_patches(scan, point[None], config)
+        assert planes.shape == (1, 15, 15, config.channels) and config.channels == {"2.5d": 3, "9view": 9}[config.mode]
+        for c in range(config.channels):
+            np.testing.assert_allclose(_centroid(planes[0, :, :, c]), [7, 7], atol=0.35)
+        assert planes[0, 7, 7].min() > 0.9 and cube[0, 0, 0, 0, 0] < 0.05
+    nine, three = (extract_patches(scan, point[None], c) for c in (NINE, PLANES))
+    np.testing.assert_array_equal(nine[..., :3], three)  # the first 3 views are the 2.5-D ones
+
+
+def _scan_with_tube(direction_xyz, scan_direction, point=(12.3, -40.7, -88.1), radius_mm=1.5):
+    """Air, and a straight tube (vessel) of +1000 HU through world ``point`` along ``direction_xyz``."""
+    scan, _ = _scan_with_ball(scan_direction, spacing=(1.0, 0.8, 0.8), shape=(40, 60, 60), point=point)
+    zyx = np.stack(np.meshgrid(*[np.arange(n) for n in scan.shape], indexing="ij"), -1).reshape(-1, 3)
+    rel = scan.voxel_to_world(zyx) - np.asarray(point)
+    d = np.asarray(direction_xyz, float) / np.linalg.norm(direction_xyz)
+    dist = np.linalg.norm(rel - np.outer(rel @ d, d), axis=1).reshape(scan.shape)
+    return scan.with_array(np.where(dist <= radius_mm, 1000, -1000).astype(np.int16)), np.asarray(point)
+
+
+@pytest.mark.parametrize("scan_direction", [np.eye(3), rotation("z", 27)])
+def test_nine_views_show_a_diagonal_vessel_as_a_line_in_the_plane_along_it(scan_direction):
+    """A vessel along world (x + y) / sqrt(2): a line through the centre along the columns of the z-axis plane
+    diagonal in x-y (view 7), crossing the rows of axial and the other z-axis diagonal view only at the centre."""
+    scan, point = _scan_with_tube((1.0, 1.0, 0.0), scan_direction)
+    views = extract_patches(scan, point[None], NINE)[0]
+    bright = views > 0.5
+    assert bright[7, :, 7].all() and bright[:6, :, 7].sum() == 0  # row 7 of the view along the vessel, only
+    assert bright[7, :, 8].sum() <= 3  # across it: a cross-section (~3 mm)
+    axial = bright[:, :, 0]  # rows y, columns x: the line y = x
+    assert np.diagonal(axial).all() and not axial[0, 14] and not axial[14, 0]
+    assert 2 <= bright[:, :, 1].sum() <= 15  # coronal (z, x): an oblique cut of the tube, a blob
 
 
 def test_flipped_scan_gives_the_same_patch():

@@ -48,6 +48,17 @@ log = logging.getLogger(__name__)
 FPR_FILE = "fpr.yaml"
 
 
+def check_patches_fit_model(patches: PatchConfig, model: WRNConfig) -> None:
+    """ValueError unless the WideResNet's input (dims, side, channels) is what ``patches`` produces."""
+    dims = 3 if patches.mode == "3d" else 2
+    found = (model.dims, model.patch_size, model.channels)
+    if found != (dims, patches.size, patches.channels):
+        raise ValueError(
+            f"model (dims, patch_size, channels) {found} does not fit patches.mode {patches.mode!r} of size "
+            f"{patches.size}: expected {(dims, patches.size, patches.channels)}"
+        )
+
+
 @dataclass(frozen=True)
 class ScorerConfig:
     """What scoring needs besides the weights (``fpr.yaml`` in a model directory)."""
@@ -55,6 +66,9 @@ class ScorerConfig:
     patches: PatchConfig
     model: WRNConfig
     batch_size: int
+
+    def __post_init__(self) -> None:
+        check_patches_fit_model(self.patches, self.model)
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,9 @@ class FprTrainConfig:
     train: LoopConfig
     validation_fraction: float
     batch_size_inference: int
+
+    def __post_init__(self) -> None:
+        check_patches_fit_model(self.patches, self.model)
 
     def scorer(self) -> ScorerConfig:
         return ScorerConfig(self.patches, self.model, self.batch_size_inference)

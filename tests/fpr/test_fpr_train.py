@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 from helpers import simple_chest, tiny_scorer
 
-from lungcad.config import load_config
+from lungcad.config import config_path, load_config
 from lungcad.errors import ConfigError
 from lungcad.fpr.data import PatchSet, label_candidates
 from lungcad.fpr.train import FprScorer, FprTrainConfig, initial_wideresnet, roc_auc, train_fpr
 from lungcad.io import write_mhd
+from lungcad.scan import CTScan
 from lungcad.train.loop import Task, fit
 
 SAMPLING = load_config(FprTrainConfig, "fpr").sampling
@@ -166,3 +167,18 @@ def test_init_starts_from_a_trained_models_weights_of_the_same_architecture_and_
     )
     with pytest.raises(ConfigError, match="model/patch settings"):
         initial_wideresnet(other_patches, tmp_path / "source")
+
+
+def test_shipped_9view_config_fits_and_a_model_not_fitting_its_patches_is_refused(tmp_path):
+    nine = load_config(FprTrainConfig, "fpr_9view")
+    assert (nine.patches.mode, nine.patches.channels, nine.model.channels) == ("9view", 9, 9)
+    text = config_path("fpr").read_text().replace("mode: 2.5d", "mode: 9view")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)  # 9 views into a 3-channel WideResNet
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*channels.*expected \(2, 32, 9\)"):
+        load_config(FprTrainConfig, bad)
+    tiny_scorer(tmp_path / "nine", "fpr_9view")
+    scorer = FprScorer.load(tmp_path / "nine")  # saved and loaded with its 9-view patches
+    scan = CTScan(np.full((20, 30, 30), -800, np.int16), (2.0, 0.7, 0.7), (-10.0, 5.0, 30.0))
+    scores = scorer.score(scan, scan.voxel_to_world(np.array([[10, 15, 15], [5, 5, 20]], float)))
+    assert scorer.config.patches.channels == 9 and scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
