@@ -92,9 +92,10 @@ def tiny_scorer(path, config: str = "fpr"):
     return scorer
 
 
-def confident_unet(path):
-    """A tiny U-Net whose output is ~1 everywhere (zero kernel, bias +5), saved at ``path``: candidates
-    wherever there is lung, whatever the random initialisation."""
+def confident_unet(path, bias: float = 5.0, **detector_changes):
+    """A tiny U-Net whose output is ~1 everywhere (zero kernel, bias +5; a negative ``bias``: ~0 everywhere),
+    saved at ``path`` with ``detector_changes`` to its DetectorConfig: candidates wherever there is lung,
+    whatever the random initialisation."""
     import dataclasses
 
     from lungcad.candidates.inference import CandidateDetector
@@ -110,6 +111,6 @@ def confident_unet(path):
     )
     model = build_unet(cfg.model)
     last = [layer for layer in model.layers if layer.weights][-1]
-    kernel, bias = last.get_weights()
-    last.set_weights([np.zeros_like(kernel), np.full_like(bias, 5.0)])
-    return CandidateDetector(model, cfg.detector()).save(path)
+    kernel, last_bias = last.get_weights()
+    last.set_weights([np.zeros_like(kernel), np.full_like(last_bias, bias)])
+    return CandidateDetector(model, dataclasses.replace(cfg.detector(), **detector_changes)).save(path)

@@ -138,7 +138,7 @@ def positive_weight(
     padded[tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, grown))] = component
     shell = ndimage.binary_dilation(padded) & ~padded
     contact = float(bright[grown][shell].mean()) if shell.any() else 0.0
-    return diameter_mm ** -config.positive_size_power * (1.0 + config.positive_contact_boost * contact)
+    return diameter_mm**-config.positive_size_power * (1.0 + config.positive_contact_boost * contact)
 
 
 def _stack(scan: TrainingScan, z: int, context: int) -> np.ndarray:

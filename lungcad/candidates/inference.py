@@ -18,6 +18,7 @@ import pandas as pd
 import tensorflow as tf
 from scipy import ndimage
 
+from lungcad.candidates.blobs import BlobConfig, blob_candidates
 from lungcad.candidates.unet import UNetConfig
 from lungcad.errors import ConfigError
 from lungcad.merge import MergeConfig, merge_candidates
@@ -45,6 +46,9 @@ class DetectorConfig:
         lung_margin_mm: probabilities farther than this outside the lung mask are zeroed.
         test_time_flips: in-plane axes (``"x"``, ``"y"``) along which the slices are also mirrored and the U-Net's
             mirrored-back outputs averaged in (test-time augmentation; each costs one more U-Net pass).
+        blobs: if set, blob-filter candidates (:mod:`lungcad.candidates.blobs`) away from the U-Net's are added
+            after them (``source`` "blob", ``probability`` the U-Net's at the blob, ranked by ``blob_response``):
+            a second detector for small nodules the U-Net misses, for the FPR to score.
     """
 
     preprocess: PreprocessConfig
@@ -53,6 +57,7 @@ class DetectorConfig:
     batch_size: int
     lung_margin_mm: float
     test_time_flips: tuple[str, ...] = ()
+    blobs: BlobConfig | None = None
 
 
 class CandidateDetector:
@@ -109,10 +114,21 @@ class CandidateDetector:
         return prob
 
     def detect_preprocessed(self, pre: PreprocessedScan) -> pd.DataFrame:
-        """Candidates from an already preprocessed scan (e.g. the training cache)."""
-        table = merge_candidates(self.lung_probability(pre), pre.scan, self.config.merge)
+        """Candidates from an already preprocessed scan (e.g. the training cache): the U-Net's (``source``
+        "unet"), then the blob filter's if configured (``source`` "blob")."""
+        prob = self.lung_probability(pre)
+        table = merge_candidates(prob, pre.scan, self.config.merge).assign(source="unet")
+        if self.config.blobs is not None:
+            table = pd.concat([table, self.blob_table(pre, prob, table)], ignore_index=True)
         table.insert(0, "seriesuid", pre.scan.id)
         return table
+
+    def blob_table(self, pre: PreprocessedScan, prob: np.ndarray, unet: pd.DataFrame) -> pd.DataFrame:
+        """Blob-filter candidates away from the U-Net's ``unet`` table, with the U-Net's probability at each."""
+        xyz = unet[["coordX", "coordY", "coordZ"]].to_numpy(float)
+        blobs = blob_candidates(pre.scan.array, pre.scan, np.asarray(pre.lung_mask), self.config.blobs, xyz)
+        at = tuple(blobs[c].to_numpy(int) for c in ("voxel_z", "voxel_y", "voxel_x"))
+        return blobs.assign(probability=prob[at].astype(float), source="blob")
 
 
 def check_model_dir(model_dir: str | Path) -> Path:
