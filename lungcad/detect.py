@@ -52,10 +52,20 @@ STAGES = ("candidates", "fpr", "risk")
 
 
 @functools.lru_cache(maxsize=4)
-def _detector(model_dir: str):
-    from lungcad.candidates.inference import CandidateDetector
+def _detector(model_dir: str, blobs: str | None = None):
+    """The U-Net detector of ``model_dir``; with ``blobs`` (a BlobConfig YAML) it also adds blob-filter
+    candidates (:mod:`lungcad.candidates.blobs`), whatever its ``detector.yaml`` says."""
+    from dataclasses import replace
 
-    return CandidateDetector.load(model_dir)
+    from lungcad.candidates.blobs import BlobConfig
+    from lungcad.candidates.inference import CandidateDetector
+    from lungcad.config import load_config
+
+    detector = CandidateDetector.load(model_dir)
+    if blobs is None:
+        return detector
+    config = replace(detector.config, blobs=load_config(BlobConfig, blobs))
+    return CandidateDetector(detector.model, config, detector.source)
 
 
 @functools.lru_cache(maxsize=4)
@@ -75,9 +85,11 @@ def score_candidates(scan, table: pd.DataFrame, fpr_dir: str, timings: dict[str,
     return table.sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def models_record(model_dir: str, fpr_dir: str | None, risk_dir: str | None = None) -> dict[str, str]:
-    """The model directories a scan's result was made with (its JSON's ``model``)."""
-    extra = {k: v for k, v in (("fpr", fpr_dir), ("risk", risk_dir)) if v}
+def models_record(
+    model_dir: str, fpr_dir: str | None, risk_dir: str | None = None, blobs: str | None = None
+) -> dict[str, str]:
+    """The model directories (and blob-filter config) a scan's result was made with (its JSON's ``model``)."""
+    extra = {k: v for k, v in (("fpr", fpr_dir), ("risk", risk_dir), ("blobs", blobs)) if v}
     return {"unet": model_dir, **extra}
 
 
@@ -166,14 +178,16 @@ def detect_one(
     series_uid: str | None = None,
     pictures: bool = True,
     dicom_sr: bool = False,
+    blobs: str | None = None,
 ) -> pd.DataFrame:
     """Detect candidates in one scan (score them when ``fpr_dir`` is given, and the patient's cancer risk when
-    ``risk_dir`` is too); write its CSV and JSON (the batch worker)."""
+    ``risk_dir`` is too; add blob-filter candidates with the ``blobs`` config); write its CSV and JSON (the batch
+    worker)."""
     t0 = time.perf_counter()
     scan = load_scan(ref.path, series_uid=series_uid)
     scan = scan.with_array(scan.array, id=ref.id)
     timings: dict[str, float] = {"read_s": time.perf_counter() - t0}
-    table, pre = _detector(model_dir).detect_and_preprocess(scan, timings)
+    table, pre = _detector(model_dir, blobs).detect_and_preprocess(scan, timings)
     cancer = None
     if fpr_dir is not None:
         table = score_candidates(scan, table, fpr_dir, timings)
@@ -191,7 +205,7 @@ def detect_one(
         "path": str(ref.path),
         "geometry": scan.summary(),
         "timings_s": timings,
-        "model": models_record(model_dir, fpr_dir, risk_dir),
+        "model": models_record(model_dir, fpr_dir, risk_dir, blobs),
         **({"cancer_probability": cancer} if cancer is not None else {}),
         **({"pictures": drawn} if drawn is not None else {}),
         **({"dicom_sr": report} if report is not None else {}),
@@ -250,6 +264,19 @@ def stage_models(
     return model, fpr, risk
 
 
+def blob_config_path(blobs: str | Path | None) -> str | None:
+    """The blob-filter config file (``"blobs"`` -> ``configs/blobs.yaml``), checked now: a bad file fails before
+    any scan is read."""
+    if blobs is None:
+        return None
+    from lungcad.candidates.blobs import BlobConfig
+    from lungcad.config import config_path, load_config
+
+    path = config_path(blobs)
+    load_config(BlobConfig, path)
+    return str(path)
+
+
 def detect_scans(
     inputs: list[str | Path],
     out: str | Path,
@@ -263,12 +290,15 @@ def detect_scans(
     pictures: bool = True,
     dicom_sr: bool = False,
     scheduler: str | None = None,
+    blobs: str | Path | None = None,
 ) -> BatchSummary:
     """Run detection over every scan in ``inputs`` into ``out`` up to ``stage`` (one of :data:`STAGES`);
-    returns the batch summary. Models default to the bundled ones, ``stage`` to :func:`default_stage`."""
+    returns the batch summary. Models default to the bundled ones, ``stage`` to :func:`default_stage`;
+    ``blobs`` (a config name in ``configs/`` or a YAML path) adds blob-filter candidates."""
     out = Path(out)
     stage = stage or default_stage(fpr_model_dir, risk_model_dir)
     model, fpr, risk = stage_models(stage, model_dir, fpr_model_dir, risk_model_dir)
+    blobs = blob_config_path(blobs)
     refs = find_scans(inputs)
     work = functools.partial(
         detect_one,
@@ -279,6 +309,7 @@ def detect_scans(
         series_uid=series_uid,
         pictures=pictures,
         dicom_sr=dicom_sr,
+        blobs=blobs,
     )
     summary = run_batch(
         refs,
@@ -287,7 +318,7 @@ def detect_scans(
         workers=workers,
         scheduler=scheduler,
         desc="detect",
-        is_done=functools.partial(is_finished, out=out, models=models_record(model, fpr, risk)),
+        is_done=functools.partial(is_finished, out=out, models=models_record(model, fpr, risk, blobs)),
     )
     collect_candidates(out)
     records = read_records(out)

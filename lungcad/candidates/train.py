@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from lungcad.candidates.blobs import BlobConfig
 from lungcad.candidates.data import SamplingConfig, dice_bce_loss, make_dataset, sample_patch, training_scan
 from lungcad.candidates.inference import DETECTOR_FILE, CandidateDetector, DetectorConfig
 from lungcad.candidates.unet import UNetConfig, build_unet, transfer_weights, widens_context
@@ -51,6 +52,7 @@ class UNetTrainConfig:
     inference_batch_size: int
     lung_margin_mm: float
     test_time_flips: tuple[str, ...] = ()
+    blobs: BlobConfig | None = None
 
     def detector(self) -> DetectorConfig:
         return DetectorConfig(
@@ -60,6 +62,7 @@ class UNetTrainConfig:
             self.inference_batch_size,
             self.lung_margin_mm,
             self.test_time_flips,
+            self.blobs,
         )
 
 
@@ -148,7 +151,8 @@ def make_validator(config: UNetTrainConfig, val_scans, val_pre, annotations):
         loss = float(tf.reduce_mean(dice_bce_loss(y, pred, w, config.pos_weight)))
         inter = float(np.sum((pred > 0.5) * y * w))
         dice = 2 * inter / max(float(np.sum((pred > 0.5) * w) + np.sum(y * w)), 1e-6)
-        detector = CandidateDetector(model, replace(config.detector(), test_time_flips=()))  # the network alone
+        alone = replace(config.detector(), test_time_flips=(), blobs=None)  # the network alone
+        detector = CandidateDetector(model, alone)
         tables = [detector.detect_preprocessed(pre) for pre in val_pre]
         recall, per_scan = candidate_recall(tables, annotations, [p.scan.id for p in val_pre], config.recall_at)
         return {"val_loss": loss, "val_dice": dice, "val_recall": recall, "val_candidates": per_scan}

@@ -47,6 +47,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run the scans on a Dask distributed cluster (e.g. tcp://10.0.0.5:8786; its workers must see the same "
         "paths); outputs, errors.csv and resume as in a local run. Needs: pip install 'lungcad[dask]'",
     )
+    p.add_argument(
+        "--blobs",
+        nargs="?",
+        const="blobs",
+        metavar="CONFIG",
+        help="also add blob-filter candidates (multi-scale Hessian dot filter; configs/blobs.yaml, or CONFIG) away "
+        "from the U-Net's: a second detector for small nodules touching vessels, which the U-Net misses; more "
+        "nodules among the marks, more false positives for the FPR to rank (see the README)",
+    )
     p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to read from multi-series DICOM folders")
     p.set_defaults(func=run)
 
@@ -66,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         pictures=not args.no_pictures,
         scheduler=args.scheduler,
         dicom_sr=args.dicom_sr,
+        blobs=args.blobs,
     )
     out = Path(args.output)
     print(

@@ -170,3 +170,40 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, confident_model, capsy
     args = ["--model", str(confident_model), "--stage", "candidates", "--scheduler", "tcp://127.0.0.1:9"]
     assert main(["detect", str(tmp_path / "a.mhd"), "-o", str(tmp_path / "o"), *args]) == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_blobs_option_adds_the_filter_s_candidates_and_is_part_of_the_resume_record(tmp_path, capsys):
+    """A U-Net that finds nothing; ``--blobs`` finds an 8 mm nodule in the lung at its world position, and a
+    rerun without it into the same folder redoes the scan (no blob rows left). A bad config stops the run."""
+    from helpers import confident_unet
+
+    scan, _, _ = simple_chest(shape=(40, 120, 120), spacing=(2.5, 1.6, 1.6), seed=3)
+    zyx = np.stack(np.meshgrid(*[np.arange(n) for n in scan.shape], indexing="ij"), -1).reshape(-1, 3)
+    nodule = scan.voxel_to_world([18.0, 60.0, 36.0])  # inside the right lung
+    ball = (np.linalg.norm(scan.voxel_to_world(zyx) - nodule, axis=1) <= 4.0).reshape(scan.shape)
+    with_nodule = scan.with_array(np.where(ball, 30, scan.array).astype(np.int16), id="4.5.6")
+    write_mhd(with_nodule, tmp_path / "in" / "4.5.6.mhd")
+    silent = confident_unet(tmp_path / "silent", bias=-8.0)
+    args = [
+        "detect",
+        str(tmp_path / "in"),
+        "-o",
+        str(tmp_path / "out"),
+        "--model",
+        str(silent),
+        "--stage",
+        "candidates",
+    ]
+    assert main([*args, "--blobs"]) == 0
+    table = pd.read_csv(tmp_path / "out" / "candidates.csv")
+    assert len(table) and (table.source == "blob").all()
+    gap = np.linalg.norm(table[["coordX", "coordY", "coordZ"]].to_numpy(float) - nodule, axis=1)
+    assert gap[0] < 2.5 and gap.argmin() == 0  # the strongest blob is the nodule
+    record = json.loads((tmp_path / "out" / "scans" / "4.5.6.json").read_text())
+    assert record["model"]["blobs"].endswith("blobs.yaml")
+    assert main(args) == 0
+    assert pd.read_csv(tmp_path / "out" / "candidates.csv").empty  # redone without the filter
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sigmas_mm: []\nmin_hu: -750\npeak_window_mm: 5\nmax_candidates: 5\nexclusion_mm: 5\n")
+    assert main([*args, "--blobs", str(bad)]) == 2
+    assert "bad.yaml" in capsys.readouterr().err
