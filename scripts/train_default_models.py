@@ -6,8 +6,8 @@ Steps, each resumable (rerun the same command after an interruption):
 1. ``lungcad synth`` training data (seed 1000) and held-out data (seed 5000; never used for training);
 2. ``lungcad train unet`` with ``configs/unet.yaml`` into ``WORK/unet``;
 3. the merge settings chosen on the training run's validation scans (``scripts/tune_merge.py --apply``);
-4. the U-Net's candidates on the training scans (``lungcad detect --stage candidates``): the FPR's mined
-   hard negatives;
+4. the U-Net's candidates on the training scans, plus the blob filter's (``lungcad detect --stage candidates
+   --blobs``: vessel forks and crossings, small nodules): the FPR's mined hard negatives;
 5. ``lungcad train fpr`` with ``configs/fpr.yaml`` on the synthetic ``candidates.csv`` plus those candidates;
 6. detection on the held-out scans (U-Net alone, then the full pipeline) and ``lungcad evaluate froc``;
 7. the nodule classifiers (``lungcad train classifier`` with ``configs/malignancy.yaml`` and ``configs/shape.yaml``)
@@ -168,7 +168,8 @@ def main() -> None:
     train("unet", train_luna, unet, args.epochs, "--workers", str(args.workers))
     tune_merge(unet, train_luna)
     mined = work / "train_candidates"
-    lungcad("detect", str(train_luna), "-o", str(mined), "--stage", "candidates", "--model", str(unet), "--no-pictures")
+    lungcad("detect", str(train_luna), "-o", str(mined), "--stage", "candidates", "--model", str(unet), "--blobs",
+            "--no-pictures")  # fmt: skip
     train("fpr", train_luna, fpr, args.epochs, "--candidates", str(mined / "candidates.csv"))
     stages = {"unet": ("candidates", ()), "fpr": ("fpr", ("--fpr-model", str(fpr)))}
     results = {}

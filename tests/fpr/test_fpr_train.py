@@ -146,7 +146,11 @@ def test_patch_cache_is_cut_again_for_other_candidates_and_reused_for_the_same(t
     table = pd.DataFrame([["1.5.0", *centre, 1], ["1.5.0", *(centre + 20.0), 0]])
     table.columns = ["seriesuid", "coordX", "coordY", "coordZ", "label"]
     cfg = load_config(FprTrainConfig, "fpr")
-    cfg = dataclasses.replace(cfg, patches=dataclasses.replace(cfg.patches, size=16, spacing_mm=2.0))
+    cfg = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, patch_size=16),
+        patches=dataclasses.replace(cfg.patches, size=16, spacing_mm=2.0),
+    )
     first = build_patch_cache(data, tmp_path / "cache", table, cfg)
     assert first.labels.tolist() == [1, 0]
     cached = tmp_path / "cache" / "1.5.0.npz"
