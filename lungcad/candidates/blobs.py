@@ -76,31 +76,36 @@ def hessian_eigenvalues(smoothed: np.ndarray, spacing_zyx, index: tuple[np.ndarr
     return np.linalg.eigvalsh(hess)
 
 
-def dot_response(hu: np.ndarray, spacing_zyx, mask: np.ndarray, sigma_mm: float) -> np.ndarray:
-    """Scale-normalised dot enhancement (Z, Y, X) float32 at scale ``sigma_mm``; 0 outside ``mask``."""
-    smoothed = ndimage.gaussian_filter(hu.astype(np.float32), [sigma_mm / s for s in spacing_zyx])
-    index = np.nonzero(mask)
+def smooth(hu: np.ndarray, spacing_zyx, sigma_mm: float) -> np.ndarray:
+    """``hu`` (Z, Y, X) smoothed by a Gaussian of ``sigma_mm`` (mm on every axis), float32."""
+    return ndimage.gaussian_filter(hu.astype(np.float32), [sigma_mm / s for s in spacing_zyx])
+
+
+def dot_response(smoothed: np.ndarray, spacing_zyx, index: tuple[np.ndarray, ...], sigma_mm: float) -> np.ndarray:
+    """Scale-normalised dot enhancement (N,) at the voxels ``index`` of a volume smoothed at ``sigma_mm``."""
     ev = hessian_eigenvalues(smoothed, spacing_zyx, index)
     weakest, strongest = ev[:, 2], ev[:, 0]
-    dot = np.where(weakest < 0, weakest**2 / np.maximum(-strongest, 1e-9), 0.0) * sigma_mm**2
-    out = np.zeros(hu.shape, np.float32)
-    out[index] = dot
-    return out
+    return np.where(weakest < 0, weakest**2 / np.maximum(-strongest, 1e-9), 0.0) * sigma_mm**2
 
 
 def blob_response(hu: np.ndarray, spacing_zyx, lung: np.ndarray, config: BlobConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Maximum dot response over ``config.sigmas_mm`` (Z, Y, X) and the index of the winning scale, evaluated at
-    lung voxels denser than ``config.min_hu``."""
+    """Maximum dot response over ``config.sigmas_mm`` (Z, Y, X) float32 and the index of the winning scale
+    (ascending scales), evaluated at lung voxels whose HU smoothed at the smallest scale exceeds ``config.min_hu``;
+    0 elsewhere."""
     sigmas = sorted(config.sigmas_mm)
-    smooth = ndimage.gaussian_filter(hu.astype(np.float32), [sigmas[0] / s for s in spacing_zyx])
-    mask = lung & (smooth > config.min_hu)
-    best = np.zeros(hu.shape, np.float32)
-    scale = np.zeros(hu.shape, np.int8)
+    smoothed = smooth(hu, spacing_zyx, sigmas[0])
+    index = np.nonzero(lung & (smoothed > config.min_hu))
+    best = np.zeros(len(index[0]), np.float32)
+    winner = np.zeros(len(index[0]), np.int8)
     for i, sigma in enumerate(sigmas):
-        response = dot_response(hu, spacing_zyx, mask, sigma)
+        if i:
+            smoothed = smooth(hu, spacing_zyx, sigma)
+        response = dot_response(smoothed, spacing_zyx, index, sigma).astype(np.float32)
         better = response > best
-        best[better], scale[better] = response[better], i
-    return best, scale
+        best[better], winner[better] = response[better], i
+    volume, scale = np.zeros(hu.shape, np.float32), np.zeros(hu.shape, np.int8)
+    volume[index], scale[index] = best, winner
+    return volume, scale
 
 
 def blob_candidates(
@@ -119,7 +124,7 @@ def blob_candidates(
     """
     response, scale = blob_response(hu, scan.spacing, lung, config)
     window = [max(1, int(round(config.peak_window_mm / s))) | 1 for s in scan.spacing]  # odd sizes
-    peaks = np.argwhere((response == ndimage.maximum_filter(response, size=window)) & (response > 0) & lung)
+    peaks = np.argwhere((response == ndimage.maximum_filter(response, size=window)) & (response > 0))  # in the lung
     values = response[tuple(peaks.T)]
     order = np.argsort(-values, kind="stable")
     peaks, values = peaks[order], values[order]
