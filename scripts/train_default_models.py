@@ -44,10 +44,11 @@ RUN_FILES = ("train_config.yaml", "run.json", "history.csv", "metrics.json", "tr
 
 
 def synth(folder: Path, scans: int, seed: int, workers: int, *extra: str) -> Path:
-    """``lungcad synth`` LUNA16-layout phantoms; returns their ``luna16`` folder."""
+    """``lungcad synth`` LUNA16-layout phantoms, compressed (the same voxels in half the disk); returns their
+    ``luna16`` folder."""
     lungcad(
         "synth", str(folder), "--scans", str(scans), "--seed", str(seed), "--format", "luna", "--workers", str(workers),
-        *extra,
+        "--compress", *extra,
     )  # fmt: skip
     return folder / "luna16"
 

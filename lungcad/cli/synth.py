@@ -24,6 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-slices", type=int, default=None, help="cap slices per scan (spacing grows)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--compress", action="store_true", help="LUNA16 layout: zlib-compressed pixel data (.zraw, about half the size)"
+    )
     p.set_defaults(func=run)
 
 
@@ -39,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         workers=args.workers,
         progress=not (args.no_progress or getattr(args, "quiet", False)),
+        compress=args.compress,
     )
     print(summary.line())
     return 0

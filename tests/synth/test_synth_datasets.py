@@ -229,3 +229,26 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert len(list((out / "luna16" / "subset0").glob("*.mhd"))) == 2
     assert len(list((out / "dsb2017" / "stage1").iterdir())) == 2
     assert main(["synth", str(tmp_path / "bad"), "--scans", "0", "--seed", "1"]) == 2
+
+
+def test_compress_writes_the_same_scans_smaller_and_resume_keeps_them(tmp_path):
+    from lungcad.io import load_scan
+
+    cfg = load_synth_config(max_slices=24)
+    plain, packed = tmp_path / "plain", tmp_path / "packed"
+    write_dataset(plain, 2, 1, size=48, fmt="luna", config=cfg, progress=False)
+    code = main(["synth", str(packed), "--scans", "2", "--seed", "1", "--size", "48", "--max-slices", "24",
+                 "--format", "luna", "--compress", "--no-progress"])  # fmt: skip
+    assert code == 0
+    for mhd in sorted((plain / "luna16" / "subset0").glob("*.mhd")):
+        twin = packed / "luna16" / "subset0" / mhd.name
+        assert not twin.with_suffix(".raw").exists()
+        assert twin.with_suffix(".zraw").stat().st_size < 0.8 * mhd.with_suffix(".raw").stat().st_size
+        a, b = load_scan(mhd), load_scan(twin)
+        assert np.array_equal(a.array, b.array) and a.spacing == b.spacing and a.origin == b.origin
+        lungs = packed / "luna16" / "seg-lungs-LUNA16" / mhd.name
+        assert lungs.with_suffix(".zraw").is_file()
+    # a compressed scan counts as finished: extending the dataset generates only the new one
+    stamp = twin.stat().st_mtime_ns
+    assert write_dataset(packed, 3, 1, size=48, fmt="luna", config=cfg, progress=False).generated == 1
+    assert twin.stat().st_mtime_ns == stamp
