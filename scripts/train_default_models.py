@@ -57,7 +57,7 @@ def merged_view(folder: Path, sources: list[Path]) -> Path:
     """One LUNA16-layout folder over several: ``subset0/`` links every scan file, the tables are concatenated."""
     import pandas as pd
 
-    scans = [f for src in sources for f in sorted(src.glob("subset*/*")) if f.suffix in (".mhd", ".raw")]
+    scans = [f for src in sources for f in sorted(src.glob("subset*/*")) if f.suffix in (".mhd", ".raw", ".zraw")]
     link_into(folder / "subset0", scans)
     for name in LUNA_TABLES:
         tables = [pd.read_csv(src / name) for src in sources if (src / name).is_file()]
