@@ -12,7 +12,7 @@ Steps, each resumable (rerun the same command after an interruption):
 6. detection on the held-out scans (U-Net alone, then the full pipeline) and ``lungcad evaluate froc``;
 7. the nodule classifiers (``lungcad train classifier`` with ``configs/malignancy.yaml`` and ``configs/shape.yaml``)
    on the nodules of the training phantoms plus phantoms rich in nodules (seed 9000, ``configs/synth_malignancy.yaml``);
-8. risk: new phantoms for its training (seed 7000) and held-out patients (seeds 8000 and 8500), ``lungcad train
+8. risk: new phantoms for its training (seed 7000) and held-out patients (seeds 8000, 8500 and 8800), ``lungcad train
    risk`` with ``configs/risk_classifiers.yaml`` and those classifiers on the first (detections by the two models
    above), the full pipeline on the others and ``lungcad evaluate dsb`` of their ``patients.csv``;
 9. models, configs, training curves and held-out metrics copied into ``lungcad/models/{unet,fpr,risk}/``.
@@ -30,7 +30,8 @@ from pathlib import Path
 from pipeline_steps import REPO, link_into, lungcad, tune_merge
 
 TRAIN_SEED, HELDOUT_SEED = 1000, 5000
-RISK_TRAIN_SEED, RISK_HELDOUT_SEED, RISK_SECOND_HELDOUT_SEED = 7000, 8000, 8500
+RISK_TRAIN_SEED, RISK_HELDOUT_SEED = 7000, 8000
+RISK_MORE_HELDOUT_SEEDS = (8500, 8800)  # patients never looked at while the risk model's form was chosen
 MALIGNANCY_SEED = 9000
 LUNA_TABLES = ("annotations.csv", "annotations_excluded.csv", "candidates.csv", "nodules.csv")
 
@@ -136,10 +137,11 @@ def train_risk(work: Path, unet: Path, fpr: Path, classifiers: dict, scans: tupl
     extra += [a for name, folder in classifiers.items() for a in ("--classifier", f"{name}={folder}")]
     lungcad("train", "risk", "--data", str(data), "--labels", str(labels), "-o", str(work / "risk"), *models, *extra)
     summary = risk_heldout(heldout, work / "heldout_risk", models, work / "risk", workers)
-    second = synth(work / "risk_heldout2", scans[2], RISK_SECOND_HELDOUT_SEED, workers)
-    summary[f"second_heldout_seed_{RISK_SECOND_HELDOUT_SEED}"] = risk_heldout(
-        second, work / "heldout2_risk", (*models, "--no-pictures"), work / "risk", workers
-    )  # patients never looked at while the risk model's form was chosen
+    for rank, (seed, n) in enumerate(zip(RISK_MORE_HELDOUT_SEEDS, scans[2:], strict=True), start=2):
+        more = synth(work / f"risk_heldout{rank}", n, seed, workers)
+        summary[f"heldout_{rank}_seed_{seed}"] = risk_heldout(
+            more, work / f"heldout{rank}_risk", (*models, "--no-pictures"), work / "risk", workers
+        )
     return summary
 
 
@@ -157,8 +159,8 @@ def main() -> None:
     ap.add_argument("--work", required=True, type=Path, help="folder for data, caches and runs")
     ap.add_argument("--train-scans", type=int, default=128)
     ap.add_argument("--heldout-scans", type=int, default=10)
-    ap.add_argument("--risk-scans", type=int, nargs=3, default=(80, 50, 40), metavar=("TRAIN", "HELDOUT", "HELDOUT2"))
-    ap.add_argument("--malignancy-scans", type=int, default=50, help="nodule-rich phantoms for the classifiers")
+    ap.add_argument("--risk-scans", type=int, nargs=4, default=(200, 50, 40, 40), metavar=("TRAIN", "HO", "HO2", "HO3"))
+    ap.add_argument("--malignancy-scans", type=int, default=200, help="nodule-rich phantoms for the classifiers")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--epochs", type=int, help="override train.epochs of both models (smoke runs)")
     args = ap.parse_args()
