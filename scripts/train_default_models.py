@@ -12,7 +12,7 @@ Steps, each resumable (rerun the same command after an interruption):
 6. detection on the held-out scans (U-Net alone, then the full pipeline) and ``lungcad evaluate froc``;
 7. the nodule classifiers (``lungcad train classifier`` with ``configs/malignancy.yaml`` and ``configs/shape.yaml``)
    on the nodules of the training phantoms plus phantoms rich in nodules (seed 9000, ``configs/synth_malignancy.yaml``);
-8. risk: new phantoms for its training (seed 7000) and held-out patients (seeds 8000, 8500 and 8800), ``lungcad train
+8. risk: new phantoms for its training (seed 7000) and held-out patients (seeds 8000, 8500, 8800, 8900), ``lungcad train
    risk`` with ``configs/risk_classifiers.yaml`` and those classifiers on the first (detections by the two models
    above), the full pipeline on the others and ``lungcad evaluate dsb`` of their ``patients.csv``;
 9. models, configs, training curves and held-out metrics copied into ``lungcad/models/{unet,fpr,risk}/``.
@@ -31,7 +31,7 @@ from pipeline_steps import REPO, link_into, lungcad, tune_merge
 
 TRAIN_SEED, HELDOUT_SEED = 1000, 5000
 RISK_TRAIN_SEED, RISK_HELDOUT_SEED = 7000, 8000
-RISK_MORE_HELDOUT_SEEDS = (8500, 8800)  # patients never looked at while the risk model's form was chosen
+RISK_MORE_HELDOUT_SEEDS = (8500, 8800, 8900)  # patients never looked at while the risk model's form was chosen
 MALIGNANCY_SEED = 9000
 LUNA_TABLES = ("annotations.csv", "annotations_excluded.csv", "candidates.csv", "nodules.csv")
 
@@ -159,7 +159,9 @@ def main() -> None:
     ap.add_argument("--work", required=True, type=Path, help="folder for data, caches and runs")
     ap.add_argument("--train-scans", type=int, default=128)
     ap.add_argument("--heldout-scans", type=int, default=10)
-    ap.add_argument("--risk-scans", type=int, nargs=4, default=(200, 50, 40, 40), metavar=("TRAIN", "HO", "HO2", "HO3"))
+    ap.add_argument(
+        "--risk-scans", type=int, nargs=5, default=(200, 50, 40, 40, 200), metavar=("TRAIN", "HO", "HO2", "HO3", "HO4")
+    )
     ap.add_argument("--malignancy-scans", type=int, default=200, help="nodule-rich phantoms for the classifiers")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--epochs", type=int, help="override train.epochs of both models (smoke runs)")
