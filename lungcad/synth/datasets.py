@@ -40,8 +40,9 @@ from tqdm import tqdm
 
 from lungcad import __version__
 from lungcad.config import to_dict
-from lungcad.errors import ConfigError, DataLayoutError
+from lungcad.errors import ConfigError, CorruptScanError, DataLayoutError
 from lungcad.fileio import write_text_atomic
+from lungcad.io.itk import check_mhd_data
 from lungcad.io.writers import write_dicom_series, write_mhd
 from lungcad.synth.config import SynthConfig, load_synth_config
 from lungcad.synth.phantom import PHANTOM_VERSION, Nodule, Phantom, make_phantom
@@ -103,13 +104,12 @@ def _fmt(v: float) -> str:
 
 # --------------------------------------------------------------------------- paths
 def luna_paths(out: Path, rec: dict) -> dict[str, Path]:
-    """Files of one scan in the LUNA16 layout (``raw``: its pixel data uncompressed; ``--compress`` writes ``.zraw``
-    instead)."""
+    """MetaImage headers of one scan in the LUNA16 layout (each names its pixel data file: ``.raw``, or ``.zraw``
+    when compressed)."""
     uid = rec["series_uid"]
     root = out / "luna16"
     return {
         "scan": root / f"subset{rec['subset']}" / f"{uid}.mhd",
-        "raw": root / f"subset{rec['subset']}" / f"{uid}.raw",
         "lungs": root / "seg-lungs-LUNA16" / f"{uid}.mhd",
     }
 
@@ -121,14 +121,21 @@ def dsb_paths(out: Path, rec: dict) -> dict[str, Path]:
     return {"series": root / "stage1" / pid, "lungs": root / "stage1_lungs" / f"{pid}.mhd"}
 
 
+def _mhd_complete(path: Path) -> bool:
+    """Whether a ``.mhd`` header and the whole pixel data file it names (raw or compressed) are on disk."""
+    try:
+        check_mhd_data(path)
+    except CorruptScanError:
+        return False
+    return True
+
+
 def _done(out: Path, rec: dict, fmt: str) -> bool:
     """Whether a scan's files for ``fmt`` are complete on disk."""
     if fmt not in rec.get("formats", []):
         return False
     if fmt == "luna":
-        paths = luna_paths(out, rec)
-        data = paths["raw"].is_file() or paths["raw"].with_suffix(".zraw").is_file()
-        return data and paths["scan"].is_file() and paths["lungs"].is_file()
+        return all(_mhd_complete(p) for p in luna_paths(out, rec).values())
     paths = dsb_paths(out, rec)
     n = sum(1 for _ in paths["series"].glob("*.dcm")) if paths["series"].is_dir() else 0
     return n == rec["shape"][0] and paths["lungs"].is_file()
