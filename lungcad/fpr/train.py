@@ -201,8 +201,11 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
 def validation_froc(
     data: Path, unet: pd.DataFrame, annotations: pd.DataFrame, excluded: pd.DataFrame, val_ids: list[str], config
 ):
-    """A function ``scores_fn -> val_cpm`` over every U-Net candidate of the validation scans (ambiguous ones
-    included, as the FROC counts them), or None without U-Net candidates. Patches are cut once here."""
+    """A function ``scorer -> val_cpm`` over every U-Net candidate of the validation scans (ambiguous ones
+    included, as the FROC counts them), or None without U-Net candidates. Patches are cut once here.
+
+    Only validation scans that appear in ``unet`` count: a scan the U-Net was not run on (e.g. extra training
+    phantoms with only ``candidates.csv``) would otherwise add its nodules as misses whatever the scorer does."""
     from lungcad.evaluate import compute_froc
 
     rows = unet[unet.seriesuid.isin(val_ids)].reset_index(drop=True)
@@ -217,7 +220,7 @@ def validation_froc(
     ]
     order = np.concatenate([g for g in rows.groupby("seriesuid", sort=False).indices.values()])
     patches, rows = np.concatenate(parts), rows.iloc[order].reset_index(drop=True)
-    scans = sorted(refs)
+    scans = sorted(set(refs) & set(rows.seriesuid))
     ann, exc = (t[t.seriesuid.isin(scans)] for t in (annotations, excluded))
     if ann.empty:
         return None

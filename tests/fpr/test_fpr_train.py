@@ -186,3 +186,24 @@ def test_shipped_9view_config_fits_and_a_model_not_fitting_its_patches_is_refuse
     scan = CTScan(np.full((20, 30, 30), -800, np.int16), (2.0, 0.7, 0.7), (-10.0, 5.0, 30.0))
     scores = scorer.score(scan, scan.voxel_to_world(np.array([[10, 15, 15], [5, 5, 20]], float)))
     assert scorer.config.patches.channels == 9 and scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+
+
+def test_validation_cpm_counts_only_the_scans_with_unet_candidates(tmp_path):
+    from lungcad.fpr.train import validation_froc
+
+    data, ann = tmp_path / "data", []
+    for k in range(2):
+        scan, _, nodule = simple_chest(seed=k)
+        uid = f"1.3.{k}"
+        write_mhd(scan.with_array(scan.array, id=uid), data / "subset0" / f"{uid}.mhd")
+        ann.append([uid, *scan.voxel_to_world(np.argwhere(nodule).mean(0)), 12.0])
+    # the U-Net ran on scan 0 only, and its one candidate is that scan's nodule
+    unet = pd.DataFrame([ann[0][:4]], columns=["seriesuid", "coordX", "coordY", "coordZ"])
+    cfg = load_config(FprTrainConfig, "fpr")
+    cfg = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, depth=10, widen_factor=1, patch_size=16),
+        patches=dataclasses.replace(cfg.patches, size=16),
+    )
+    cpm = validation_froc(data, unet, _table(ann), _table([]), ["1.3.0", "1.3.1"], cfg)
+    assert cpm(tiny_scorer(tmp_path / "model")) == pytest.approx(1.0)  # scan 1's nodule is not a miss
