@@ -59,16 +59,44 @@ def check_patches_fit_model(patches: PatchConfig, model: WRNConfig) -> None:
         )
 
 
+#: Allowed ``ScorerConfig.test_time_transforms``.
+TEST_TIME_TRANSFORMS = (1, 4, 8)
+
+
+def in_plane_views(patches: np.ndarray, count: int, dims: int) -> np.ndarray:
+    """``count`` in-plane views of ``patches`` (N, S, S, C) or (N, S, S, S, 1), stacked view-major (count*N, ...):
+    rotations by k*90 degrees (k = 0..3) in the last two spatial axes, then (count 8) the same mirrored along the
+    first of them. View 0 is ``patches`` itself."""
+    axes = (dims - 1, dims)
+    views = [np.rot90(patches, k, axes=axes) for k in range(min(count, 4))]
+    if count == 8:
+        views += [np.flip(v, axes[0]) for v in views]
+    return np.ascontiguousarray(np.concatenate(views))
+
+
 @dataclass(frozen=True)
 class ScorerConfig:
-    """What scoring needs besides the weights (``fpr.yaml`` in a model directory)."""
+    """What scoring needs besides the weights (``fpr.yaml`` in a model directory).
+
+    Attributes:
+        patches, model: the patch settings and the network they fit.
+        batch_size: patches per inference call.
+        test_time_transforms: how many in-plane views of each patch are scored and averaged: 1 (the patch as
+            cut), 4 (its 90-degree rotations) or 8 (those and their mirror images), as in training's
+            augmentation; each costs one more network pass.
+    """
 
     patches: PatchConfig
     model: WRNConfig
     batch_size: int
+    test_time_transforms: int = 1
 
     def __post_init__(self) -> None:
         check_patches_fit_model(self.patches, self.model)
+        if self.test_time_transforms not in TEST_TIME_TRANSFORMS:
+            raise ValueError(
+                f"test_time_transforms {self.test_time_transforms}: expected one of {list(TEST_TIME_TRANSFORMS)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -81,12 +109,13 @@ class FprTrainConfig:
     train: LoopConfig
     validation_fraction: float
     batch_size_inference: int
+    test_time_transforms: int = 1
 
     def __post_init__(self) -> None:
         check_patches_fit_model(self.patches, self.model)
 
     def scorer(self) -> ScorerConfig:
-        return ScorerConfig(self.patches, self.model, self.batch_size_inference)
+        return ScorerConfig(self.patches, self.model, self.batch_size_inference, self.test_time_transforms)
 
 
 class FprScorer:
@@ -106,14 +135,17 @@ class FprScorer:
         return save_model_dir(self.model, self.config, model_dir, FPR_FILE)
 
     def score_patches(self, patches: np.ndarray) -> np.ndarray:
-        """Nodule probability (N,) of ready patches (N, ...) in [0, 1]."""
+        """Nodule probability (N,) of ready patches (N, ...) in [0, 1], averaged over the configured
+        ``test_time_transforms`` views of each patch."""
+        count, n = self.config.test_time_transforms, len(patches)
+        views = in_plane_views(patches, count, self.config.model.dims) if count > 1 and n else patches
         out = [
-            np.asarray(self.model(tf.constant(patches[i : i + self.config.batch_size], tf.float32), training=False))[
-                :, 0
-            ]
-            for i in range(0, len(patches), self.config.batch_size)
+            np.asarray(self.model(tf.constant(views[i : i + self.config.batch_size], tf.float32), training=False))[:, 0]
+            for i in range(0, len(views), self.config.batch_size)
         ]
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        if not out:
+            return np.zeros(0, np.float32)
+        return np.concatenate(out).reshape(count if count > 1 else 1, n).mean(axis=0).astype(np.float32)
 
     def score(self, scan: CTScan, centres_xyz: np.ndarray, diameters_mm: np.ndarray | None = None) -> np.ndarray:
         """Nodule probability (N,) of candidates at world centres (N, 3) mm of ``scan``; ``diameters_mm`` (N,)

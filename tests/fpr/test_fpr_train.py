@@ -207,3 +207,33 @@ def test_validation_cpm_counts_only_the_scans_with_unet_candidates(tmp_path):
     )
     cpm = validation_froc(data, unet, _table(ann), _table([]), ["1.3.0", "1.3.1"], cfg)
     assert cpm(tiny_scorer(tmp_path / "model")) == pytest.approx(1.0)  # scan 1's nodule is not a miss
+
+
+def test_in_plane_views_are_the_eight_rotations_and_mirror_images_first_the_patch_itself():
+    from lungcad.fpr.train import in_plane_views
+
+    planar = np.random.default_rng(0).random((2, 5, 5, 3)).astype(np.float32)
+    views = in_plane_views(planar, 8, dims=2).reshape(8, 2, 5, 5, 3)
+    np.testing.assert_array_equal(views[0], planar)
+    np.testing.assert_array_equal(views[1][1, :, :, 2], np.rot90(planar[1, :, :, 2]))  # each plane turned alike
+    assert len({v.tobytes() for v in views}) == 8
+    cube = np.random.default_rng(1).random((1, 4, 4, 4, 1)).astype(np.float32)
+    turned = in_plane_views(cube, 4, dims=3).reshape(4, 1, 4, 4, 4, 1)
+    for k in range(4):  # the first spatial axis (z) stays: each z slice turns in its own plane
+        np.testing.assert_array_equal(turned[k][0, 2, :, :, 0], np.rot90(cube[0, 2, :, :, 0], k))
+
+
+def test_test_time_transforms_average_the_scores_of_the_views(tmp_path):
+    from lungcad.fpr.train import in_plane_views
+
+    plain = tiny_scorer(tmp_path / "model")
+    patches = np.random.default_rng(2).random((3, 16, 16, 3)).astype(np.float32)
+    each = plain.score_patches(in_plane_views(patches, 8, dims=2)).reshape(8, 3)
+    tta = FprScorer(plain.model, dataclasses.replace(plain.config, test_time_transforms=8))
+    np.testing.assert_allclose(tta.score_patches(patches), each.mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert tta.score_patches(patches[:0]).shape == (0,)
+    tta.save(tmp_path / "tta")
+    assert FprScorer.load(tmp_path / "tta").config.test_time_transforms == 8
+    assert FprScorer.load(tmp_path / "model").config.test_time_transforms == 1
+    with pytest.raises(ValueError, match="test_time_transforms 3"):
+        dataclasses.replace(plain.config, test_time_transforms=3)
