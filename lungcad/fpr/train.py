@@ -83,7 +83,8 @@ class ScorerConfig:
         batch_size: patches per inference call.
         test_time_transforms: how many in-plane views of each patch are scored and averaged: 1 (the patch as
             cut), 4 (its 90-degree rotations) or 8 (those and their mirror images), as in training's
-            augmentation; each costs one more network pass.
+            augmentation; each costs one more network pass. Inference only: validation during training scores
+            each patch once.
     """
 
     patches: PatchConfig
@@ -349,8 +350,8 @@ def train_patch_classifier(
         log.info("no U-Net candidates of validation scans: best epoch by val_auc instead of val_cpm")
         loop = replace(loop, monitor="val_auc", monitor_mode="max")
 
-    def validate(model) -> dict[str, float]:
-        scorer = FprScorer(model, config.scorer())
+    def validate(model) -> dict[str, float]:  # one view per patch: the epoch choice does not depend on test-time views
+        scorer = FprScorer(model, replace(config.scorer(), test_time_transforms=1))
         metrics = {"val_auc": roc_auc(val_set.labels, scorer.score_patches(val_x))}
         if cpm is not None:
             metrics["val_cpm"] = cpm(scorer)

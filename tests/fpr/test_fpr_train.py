@@ -120,6 +120,7 @@ def test_train_fpr_end_to_end_and_scorer(tmp_path):
         patches=dataclasses.replace(cfg.patches, size=16, spacing_mm=2.0),
         validation_fraction=0.34,
         train=dataclasses.replace(cfg.train, epochs=2, steps_per_epoch=3, batch_size=8),
+        test_time_transforms=8,  # saved for inference; validation scores single views
     )
     # U-Net-style candidates (no class column): the nodule centre and two lung points per scan
     unet = pd.DataFrame([r[:4] for r in rows if r[4] == 1] + [r[:4] for r in rows if r[4] == 0][::3])
@@ -131,6 +132,7 @@ def test_train_fpr_end_to_end_and_scorer(tmp_path):
     run = json.loads((tmp_path / "model" / "run.json").read_text())
     assert len(run["data_fingerprint"]) == 16 and run["lungcad_version"]
     scorer = FprScorer.load(tmp_path / "model")
+    assert scorer.config.test_time_transforms == 8
     scan, _, nodule = simple_chest(seed=0)
     probs = scorer.score(scan, np.array([scan.voxel_to_world(np.argwhere(nodule).mean(0))]))
     assert probs.shape == (1,) and 0.0 <= probs[0] <= 1.0
