@@ -242,3 +242,13 @@ def test_test_time_transforms_average_the_scores_of_the_views(tmp_path):
     assert FprScorer.load(tmp_path / "tta").config.test_time_transforms == 1
     with pytest.raises(ValueError, match="test_time_transforms 3"):
         dataclasses.replace(plain.config, test_time_transforms=3)
+
+
+def test_shipped_3d_config_scores_cubes(tmp_path):
+    cubes = load_config(FprTrainConfig, "fpr_3d")
+    assert (cubes.patches.mode, cubes.model.dims, cubes.model.channels) == ("3d", 3, 1)
+    assert cubes.patches.size * cubes.patches.spacing_mm == pytest.approx(30.0)  # a 30 mm cube
+    scorer = tiny_scorer(tmp_path / "cubes", "fpr_3d")
+    scan = CTScan(np.full((20, 30, 30), -800, np.int16), (2.0, 0.7, 0.7), (-10.0, 5.0, 30.0))
+    scores = scorer.score(scan, scan.voxel_to_world(np.array([[10, 15, 15], [5, 5, 20]], float)))
+    assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
