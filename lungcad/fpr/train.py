@@ -113,7 +113,7 @@ class FprTrainConfig:
     test_time_transforms: int = 1
 
     def __post_init__(self) -> None:
-        check_patches_fit_model(self.patches, self.model)
+        self.scorer()  # the saved model's settings are checked when the config is loaded, not after the patch cache
 
     def scorer(self) -> ScorerConfig:
         return ScorerConfig(self.patches, self.model, self.batch_size_inference, self.test_time_transforms)
@@ -139,14 +139,14 @@ class FprScorer:
         """Nodule probability (N,) of ready patches (N, ...) in [0, 1], averaged over the configured
         ``test_time_transforms`` views of each patch."""
         count, n = self.config.test_time_transforms, len(patches)
-        views = in_plane_views(patches, count, self.config.model.dims) if count > 1 and n else patches
+        views = in_plane_views(patches, count, self.config.model.dims) if count > 1 else patches
         out = [
             np.asarray(self.model(tf.constant(views[i : i + self.config.batch_size], tf.float32), training=False))[:, 0]
             for i in range(0, len(views), self.config.batch_size)
         ]
         if not out:
             return np.zeros(0, np.float32)
-        return np.concatenate(out).reshape(count if count > 1 else 1, n).mean(axis=0).astype(np.float32)
+        return np.concatenate(out).reshape(count, n).mean(axis=0).astype(np.float32)
 
     def score(self, scan: CTScan, centres_xyz: np.ndarray, diameters_mm: np.ndarray | None = None) -> np.ndarray:
         """Nodule probability (N,) of candidates at world centres (N, 3) mm of ``scan``; ``diameters_mm`` (N,)

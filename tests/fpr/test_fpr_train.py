@@ -242,6 +242,10 @@ def test_test_time_transforms_average_the_scores_of_the_views(tmp_path):
     assert FprScorer.load(tmp_path / "tta").config.test_time_transforms == 1
     with pytest.raises(ValueError, match="test_time_transforms 3"):
         dataclasses.replace(plain.config, test_time_transforms=3)
+    bad = tmp_path / "bad.yaml"  # a training config with an unknown count fails on loading, naming its file
+    bad.write_text(config_path("fpr").read_text().replace("test_time_transforms: 8", "test_time_transforms: 3"))
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*test_time_transforms 3"):
+        load_config(FprTrainConfig, bad)
 
 
 def test_shipped_3d_config_scores_cubes(tmp_path):
