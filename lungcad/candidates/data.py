@@ -39,6 +39,10 @@ class SamplingConfig:
             a 20 mm one (the small ones are the detector's misses).
         positive_contact_boost: that weight times ``1 + boost * contact``, ``contact`` the fraction of the
             nodule's surface touching vessel-bright or wall voxels (juxtavascular / juxtapleural nodules).
+        positive_miss_boost: hard-positive mining when fine-tuning (``--init``): that weight times
+            ``1 + boost * miss``, ``miss = 1 - peak`` with ``peak`` the starting model's highest probability
+            on the nodule (:func:`lungcad.candidates.mining.nodule_peaks`): the nodules it misses are drawn
+            up to ``1 + boost`` times as often.
     """
 
     patch_size: int
@@ -53,6 +57,12 @@ class SamplingConfig:
     contrast_range: tuple[float, float]
     positive_size_power: float = 0.0
     positive_contact_boost: float = 0.0
+    positive_miss_boost: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("positive_size_power", "positive_contact_boost", "positive_miss_boost"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"sampling.{name} must be >= 0, got {getattr(self, name)}")
 
 
 class SliceMask:

@@ -68,7 +68,7 @@ class CandidateDetector:
         self.config = config
         self.source = source
         channels = config.model.channels
-        self._infer = tf.function(
+        self.infer = tf.function(
             lambda x: model(x, training=False),
             input_signature=[tf.TensorSpec((None, None, None, channels), tf.float32)],
         )
@@ -86,7 +86,7 @@ class CandidateDetector:
     def probability(self, image: np.ndarray, lung_mask: np.ndarray) -> np.ndarray:
         """Nodule probability (Z, Y, X) float32 for a normalised cached volume; 0 on slices without lung."""
         return predict_volume(
-            self._infer, image, lung_mask, self.config.model, self.config.batch_size, self.config.test_time_flips
+            self.infer, image, lung_mask, self.config.model, self.config.batch_size, self.config.test_time_flips
         )
 
     def detect(self, scan: CTScan, timings: dict[str, float] | None = None) -> pd.DataFrame:

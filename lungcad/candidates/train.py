@@ -24,8 +24,9 @@ import tensorflow as tf
 from lungcad.candidates.blobs import BlobConfig
 from lungcad.candidates.data import SamplingConfig, dice_bce_loss, make_dataset, sample_patch, training_scan
 from lungcad.candidates.inference import DETECTOR_FILE, CandidateDetector, DetectorConfig
+from lungcad.candidates.mining import mine_hard_positives, write_mined
 from lungcad.candidates.unet import UNetConfig, build_unet, transfer_weights, widens_context
-from lungcad.errors import DataLayoutError
+from lungcad.errors import ConfigError, DataLayoutError
 from lungcad.merge import MergeConfig
 from lungcad.preprocess.config import PreprocessConfig
 from lungcad.preprocess.pipeline import load_preprocessed, preprocess_scans
@@ -175,6 +176,27 @@ def initial_unet(config: UNetConfig, init: str | Path | None = None):
     return start_from(model, source.model, "model settings", found, config, Path(init) / DETECTOR_FILE)
 
 
+def check_mining(init: str | Path | None, config: UNetTrainConfig) -> None:
+    """Hard-positive mining needs a starting model: fail before any preprocessing when it has none."""
+    boost = config.sampling.positive_miss_boost
+    if boost > 0 and init is None:
+        raise ConfigError(
+            f"sampling.positive_miss_boost {boost} mines the nodules a starting model misses, but no model was given",
+            fix="add --init MODEL_DIR (e.g. lungcad/models/unet), also when resuming, or set the boost to 0",
+        )
+
+
+def mine_from(init: str | Path | None, train_scans: list, config: UNetTrainConfig) -> pd.DataFrame | None:
+    """Hard-positive mining (``sampling.positive_miss_boost`` > 0) with the starting model ``init``: reweights
+    the training scans' nodules in place (:func:`lungcad.candidates.mining.mine_hard_positives`); None when off."""
+    boost = config.sampling.positive_miss_boost
+    if boost <= 0:
+        return None
+    check_mining(init, config)
+    source = CandidateDetector.load(init)
+    return mine_hard_positives(train_scans, source.infer, source.config.model, boost, config.inference_batch_size)
+
+
 def train_unet(
     data: str | Path,
     out_dir: str | Path,
@@ -190,6 +212,7 @@ def train_unet(
 
     ``init``: a U-Net model directory whose weights the training starts from (fine-tuning, e.g. the bundled
     model on real data); a resumed run continues from its own checkpoint instead."""
+    check_mining(init, config)
     data, out = Path(data), Path(out_dir)
     cache = Path(cache) if cache else out / "cache"
     annotations, excluded = read_tables(data)
@@ -201,6 +224,7 @@ def train_unet(
     pre = {sid: load_preprocessed(cache / sid) for sid in ids}
     scans = {sid: training_scan(pre[sid], annotations, excluded, config.sampling, rng) for sid in ids}
     train_scans = [scans[s] for s in train_ids]
+    mined = mine_from(init, train_scans, config)
     task = Task(
         build_model=lambda: initial_unet(config.model, init),
         loss=functools.partial(dice_bce_loss, pos_weight=config.pos_weight),
@@ -220,5 +244,7 @@ def train_unet(
         "init": str(init) if init else None,
     }
     finish_run(result, out, config, info)
+    if mined is not None:
+        write_mined(mined, out)
     CandidateDetector(result.model, config.detector()).save(out)
     return result

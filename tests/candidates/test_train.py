@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -74,6 +75,18 @@ def test_tiny_training_run_writes_a_usable_model(tmp_path):
     np.testing.assert_allclose(np.asarray(wide(x, training=False)), want, atol=1e-5)
     with pytest.raises(ConfigError, match="model settings"):
         initial_unet(dataclasses.replace(_tiny_config().model, context_slices=1), out)
+    # hard-positive mining: the fine-tuning run scores its training nodules with the starting model first
+    tiny = _tiny_config()
+    mining = dataclasses.replace(
+        tiny,
+        sampling=dataclasses.replace(tiny.sampling, positive_miss_boost=3.0),
+        train=dataclasses.replace(tiny.train, epochs=1),
+    )
+    train_unet(tmp_path / "data", tmp_path / "mined", mining, init=out, cache=out / "cache")
+    mined = pd.read_csv(tmp_path / "mined" / "mined_positives.csv")
+    assert set(mined.seriesuid) == set(json.loads((tmp_path / "mined" / "run.json").read_text())["train_scans"])
+    assert mined.peak.between(0, 1).all()
+    assert np.allclose(mined.weight, 1 + 3.0 * (1 - mined.peak))
 
 
 def test_split_is_seeded_and_keeps_both_sides():
@@ -97,7 +110,7 @@ def test_validation_recall_uses_the_luna16_hit_rule_on_the_top_candidates():
     assert candidate_recall([cands], nodules, ["a"], top=None) == (1.0, 3.0)
 
 
-@pytest.mark.parametrize("name", ["unet_finetune", "unet_context"])
+@pytest.mark.parametrize("name", ["unet_finetune", "unet_context", "unet_mine"])
 def test_fine_tuning_configs_fit_the_bundled_unet(name):
     """The shipped fine-tuning configs start from the bundled model: same architecture, or a wider context."""
     from lungcad.detect import BUNDLED_MODELS
