@@ -30,6 +30,8 @@ from pathlib import Path
 
 from pipeline_steps import REPO, link_into, lungcad, tune_merge
 
+from lungcad.synth import PHANTOM_VERSION
+
 TRAIN_SEED, HELDOUT_SEED = 1000, 5000
 RISK_TRAIN_SEED, RISK_HELDOUT_SEED = 7000, 8000
 RISK_MORE_HELDOUT_SEEDS = (8500, 8800, 8900)  # patients never looked at while the risk model's form was chosen
@@ -123,6 +125,7 @@ def bundle(stage: str, model: Path, files: tuple[str, ...], summary: dict, pictu
             shutil.copy2(model / name, target / name)
     for source, name in pictures.items():
         shutil.copy2(source, target / name)
+    summary = {**summary, "phantom_version": PHANTOM_VERSION}  # the generator version of the held-out phantoms
     (target / "heldout_metrics.json").write_text(json.dumps(summary, indent=1))
     headline = {k: summary[k] for k in ("cpm", "log_loss", "auc") if k in summary}
     print(f"bundled {target}: held-out {headline}")

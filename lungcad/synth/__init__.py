@@ -22,9 +22,11 @@ Public API:
 - :func:`write_dataset` ``(out, n_scans, seed, size=512, fmt="both", config=None) -> DatasetSummary``;
 - :func:`load_synth_config`, :class:`SynthConfig`, :data:`PHANTOM_VERSION`.
 
-Determinism: scan ``i`` of dataset ``seed`` uses ``numpy.random.SeedSequence([PHANTOM_VERSION, seed, i])``
+Determinism: scan ``i`` of dataset ``seed`` uses ``numpy.random.SeedSequence([STREAM_VERSION, seed, i])``
 split into independent streams; the matrix size changes the pixels, not the patient. Bump
-:data:`PHANTOM_VERSION` on every deliberate change of the generated data.
+:data:`PHANTOM_VERSION` on every deliberate change of the generated data: it is part of every UID and patient
+id. ``STREAM_VERSION`` changes only when the streams are re-laid, so the same ``(seed, i)`` stays the same
+patient across versions (version 2 moved the nodules that version 1 hid in vessels and airways).
 """
 
 from lungcad.synth.cancer import is_malignant, patient_cancer

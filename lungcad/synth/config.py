@@ -145,6 +145,7 @@ class NoduleConfig:
     tiny_diameter_mm: Range
     min_separation_mm: float
     pleura_margin_mm: float  # intraparenchymal nodules keep this far from the lung border
+    min_free_fraction: float = 0.0  # share of a nodule's ball in aerated lung (not vessel, airway, wall)
 
 
 @dataclass(frozen=True)

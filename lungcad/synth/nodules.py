@@ -14,6 +14,12 @@ Placement (:func:`place_nodules`) works in the patient frame (mm):
 - juxtavascular: the centre sits ``r_vessel + (0.5-0.85) r`` from the axis of a 1-3.5 mm vessel, so the
   nodule touches and overlaps it.
 
+Every location also needs ``min_free_fraction`` of the nodule's ball in aerated lung: inside the lung and
+outside every vessel and airway (lumen and wall). Nodules only brighten what is darker than they are, so one
+set inside a large vessel, an airway wall or mostly in the chest wall would be annotated but not be in the
+image (generator version 1 drew some: a 6 mm part-solid nodule inside a hilar vessel, ground-glass nodules
+adding 25-40 HU on average).
+
 A nodule that does not fit at its location is tried in the other lung, then as intraparenchymal;
 one that still does not fit is dropped.
 """
@@ -35,6 +41,55 @@ from lungcad.synth.util import cbrt, choice, normalize, random_rotation, random_
 _DIRS = normalize(
     np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1) if i or j or k], float)
 )
+#: Points filling the unit ball evenly (a 9x9x9 lattice's points inside it): where a nodule's free share is
+#: measured (fixed, so the check draws nothing from the random streams).
+_BALL = np.stack(np.meshgrid(*[np.linspace(-1, 1, 9)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+_BALL = _BALL[np.linalg.norm(_BALL, axis=1) <= 1.0]
+
+
+@dataclass(frozen=True)
+class Tubes:
+    """The tubes a nodule must mostly stay out of: vessels and airways (radius = lumen + wall), patient mm."""
+
+    a: np.ndarray  # (N, 3) start points
+    b: np.ndarray  # (N, 3) end points
+    ra: np.ndarray  # (N,) outer radius at the start
+    rb: np.ndarray  # (N,) outer radius at the end
+
+    @staticmethod
+    def of(vessels: Segments, airways: Segments | None = None, wall_fraction: float = 0.0, wall_min_mm: float = 0.0):
+        """Vessels as they are drawn, airways with their wall (radius ``r * (1 + wall_fraction) + wall_min_mm``, as
+        :func:`lungcad.synth.phantom.make_phantom` draws it)."""
+        parts = [(vessels.a, vessels.b, vessels.ra, vessels.rb)]
+        if airways is not None and len(airways):
+            grow = lambda r: r * (1.0 + wall_fraction) + wall_min_mm  # noqa: E731
+            parts.append((airways.a, airways.b, grow(airways.ra), grow(airways.rb)))
+        return Tubes(*(np.concatenate([p[i] for p in parts]) for i in range(4)))
+
+    def contain(self, points: np.ndarray, centre: np.ndarray, reach: float) -> np.ndarray:
+        """bool ``(M,)``: which ``points`` (all within ``reach`` mm of ``centre``) lie inside any tube."""
+        inside = np.zeros(len(points), dtype=bool)
+        if not len(self.ra):
+            return inside
+        d = self.b - self.a
+        length2 = np.maximum(np.einsum("ij,ij->i", d, d), 1e-12)
+        t = np.clip(np.einsum("ij,ij->i", centre - self.a, d) / length2, 0.0, 1.0)
+        axis_gap = np.linalg.norm(self.a + t[:, None] * d - centre, axis=1)
+        near = np.nonzero(axis_gap <= reach + np.maximum(self.ra, self.rb))[0]
+        for i in near:
+            u = np.clip((points - self.a[i]) @ d[i] / length2[i], 0.0, 1.0)
+            gap = np.linalg.norm(self.a[i] + u[:, None] * d[i] - points, axis=1)
+            inside |= gap < self.ra[i] + u * (self.rb[i] - self.ra[i])
+        return inside
+
+
+def free_fraction(an: Anatomy, label: int, centre: np.ndarray, radius: float, tubes: Tubes) -> float:
+    """Share of the ball (``centre``, ``radius`` mm) inside lung ``label`` and outside every tube: the part of a
+    nodule there that can show against aerated lung."""
+    pts = centre + radius * _BALL
+    free = _inside(an, label, pts)
+    free[free] = ~tubes.contain(pts[free], centre, radius)
+    return float(free.mean())
 
 
 @dataclass(frozen=True)
@@ -217,10 +272,21 @@ def lung_points(rng: np.random.Generator, an: Anatomy, lung: Lung, n: int) -> np
     return pts[_inside(an, lung.label, pts)][:n]
 
 
-def _place_intra(rng, an: Anatomy, lung: Lung, r: float, cfg: NoduleConfig, placed: list) -> np.ndarray | None:
+def _shows(an: Anatomy, lung: Lung, c: np.ndarray, r: float, cfg: NoduleConfig, tubes: Tubes) -> bool:
+    """Whether enough of a nodule at ``c`` lies in aerated lung to be seen (``min_free_fraction``)."""
+    return cfg.min_free_fraction <= 0 or free_fraction(an, lung.label, c, r, tubes) >= cfg.min_free_fraction
+
+
+def _place_intra(
+    rng, an: Anatomy, lung: Lung, r: float, cfg: NoduleConfig, placed: list, tubes: Tubes
+) -> np.ndarray | None:
     """Centre of an intraparenchymal nodule, or None."""
     for c in lung_points(rng, an, lung, 200):
-        if _clear(c, r, placed, cfg.min_separation_mm) and _fits(an, lung.label, c, r + cfg.pleura_margin_mm):
+        if (
+            _clear(c, r, placed, cfg.min_separation_mm)
+            and _fits(an, lung.label, c, r + cfg.pleura_margin_mm)
+            and _shows(an, lung, c, r, cfg, tubes)
+        ):
             return c
     return None
 
@@ -239,7 +305,9 @@ def _wall_exit(an: Anatomy, lung: Lung, p0: np.ndarray, u: np.ndarray) -> float 
     return tb
 
 
-def _place_pleural(rng, an: Anatomy, lung: Lung, r: float, cfg: NoduleConfig, placed: list) -> np.ndarray | None:
+def _place_pleural(
+    rng, an: Anatomy, lung: Lung, r: float, cfg: NoduleConfig, placed: list, tubes: Tubes
+) -> np.ndarray | None:
     """Centre of a juxtapleural nodule touching the chest wall, or None."""
     for p0 in lung_points(rng, an, lung, 60):
         a, b = rng.standard_normal(2)
@@ -255,13 +323,14 @@ def _place_pleural(rng, an: Anatomy, lung: Lung, r: float, cfg: NoduleConfig, pl
             continue
         shell = c + r * _DIRS
         out = shell[~_inside(an, lung.label, shell)]
-        if len(out) and np.all(cavity_rho(an, out[:, 0], out[:, 1], out[:, 2]) >= 0.95):
+        wall = len(out) and np.all(cavity_rho(an, out[:, 0], out[:, 1], out[:, 2]) >= 0.95)
+        if wall and _shows(an, lung, c, r, cfg, tubes):
             return c
     return None
 
 
 def _place_vascular(
-    rng, an: Anatomy, lung: Lung, r: float, cfg: NoduleConfig, placed: list, vessels: Segments
+    rng, an: Anatomy, lung: Lung, r: float, cfg: NoduleConfig, placed: list, vessels: Segments, tubes: Tubes
 ) -> np.ndarray | None:
     """Centre of a juxtavascular nodule touching a 1-3.5 mm vessel, or None."""
     mean_r = 0.5 * (vessels.ra + vessels.rb)
@@ -275,7 +344,11 @@ def _place_vascular(
         rv = vessels.ra[i] + t * (vessels.rb[i] - vessels.ra[i])
         n = normalize(np.cross(b - a, rng.standard_normal(3)))
         c = q + n * (rv + uniform(rng, (0.5, 0.85)) * r)
-        if _clear(c, r, placed, cfg.min_separation_mm) and _fits(an, lung.label, c, r + cfg.pleura_margin_mm):
+        if (
+            _clear(c, r, placed, cfg.min_separation_mm)
+            and _fits(an, lung.label, c, r + cfg.pleura_margin_mm)
+            and _shows(an, lung, c, r, cfg, tubes)
+        ):
             return c
     return None
 
@@ -288,25 +361,34 @@ def _place_one(
     kind: NoduleKind,
     placed: list,
     vessels: Segments,
+    tubes: Tubes,
 ) -> np.ndarray | None:
     """Centre (patient mm) for ``kind`` in ``lung`` at its location, or None."""
     r = kind.diameter_mm / 2
     if kind.location == "juxtapleural":
-        return _place_pleural(rng, an, lung, r, cfg, placed)
+        return _place_pleural(rng, an, lung, r, cfg, placed, tubes)
     if kind.location == "juxtavascular":
-        return _place_vascular(rng, an, lung, r, cfg, placed, vessels)
-    return _place_intra(rng, an, lung, r, cfg, placed)
+        return _place_vascular(rng, an, lung, r, cfg, placed, vessels, tubes)
+    return _place_intra(rng, an, lung, r, cfg, placed, tubes)
 
 
 def place_nodules(
-    rng: np.random.Generator, an: Anatomy, config: SynthConfig, vessels: Segments, kinds: list[NoduleKind]
+    rng: np.random.Generator,
+    an: Anatomy,
+    config: SynthConfig,
+    vessels: Segments,
+    kinds: list[NoduleKind],
+    airways: Segments | None = None,
 ) -> list[NoduleSpec]:
-    """Place ``kinds`` in the lungs (right lung first with probability 0.55, else the left).
+    """Place ``kinds`` in the lungs (right lung first with probability 0.55, else the left), each with at least
+    ``min_free_fraction`` of its ball clear of ``vessels`` and ``airways`` (lumen radii; walls added here).
 
     A nodule that fits nowhere at its location is tried in the other lung, then as intraparenchymal
     (its location is then recorded as such); one that still does not fit is dropped.
     """
     cfg = config.nodules
+    v = config.vessels
+    tubes = Tubes.of(vessels, airways, v.airway_wall_fraction, v.airway_wall_min_mm)
     placed: list[NoduleSpec] = []
     for kind in kinds:
         lungs = an.lungs if rng.random() < 0.55 else an.lungs[::-1]
@@ -314,7 +396,7 @@ def place_nodules(
         c, lung = None, lungs[0]
         for attempt in (kind, NoduleKind(kind.diameter_mm, kind.type, kind.shape, "intraparenchymal", kind.excluded)):
             for lung in lungs:
-                c = _place_one(rng, an, cfg, lung, attempt, placed, vessels)
+                c = _place_one(rng, an, cfg, lung, attempt, placed, vessels, tubes)
                 if c is not None:
                     break
             if c is not None:

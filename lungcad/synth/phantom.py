@@ -26,8 +26,13 @@ from lungcad.synth.raster import Canvas, Segments, draw_segments
 from lungcad.synth.slices import render_anatomy
 from lungcad.synth.vessels import airway_trees, vessel_trees
 
-#: Bump on every deliberate change of the generated data (recorded in ``synth.json``; see the pinned test).
-PHANTOM_VERSION = 1
+#: Bump on every deliberate change of the generated data (recorded in ``synth.json``; see the pinned test). It is
+#: part of every UID and patient id, so data of two versions never share an identifier (caches key on them).
+#: 2: nodules keep at least ``min_free_fraction`` of their ball out of vessels, airways and the chest wall.
+PHANTOM_VERSION = 2
+#: Seeds the random streams: phantom ``(seed, index)`` keeps its anatomy, vessels and nodule kinds across phantom
+#: versions that do not re-lay the streams, so a version's effect can be compared scan by scan.
+STREAM_VERSION = 1
 
 STREAMS = ("geometry", "anatomy", "vessels", "nodules", "noise", "candidates")
 
@@ -131,7 +136,7 @@ def scan_rngs(seed: int, index: int) -> dict[str, np.random.Generator]:
     """Independent generators for each part of phantom ``(seed, index)``."""
     if seed < 0 or index < 0:
         raise ValueError(f"seed and index must be >= 0, got {seed}, {index}")
-    children = np.random.SeedSequence([PHANTOM_VERSION, seed, index]).spawn(len(STREAMS))
+    children = np.random.SeedSequence([STREAM_VERSION, seed, index]).spawn(len(STREAMS))
     return {name: np.random.default_rng(child) for name, child in zip(STREAMS, children, strict=True)}
 
 
@@ -195,7 +200,7 @@ def make_phantom(seed: int, index: int = 0, *, size: int = 512, config: SynthCon
     an = draw_anatomy(rngs["anatomy"], cfg, geom)
     vessels = vessel_trees(rngs["vessels"], an, cfg)
     airways = airway_trees(rngs["vessels"], an, cfg)
-    specs = place_nodules(rngs["nodules"], an, cfg, vessels, draw_kinds(rngs["nodules"], cfg))
+    specs = place_nodules(rngs["nodules"], an, cfg, vessels, draw_kinds(rngs["nodules"], cfg), airways)
     vol, labels = render_anatomy(an, geom)
     v = cfg.vessels
     canvas = Canvas(vol, labels, geom)

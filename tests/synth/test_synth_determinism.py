@@ -14,11 +14,12 @@ from lungcad.synth import PHANTOM_VERSION, load_synth_config, make_phantom, writ
 # A deliberate phantom change (code or configs/synth.yaml) must bump lungcad.synth.PHANTOM_VERSION and
 # update PINNED_VERSION and these digests together; an unexplained mismatch is a regression.
 # The digests hold for this numpy/scipy generation on x86-64; other platforms may differ in rare roundings.
-PINNED_VERSION = 1
+# Version 2 (nodules kept out of vessels and airways) left this scan's voxels as they were: only its UIDs changed.
+PINNED_VERSION = 2
 PINNED = {
     "raw": "72bf80c5d440da7d2f898073464a8e67dbb9006cda772b705e0581b549fe9844",
-    "annotations.csv": "62ede6b0e8befe3b9a1d7ec832714a74b1aff8b2a80224ddcff8095604124845",
-    "candidates.csv": "e86213f0c3ecf326e2377672ed69286d6678e5061cc25135ee8ee784b81d4800",
+    "annotations.csv": "918d26b0a717beb3e74620ec90dbb9321a0d74afe3b151d798ea7586b4461edd",
+    "candidates.csv": "8666b9ca6558dd1a6b169efa9feed12223f6754330f9ad03417ecb8ca62f4815",
 }
 
 

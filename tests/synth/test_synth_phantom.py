@@ -9,7 +9,12 @@ import pytest
 from scipy import ndimage
 
 from lungcad.synth import make_phantom
-from lungcad.synth.phantom import Phantom
+from lungcad.synth.anatomy import draw_anatomy
+from lungcad.synth.geometry import draw_geometry
+from lungcad.synth.nodules import Tubes, draw_kinds, free_fraction, place_nodules
+from lungcad.synth.phantom import Phantom, scan_rngs
+from lungcad.synth.raster import Segments
+from lungcad.synth.vessels import airway_trees, vessel_trees
 
 LUNG_LABELS = (3, 4)
 
@@ -177,3 +182,40 @@ def test_same_patient_at_every_matrix_size(small_config):
     for na, nb in zip(a.nodules, b.nodules, strict=True):
         np.testing.assert_allclose(na.world_xyz, nb.world_xyz, atol=2e-3)
     assert a.scan.spacing[1] == pytest.approx(1.5 * b.scan.spacing[1])
+
+
+def _segment(a, b, ra: float, rb: float) -> Segments:
+    one = np.array([3], np.uint8)
+    return Segments(np.array([a]), np.array([b]), np.array([ra]), np.array([rb]), np.array([-1]), one)
+
+
+def test_tubes_contain_points_within_their_tapered_radius():
+    tubes = Tubes.of(_segment([0.0, 0, 0], [10.0, 0, 0], 2.0, 1.0))
+    pts = np.array([[0.0, 1.9, 0], [0.0, 2.1, 0], [10.0, 0.9, 0], [10.0, 1.1, 0], [5.0, 0, 1.4], [12.0, 0, 0]])
+    assert tubes.contain(pts, np.array([5.0, 0, 0]), 8.0).tolist() == [True, False, True, False, True, False]
+    assert not tubes.contain(pts, np.array([50.0, 0, 0]), 1.0).any()  # far from the centre given: not looked at
+    airway = _segment([0.0, 0, 0], [10.0, 0, 0], 2.0, 1.0)
+    grown = Tubes.of(Segments.empty(), airway, wall_fraction=0.5, wall_min_mm=0.2)
+    np.testing.assert_allclose([grown.ra[0], grown.rb[0]], [2.0 * 1.5 + 0.2, 1.0 * 1.5 + 0.2])  # lumen + wall
+
+
+def _free_fractions(config, seed: int) -> list[float]:
+    """Free share of each nodule that ``place_nodules`` places in phantom ``(seed, 0)`` under ``config``."""
+    rngs = scan_rngs(seed, 0)
+    an = draw_anatomy(rngs["anatomy"], config, draw_geometry(rngs["geometry"], config, 128))
+    vessels, airways = vessel_trees(rngs["vessels"], an, config), airway_trees(rngs["vessels"], an, config)
+    specs = place_nodules(rngs["nodules"], an, config, vessels, draw_kinds(rngs["nodules"], config), airways)
+    v = config.vessels
+    tubes = Tubes.of(vessels, airways, v.airway_wall_fraction, v.airway_wall_min_mm)
+    return [free_fraction(an, s.lung, np.asarray(s.centre), s.kind.diameter_mm / 2, tubes) for s in specs]
+
+
+def test_nodules_mostly_lie_in_aerated_lung(small_config):
+    """No nodule sits inside a vessel, an airway or the chest wall, where it would be annotated but not seen."""
+    many = _forced(small_config, count_weights=(0.0,) * 7 + (1.0,))  # 7 nodules each
+    assert many.nodules.min_free_fraction == 0.5
+    checked = [f for seed in range(20, 26) for f in _free_fractions(many, seed)]
+    unchecked = [f for seed in range(20, 26) for f in _free_fractions(_forced(many, min_free_fraction=0.0), seed)]
+    assert len(checked) >= 36
+    assert min(checked) >= 0.5
+    assert min(unchecked) < 0.5  # the same patients without the check: some nodule mostly hidden
