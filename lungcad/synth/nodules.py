@@ -57,13 +57,15 @@ class Tubes:
     rb: np.ndarray  # (N,) outer radius at the end
 
     @staticmethod
-    def of(vessels: Segments, airways: Segments | None = None, wall_fraction: float = 0.0, wall_min_mm: float = 0.0):
+    def of(
+        vessels: Segments, airways: Segments | None = None, wall_fraction: float = 0.0, wall_min_mm: float = 0.0
+    ) -> Tubes:
         """Vessels as they are drawn, airways with their wall (radius ``r * (1 + wall_fraction) + wall_min_mm``, as
         :func:`lungcad.synth.phantom.make_phantom` draws it)."""
         parts = [(vessels.a, vessels.b, vessels.ra, vessels.rb)]
         if airways is not None and len(airways):
-            grow = lambda r: r * (1.0 + wall_fraction) + wall_min_mm  # noqa: E731
-            parts.append((airways.a, airways.b, grow(airways.ra), grow(airways.rb)))
+            ra, rb = (r * (1.0 + wall_fraction) + wall_min_mm for r in (airways.ra, airways.rb))
+            parts.append((airways.a, airways.b, ra, rb))
         return Tubes(*(np.concatenate([p[i] for p in parts]) for i in range(4)))
 
     def contain(self, points: np.ndarray, centre: np.ndarray, reach: float) -> np.ndarray:
