@@ -110,7 +110,7 @@ def test_validation_recall_uses_the_luna16_hit_rule_on_the_top_candidates():
     assert candidate_recall([cands], nodules, ["a"], top=None) == (1.0, 3.0)
 
 
-@pytest.mark.parametrize("name", ["unet_finetune", "unet_context", "unet_mine"])
+@pytest.mark.parametrize("name", ["unet_finetune", "unet_context", "unet_mine", "unet_zoom"])
 def test_fine_tuning_configs_fit_the_bundled_unet(name):
     """The shipped fine-tuning configs start from the bundled model: same architecture, or a wider context."""
     from lungcad.detect import BUNDLED_MODELS
