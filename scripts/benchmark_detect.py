@@ -34,12 +34,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seed-slices", type=int, default=0, help="also time the seed design on K slices")
     ap.add_argument("--workdir", type=Path, help="where the scan and outputs go (default: a temporary folder)")
+    ap.add_argument("--model", type=Path, help="U-Net model directory to time (default: the bundled one)")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="lungcad-bench-"))
     scan = make_phantom(args.seed, size=512).scan
     path = write_mhd(scan.with_array(scan.array, id="bench"), work / "bench.mhd")
     stage = default_stage()
-    model, fpr, risk = stage_models(stage, None, None, None)
+    model, fpr, risk = stage_models(stage, args.model, None, None)
     ref = ScanRef("bench", path)
     print(f"scan {scan.shape} (z, y, x), spacing {tuple(round(s, 3) for s in scan.spacing)} mm; stages up to {stage}")
     detect_one(ref, out=work / "warmup", model_dir=model, fpr_dir=fpr, risk_dir=risk)  # graph building
