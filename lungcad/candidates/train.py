@@ -187,12 +187,12 @@ def check_mining(init: str | Path | None, config: UNetTrainConfig) -> None:
 
 
 def mine_from(init: str | Path | None, train_scans: list, config: UNetTrainConfig) -> pd.DataFrame | None:
-    """Hard-positive mining (``sampling.positive_miss_boost`` > 0) with the starting model ``init``: reweights
-    the training scans' nodules in place (:func:`lungcad.candidates.mining.mine_hard_positives`); None when off."""
+    """Hard-positive mining (``sampling.positive_miss_boost`` > 0) with the starting model ``init`` (present:
+    :func:`check_mining` ran first): reweights the training scans' nodules in place
+    (:func:`lungcad.candidates.mining.mine_hard_positives`); None when off."""
     boost = config.sampling.positive_miss_boost
     if boost <= 0:
         return None
-    check_mining(init, config)
     source = CandidateDetector.load(init)
     return mine_hard_positives(train_scans, source.infer, source.config.model, boost, config.inference_batch_size)
 

@@ -35,7 +35,7 @@ from lungcad.synth.cancer import is_malignant
 from lungcad.synth.config import NoduleConfig, SynthConfig
 from lungcad.synth.raster import Segments
 from lungcad.synth.texture import Lattice, make_lattice
-from lungcad.synth.util import cbrt, choice, normalize, random_rotation, random_unit, uniform
+from lungcad.synth.util import cbrt, choice, normalize, random_rotation, random_unit, segment_distance, uniform
 
 #: 26 unit directions (cube faces, edges, corners) used to test that a ball fits in the lung.
 _DIRS = normalize(
@@ -79,8 +79,7 @@ class Tubes:
         axis_gap = np.linalg.norm(self.a + t[:, None] * d - centre, axis=1)
         near = np.nonzero(axis_gap <= reach + np.maximum(self.ra, self.rb))[0]
         for i in near:
-            u = np.clip((points - self.a[i]) @ d[i] / length2[i], 0.0, 1.0)
-            gap = np.linalg.norm(self.a[i] + u[:, None] * d[i] - points, axis=1)
+            gap, u = segment_distance(points[:, 0], points[:, 1], points[:, 2], self.a[i], self.b[i])
             inside |= gap < self.ra[i] + u * (self.rb[i] - self.ra[i])
         return inside
 
