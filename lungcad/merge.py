@@ -99,15 +99,21 @@ def slice_detections(prob: np.ndarray, scan: CTScan, config: MergeConfig) -> Sli
     if n == 0:
         empty = np.zeros(0)
         return SliceDetections(empty.astype(int), np.zeros((0, 2)), empty, empty, empty, empty.astype(int))
-    index = np.arange(1, n + 1)
-    weights = prob.astype(np.float64) + 1e-12  # pixels added by the closing may have probability 0
-    mass = ndimage.sum_labels(weights, labels, index)
-    centre = np.asarray(ndimage.center_of_mass(weights, labels, index)).reshape(-1, 3)
-    pixels = ndimage.sum_labels(np.ones_like(labels), labels, index).astype(int)
-    peak = ndimage.maximum(prob, labels, index)
-    z = np.asarray([sl[0].start for sl in ndimage.find_objects(labels)])
+    # statistics over the labelled voxels only (a few thousand of the map's millions: whole-volume
+    # ndimage.sum_labels / maximum / center_of_mass took ~6 s per 0.7 mm scan)
+    zz, yy, xx = np.nonzero(labels)
+    label = labels[zz, yy, xx] - 1
+    values = prob[zz, yy, xx].astype(np.float64)
+    weights = values + 1e-12  # pixels added by the closing may have probability 0
+    mass = np.bincount(label, weights, minlength=n)
+    centre = np.column_stack([np.bincount(label, weights * c, minlength=n) for c in (yy, xx)]) / mass[:, None]
+    pixels = np.bincount(label, minlength=n)
+    peak = np.full(n, -np.inf)
+    np.maximum.at(peak, label, values)
+    z = np.zeros(n, dtype=int)
+    z[label] = zz  # a component lies in one slice
     area = pixels * scan.spacing[1] * scan.spacing[2]
-    det = SliceDetections(z, centre[:, 1:], area, mass, peak, pixels)
+    det = SliceDetections(z, centre, area, mass, peak, pixels)
     return det.take(np.flatnonzero(area >= config.min_area_mm2))
 
 
