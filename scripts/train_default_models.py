@@ -4,8 +4,9 @@
 Steps, each resumable (rerun the same command after an interruption):
 
 1. ``lungcad synth`` training data (seed 1000) and held-out data (seed 5000; never used for training);
-2. ``lungcad train unet`` with ``configs/unet.yaml`` into ``WORK/unet``;
-3. the merge settings chosen on the training run's validation scans (``scripts/tune_merge.py --apply``);
+2. ``lungcad train unet`` with ``configs/unet.yaml`` into ``WORK/unet`` (1.0 mm in-plane grid, from scratch), then
+   fine-tuned on a 0.7 mm grid (``--init WORK/unet --config unet_zoom``) into ``WORK/unet_zoom``, the bundled U-Net;
+3. its merge settings chosen on the training run's validation scans (``scripts/tune_merge.py --apply``);
 4. the U-Net's candidates on the training scans, plus the blob filter's (``lungcad detect --stage candidates
    --blobs``: vessel forks and crossings, small nodules): the FPR's mined hard negatives;
 5. ``lungcad train fpr`` with ``configs/fpr.yaml`` on the synthetic ``candidates.csv`` plus those candidates (the
@@ -173,8 +174,10 @@ def main() -> None:
     work = args.work
     train_luna = synth(work / "synth_train", args.train_scans, TRAIN_SEED, args.workers)
     heldout = synth(work / "synth_heldout", args.heldout_scans, HELDOUT_SEED, args.workers)
-    unet, fpr = work / "unet", work / "fpr"
-    train("unet", train_luna, unet, args.epochs, "--workers", str(args.workers))
+    base, unet, fpr = work / "unet", work / "unet_zoom", work / "fpr"
+    train("unet", train_luna, base, args.epochs, "--workers", str(args.workers))
+    train("unet", train_luna, unet, args.epochs, "--workers", str(args.workers), "--init", str(base),
+          "--config", "unet_zoom")  # fmt: skip
     tune_merge(unet, train_luna)
     mined = work / "train_candidates"
     lungcad("detect", str(train_luna), "-o", str(mined), "--stage", "candidates", "--model", str(unet), "--blobs",
@@ -189,6 +192,8 @@ def main() -> None:
     for name, model, files in (("unet", unet, UNET_FILES), ("fpr", fpr, FPR_FILES)):
         froc = work / f"heldout_{name}_froc"
         extras = {froc / "froc.png": "heldout_froc.png", froc / KINDS_CSV: f"heldout_{KINDS_CSV}"}
+        if name == "unet":  # the from-scratch run the bundled U-Net was fine-tuned from
+            extras |= {base / f: f"base_{f}" for f in RUN_FILES}
         bundle(name, model, files + RUN_FILES, results[name], extras)
     classifiers = train_classifiers(work, train_luna, args.malignancy_scans, args.workers, args.epochs)
     risk = train_risk(work, unet, fpr, classifiers, args.risk_scans, args.workers)

@@ -1,6 +1,6 @@
 """The bundled default U-Net (lungcad/models/unet) loads and finds nodules of the sample scan at their world
-positions. Regression check of the committed weights: measured 3 of 5 sample nodules hit (10-16 mm,
-192x192 matrix, 2.7 mm slices); see heldout_metrics.json beside the weights for the held-out numbers."""
+positions. Regression check of the committed weights: measured 5 of 5 sample nodules hit by U-Net v3 (v2: 3 of 5;
+10-16 mm, 192x192 matrix, 2.7 mm slices); see heldout_metrics.json beside the weights for the held-out numbers."""
 
 from __future__ import annotations
 
@@ -31,4 +31,4 @@ def test_bundled_unet_finds_sample_nodules():
     for _, n in nodules.iterrows():
         d = np.linalg.norm(coords - n[["coordX", "coordY", "coordZ"]].to_numpy(float), axis=1)
         hits += bool(np.any(d < n.diameter_mm / 2))
-    assert hits >= 2, f"{hits} of {len(nodules)} sample nodules hit"
+    assert hits >= 4, f"{hits} of {len(nodules)} sample nodules hit"

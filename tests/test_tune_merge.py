@@ -51,7 +51,7 @@ def test_staged_sweep_gives_what_merge_candidates_gives_for_every_setting():
     assert min(counts) > 0 and len(set(counts)) > 3  # candidates at every setting, and the settings matter
 
 
-def test_ties_on_top_recall_go_to_the_higher_recall_among_all_candidates():
+def test_ties_on_top_recall_go_to_the_higher_recall_among_all_candidates_then_to_more_candidates():
     table = pd.DataFrame(
         {
             "threshold": [0.9, 0.05, 0.5, 0.1],
@@ -62,7 +62,7 @@ def test_ties_on_top_recall_go_to_the_higher_recall_among_all_candidates():
         }
     )
     ranked = rank_settings(table, 30)
-    assert ranked[["threshold", "min_slices"]].values.tolist()[:3] == [[0.1, 1], [0.05, 1], [0.9, 2]]
+    assert ranked[["threshold", "min_slices"]].values.tolist()[:3] == [[0.05, 1], [0.1, 1], [0.9, 2]]
     assert ranked.iloc[-1].threshold == 0.5  # a lower top-30 recall ranks last whatever its other recall
 
 
