@@ -3,6 +3,7 @@ and its cache; here the maps are hand-made)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def test_staged_sweep_gives_what_merge_candidates_gives_for_every_setting():
     for settings, tables in sweep(maps, base, grid):
         seen.append(tuple(settings.values()))
         counts.append(sum(len(t) for t in tables))
-        config = base.__class__(**{**base.__dict__, **settings})
+        config = dataclasses.replace(base, **settings)
         for (scan, prob), table in zip(maps, tables, strict=True):
             expected = merge_candidates(prob, scan, config).assign(seriesuid=scan.id)
             pd.testing.assert_frame_equal(table, expected)
