@@ -17,6 +17,7 @@ import io
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -231,17 +232,30 @@ def worker_threads(workers: int, cpus: int | None = None) -> int:
     return max(1, (cpus or os.cpu_count() or 1) // max(workers, 1))
 
 
-def _limit_threads(threads: int) -> None:
+#: How often (s) a worker checks that the batch process that started it is still there.
+PARENT_CHECK_S = 1.0
+
+
+def _init_worker(threads: int, parent: int) -> None:
     """Pool initializer (runs before the worker imports TensorFlow): cap the thread pools, unless the
-    user set these variables already."""
+    user set these variables already, and exit when process ``parent`` is gone. A batch killed with SIGKILL or an
+    unhandled SIGTERM cannot shut its pool down, and a worker idle on the task queue would wait forever, holding
+    its model's memory."""
     for name in THREAD_VARIABLES:
         os.environ.setdefault(name, str(threads))
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="lungcad-parent-watch", daemon=True).start()
 
 
 def _run_pool(todo: list[ScanRef], fn, workers: int, record, bar) -> None:
     ctx = multiprocessing.get_context("spawn")
-    threads = (worker_threads(workers),)
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_limit_threads, initargs=threads) as pool:
+    args = (worker_threads(workers), os.getpid())
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=args) as pool:
         pending: dict[Future, ScanRef] = {pool.submit(_call, fn, ref): ref for ref in todo}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,3 +86,48 @@ def test_run_batch_in_worker_processes(tmp_path):
 
 def test_worker_threads_share_the_cpus():
     assert worker_threads(2, cpus=2) == 1 and worker_threads(4, cpus=16) == 4 and worker_threads(8, cpus=2) == 1
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (a container's PID 1 may never reap orphans)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_pool_workers_exit_when_the_batch_process_is_killed(tmp_path):
+    """A batch killed with SIGKILL (a scheduler's time limit, the OOM killer) leaves no worker behind holding its
+    memory: workers idle on the task queue used to wait for it forever."""
+    import subprocess
+    import sys
+    import textwrap
+
+    parent = tmp_path / "parent.py"
+    parent.write_text(
+        textwrap.dedent(
+            """
+            import multiprocessing, os, time
+            from concurrent.futures import ProcessPoolExecutor
+            from lungcad.batch import _init_worker
+
+            if __name__ == "__main__":
+                ctx = multiprocessing.get_context("spawn")
+                args = (1, os.getpid())
+                with ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=args) as pool:
+                    print(pool.submit(os.getpid).result(), flush=True)
+                    time.sleep(120)
+            """
+        )
+    )
+    proc = subprocess.Popen([sys.executable, str(parent)], stdout=subprocess.PIPE, text=True)
+    worker = int(proc.stdout.readline())
+    assert _running(worker)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(worker), f"worker {worker} outlived its killed parent"
