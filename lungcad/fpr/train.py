@@ -238,9 +238,13 @@ def validation_froc(
     included, as the FROC counts them), or None without U-Net candidates. Patches are cut once here.
 
     Only validation scans that appear in ``unet`` count: a scan the U-Net was not run on (e.g. extra training
-    phantoms with only ``candidates.csv``) would otherwise add its nodules as misses whatever the scorer does."""
+    phantoms with only ``candidates.csv``) would otherwise add its nodules as misses whatever the scorer does.
+    Rows whose ``source`` is ``blob`` (``detect --blobs``: extra hard negatives for training) are left out: the
+    FPR stage scores the U-Net's candidates, and the CPM that picks the epoch is measured on those."""
     from lungcad.evaluate import compute_froc
 
+    if "source" in unet.columns:
+        unet = unet[unet["source"] != "blob"]
     rows = unet[unet.seriesuid.isin(val_ids)].reset_index(drop=True)
     refs = {ref.id: ref.path for ref in find_scans([data]) if ref.id in set(val_ids)}
     if rows.empty or not refs:

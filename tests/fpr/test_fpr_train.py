@@ -209,6 +209,13 @@ def test_validation_cpm_counts_only_the_scans_with_unet_candidates(tmp_path):
     )
     cpm = validation_froc(data, unet, _table(ann), _table([]), ["1.3.0", "1.3.1"], cfg)
     assert cpm(tiny_scorer(tmp_path / "model")) == pytest.approx(1.0)  # scan 1's nodule is not a miss
+    # blob-filter rows (mined hard negatives) are not the FPR stage's candidates: scan 1 still does not count
+    far = [ann[1][0], ann[1][1] + 40.0, *ann[1][2:4]]
+    mined = pd.DataFrame([ann[0][:4], far], columns=["seriesuid", "coordX", "coordY", "coordZ"])
+    cpm = validation_froc(data, mined.assign(source=["unet", "blob"]), _table(ann), _table([]), ["1.3.0", "1.3.1"], cfg)
+    assert cpm(tiny_scorer(tmp_path / "model")) == pytest.approx(1.0)
+    cpm = validation_froc(data, mined, _table(ann), _table([]), ["1.3.0", "1.3.1"], cfg)
+    assert cpm(tiny_scorer(tmp_path / "model")) <= 0.5  # without a source column every row counts: scan 1 misses
 
 
 def test_in_plane_views_are_the_eight_rotations_and_mirror_images_first_the_patch_itself():
