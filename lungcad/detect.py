@@ -76,11 +76,19 @@ def _scorer(model_dir: str):
 
 
 def score_candidates(scan, table: pd.DataFrame, fpr_dir: str, timings: dict[str, float]) -> pd.DataFrame:
-    """False-positive reduction: ``probability`` becomes the WideResNet's nodule probability, the U-Net's
-    score moves to ``unet_probability``; rows sorted by the new probability (highest first)."""
+    """False-positive reduction: the WideResNet's nodule probability goes to ``fpr_probability`` and, fused with the
+    candidate's mean U-Net probability by the model's ``unet_weight`` (:mod:`lungcad.fpr.fusion`; 0: the FPR's
+    alone), to ``probability``; the U-Net's score moves to ``unet_probability``; rows sorted by the new
+    probability (highest first)."""
+    from lungcad.fpr.fusion import UNET_SCORE_COLUMN
+
     t = time.perf_counter()
-    scores = _scorer(fpr_dir).score(scan, table[["coordX", "coordY", "coordZ"]].to_numpy(float))
-    table = table.assign(unet_probability=table["probability"], probability=scores.astype(float))
+    scorer = _scorer(fpr_dir)
+    scores = scorer.score(scan, table[["coordX", "coordY", "coordZ"]].to_numpy(float)).astype(float)
+    unet = table[UNET_SCORE_COLUMN].to_numpy(float) if UNET_SCORE_COLUMN in table.columns else None
+    table = table.assign(
+        unet_probability=table["probability"], fpr_probability=scores, probability=scorer.fuse(scores, unet)
+    )
     timings["fpr_s"] = time.perf_counter() - t
     return table.sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ import tensorflow as tf
 from lungcad.batch import find_scans
 from lungcad.candidates.train import read_tables, split_ids
 from lungcad.errors import DataLayoutError
-from lungcad.fileio import write_atomic
+from lungcad.fileio import write_atomic, write_text_atomic
 from lungcad.fpr.data import (
     XYZ,
     FprSamplingConfig,
@@ -35,6 +36,7 @@ from lungcad.fpr.data import (
     make_dataset,
     table_spacing,
 )
+from lungcad.fpr.fusion import UNET_SCORE_COLUMN, check_unet_weight, choose_unet_weight, fuse
 from lungcad.fpr.wideresnet import WRNConfig, build_wideresnet
 from lungcad.io import load_scan
 from lungcad.patches import PatchConfig, candidate_spacing, extract_patches
@@ -85,15 +87,19 @@ class ScorerConfig:
             cut), 4 (its 90-degree rotations) or 8 (those and their mirror images), as in training's
             augmentation; each costs one more network pass. Inference only: validation during training scores
             each patch once.
+        unet_weight: weight ``w`` of the U-Net's mean probability in the stage's probability,
+            ``fpr ** (1 - w) * unet ** w`` (:mod:`lungcad.fpr.fusion`); 0 = the FPR alone.
     """
 
     patches: PatchConfig
     model: WRNConfig
     batch_size: int
     test_time_transforms: int = 1
+    unet_weight: float = 0.0
 
     def __post_init__(self) -> None:
         check_patches_fit_model(self.patches, self.model)
+        check_unet_weight(self.unet_weight)
         if self.test_time_transforms not in TEST_TIME_TRANSFORMS:
             raise ValueError(
                 f"test_time_transforms {self.test_time_transforms}: expected one of {list(TEST_TIME_TRANSFORMS)}"
@@ -102,7 +108,11 @@ class ScorerConfig:
 
 @dataclass(frozen=True)
 class FprTrainConfig:
-    """``configs/fpr.yaml``."""
+    """``configs/fpr.yaml``.
+
+    ``unet_weights``: the fusion weights tried after training on the validation scans' U-Net candidates (with
+    ``test_time_transforms`` views); the best one is saved as the model's ``unet_weight``. ``[0.0]``: no fusion.
+    """
 
     model: WRNConfig
     patches: PatchConfig
@@ -111,9 +121,12 @@ class FprTrainConfig:
     validation_fraction: float
     batch_size_inference: int
     test_time_transforms: int = 1
+    unet_weights: tuple[float, ...] = (0.0,)
 
     def __post_init__(self) -> None:
         self.scorer()  # the saved model's settings are checked when the config is loaded, not after the patch cache
+        for weight in self.unet_weights:
+            check_unet_weight(weight)
 
     def scorer(self) -> ScorerConfig:
         return ScorerConfig(self.patches, self.model, self.batch_size_inference, self.test_time_transforms)
@@ -147,6 +160,11 @@ class FprScorer:
         if not out:
             return np.zeros(0, np.float32)
         return np.concatenate(out).reshape(count, n).mean(axis=0).astype(np.float32)
+
+    def fuse(self, fpr: np.ndarray, unet: np.ndarray | None) -> np.ndarray:
+        """The stage's probability (N,) from FPR probabilities (N,) and the candidates' mean U-Net probabilities
+        (N,; None or NaN where unknown), with the model's ``unet_weight`` (:func:`lungcad.fpr.fusion.fuse`)."""
+        return fuse(fpr, unet, self.config.unet_weight)
 
     def score(self, scan: CTScan, centres_xyz: np.ndarray, diameters_mm: np.ndarray | None = None) -> np.ndarray:
         """Nodule probability (N,) of candidates at world centres (N, 3) mm of ``scan``; ``diameters_mm`` (N,)
@@ -231,18 +249,38 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(auc(labels, scores)) if 0 < labels.sum() < len(labels) else float("nan")
 
 
+@dataclass
+class ValidationMarks:
+    """The validation scans' U-Net candidates, their patches (cut once) and the FROC they are counted in.
+    ``marks(scorer)`` is the val_cpm of a scorer (one view per patch as configured by the caller)."""
+
+    rows: pd.DataFrame  # seriesuid, coordX..Z (mm) and the U-Net's columns, in ``patches`` order
+    patches: np.ndarray  # (N, ...) float16
+    annotations: pd.DataFrame
+    excluded: pd.DataFrame
+    scans: list[str]
+
+    def cpm(self, probability: np.ndarray) -> float:
+        """FROC CPM of the rows scored with ``probability`` (N,)."""
+        from lungcad.evaluate import compute_froc
+
+        marks = self.rows[["seriesuid", *XYZ]].assign(probability=np.asarray(probability, float))
+        return compute_froc(self.annotations, marks, self.scans, excluded=self.excluded).cpm
+
+    def __call__(self, scorer: FprScorer) -> float:
+        return self.cpm(scorer.score_patches(self.patches.astype(np.float32)))
+
+
 def validation_froc(
     data: Path, unet: pd.DataFrame, annotations: pd.DataFrame, excluded: pd.DataFrame, val_ids: list[str], config
-):
-    """A function ``scorer -> val_cpm`` over every U-Net candidate of the validation scans (ambiguous ones
-    included, as the FROC counts them), or None without U-Net candidates. Patches are cut once here.
+) -> ValidationMarks | None:
+    """Every U-Net candidate of the validation scans (ambiguous ones included, as the FROC counts them) ready to
+    be scored (``marks(scorer) -> val_cpm``), or None without U-Net candidates.
 
     Only validation scans that appear in ``unet`` count: a scan the U-Net was not run on (e.g. extra training
     phantoms with only ``candidates.csv``) would otherwise add its nodules as misses whatever the scorer does.
     Rows whose ``source`` is ``blob`` (``detect --blobs``: extra hard negatives for training) are left out: the
     FPR stage scores the U-Net's candidates, and the CPM that picks the epoch is measured on those."""
-    from lungcad.evaluate import compute_froc
-
     if "source" in unet.columns:
         unet = unet[unet["source"] != "blob"]
     rows = unet[unet.seriesuid.isin(val_ids)].reset_index(drop=True)
@@ -259,14 +297,28 @@ def validation_froc(
     patches, rows = np.concatenate(parts), rows.iloc[order].reset_index(drop=True)
     scans = sorted(set(refs) & set(rows.seriesuid))
     ann, exc = (t[t.seriesuid.isin(scans)] for t in (annotations, excluded))
-    if ann.empty:
-        return None
+    return None if ann.empty else ValidationMarks(rows, patches, ann, exc, scans)
 
-    def cpm(scorer: FprScorer) -> float:
-        marks = rows[["seriesuid", *XYZ]].assign(probability=scorer.score_patches(patches.astype(np.float32)))
-        return compute_froc(ann, marks, scans, excluded=exc).cpm
 
-    return cpm
+def choose_fusion(
+    marks: ValidationMarks | None, scorer: FprScorer, weights: tuple[float, ...]
+) -> tuple[FprScorer, dict]:
+    """``scorer`` with the ``unet_weight`` of ``weights`` that ranks the validation marks best (scored with the
+    scorer's own test-time views), and a record of the choice for ``run.json``; unchanged without a choice to
+    make (one weight, no validation marks, or candidates without the U-Net's mean probability)."""
+    if len(weights) < 2 or marks is None or UNET_SCORE_COLUMN not in marks.rows.columns:
+        return scorer, {"unet_weight": scorer.config.unet_weight, "chosen_from": None}
+    fpr = scorer.score_patches(marks.patches.astype(np.float32))
+    weight, table = choose_unet_weight(marks.cpm, fpr, marks.rows[UNET_SCORE_COLUMN].to_numpy(float), weights)
+    log.info("fusion on %d validation scans: %s -> unet_weight %g", len(marks.scans), table, weight)
+    record = {
+        "unet_weight": weight,
+        "column": UNET_SCORE_COLUMN,
+        "validation_cpm": {str(w): c for w, c in table.items()},
+        "test_time_transforms": scorer.config.test_time_transforms,
+        "validation_scans": len(marks.scans),
+    }
+    return FprScorer(scorer.model, replace(scorer.config, unet_weight=weight)), record
 
 
 def initial_wideresnet(config: ScorerConfig, init: str | Path | None = None) -> keras.Model:
@@ -295,18 +347,23 @@ def train_fpr(
     model directory ``init`` when given: fine-tuning).
 
     Validation (each epoch, held-out scans): ``val_auc`` over their labelled candidates and, with U-Net
-    ``candidates``, ``val_cpm``: the FROC CPM of those scans' U-Net candidates ranked by the FPR score.
+    ``candidates``, ``val_cpm``: the FROC CPM of those scans' U-Net candidates ranked by the FPR score. After
+    training, the fusion weight is chosen on the same candidates (:func:`choose_fusion`; ``fusion`` in
+    ``run.json``).
     """
     data = Path(data)
     annotations, excluded = read_tables(data)
     unet = pd.read_csv(candidates) if candidates else None
     labelled = label_candidates(read_candidates_tables(data, unet), annotations, excluded, config.sampling)
+    made: list[ValidationMarks | None] = []
 
     def val_cpm(val_ids: list[str]):
-        return None if unet is None else validation_froc(data, unet, annotations, excluded, val_ids, config)
+        marks = None if unet is None else validation_froc(data, unet, annotations, excluded, val_ids, config)
+        made.append(marks)
+        return marks
 
     info = {"unet_candidates": str(candidates) if candidates else None}
-    return train_patch_classifier(
+    result = train_patch_classifier(
         data,
         out_dir,
         labelled,
@@ -318,6 +375,14 @@ def train_fpr(
         strategy=strategy,
         init=init,
     )
+    scorer, record = choose_fusion(
+        made[0] if made else None, FprScorer(result.model, config.scorer()), config.unet_weights
+    )
+    out = Path(out_dir)
+    scorer.save(out)
+    run = json.loads((out / "run.json").read_text())
+    write_text_atomic(out / "run.json", json.dumps({**run, "fusion": record}, indent=1))
+    return result
 
 
 def train_patch_classifier(

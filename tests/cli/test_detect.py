@@ -15,6 +15,7 @@ from lungcad.candidates.train import UNetTrainConfig
 from lungcad.candidates.unet import build_unet
 from lungcad.cli.main import main
 from lungcad.config import load_config
+from lungcad.fpr.train import FprScorer
 from lungcad.io import write_dicom_series, write_mhd
 
 
@@ -87,7 +88,19 @@ def test_detect_fpr_stage_puts_the_wideresnet_score_in_probability(tmp_path, con
     loaded = load_scan(tmp_path / "in" / "1.2.3.mhd")
     expected = scorer.score(loaded, fpr[["coordX", "coordY", "coordZ"]].to_numpy(float))
     assert fpr.probability.to_numpy() == pytest.approx(expected, abs=1e-5)
+    assert fpr.fpr_probability.to_numpy() == pytest.approx(expected, abs=1e-5)  # unet_weight 0: the FPR alone
     assert json.loads((out / "f" / "scans" / "1.2.3.json").read_text())["model"]["fpr"] == str(tmp_path / "fpr")
+    # a model with a fusion weight: probability is the FPR's fused with the candidate's mean U-Net probability
+    fused = FprScorer(scorer.model, dataclasses.replace(scorer.config, unet_weight=0.3))
+    fused.save(tmp_path / "fused")
+    args_fused = ["--model", str(tiny_model), "--stage", "fpr", "--fpr-model", str(tmp_path / "fused")]
+    assert main(["detect", str(tmp_path / "in"), "-o", str(out / "g"), *args_fused]) == 0
+    g = pd.read_csv(out / "g" / "candidates.csv")
+    assert g.fpr_probability.to_numpy() == pytest.approx(
+        scorer.score(loaded, g[["coordX", "coordY", "coordZ"]].to_numpy(float)), abs=1e-5
+    )
+    assert g.probability.to_numpy() == pytest.approx(g.fpr_probability**0.7 * g.mean_probability**0.3, rel=1e-6)
+    assert g.probability.is_monotonic_decreasing
     # a rerun into the candidates-only folder with another stage is not "already done": the scan is redone
     assert main(["detect", str(tmp_path / "in"), "-o", str(out / "c"), *args]) == 0
     assert pd.read_csv(out / "c" / "candidates.csv").equals(fpr)

@@ -121,11 +121,14 @@ def test_train_fpr_end_to_end_and_scorer(tmp_path):
         validation_fraction=0.34,
         train=dataclasses.replace(cfg.train, epochs=2, steps_per_epoch=3, batch_size=8),
         test_time_transforms=8,  # saved for inference; validation scores single views
+        unet_weights=(0.0, 0.9),
     )
-    # U-Net-style candidates (no class column): the nodule centre and two lung points per scan
-    unet = pd.DataFrame([r[:4] for r in rows if r[4] == 1] + [r[:4] for r in rows if r[4] == 0][::3])
-    unet.columns = ["seriesuid", "coordX", "coordY", "coordZ"]
-    unet.assign(probability=0.5).to_csv(tmp_path / "unet.csv", index=False)
+    # U-Net-style candidates (no class column): the nodule centre and two lung points per scan, with a mean U-Net
+    # probability that tells them apart perfectly
+    positives, negatives = [r[:4] for r in rows if r[4] == 1], [r[:4] for r in rows if r[4] == 0][::3]
+    unet = pd.DataFrame(positives + negatives, columns=["seriesuid", "coordX", "coordY", "coordZ"])
+    unet = unet.assign(probability=0.5, mean_probability=[0.9] * len(positives) + [0.01] * len(negatives))
+    unet.to_csv(tmp_path / "unet.csv", index=False)
     result = train_fpr(data, tmp_path / "model", cfg, candidates=tmp_path / "unet.csv")
     last = result.history[-1]
     assert "val_auc" in last and 0.0 <= last["val_cpm"] <= 1.0
@@ -133,6 +136,12 @@ def test_train_fpr_end_to_end_and_scorer(tmp_path):
     assert len(run["data_fingerprint"]) == 16 and run["lungcad_version"]
     scorer = FprScorer.load(tmp_path / "model")
     assert scorer.config.test_time_transforms == 8
+    # the fusion weight is chosen on the validation scan: at 0.9 the U-Net's perfect ranking wins; 0.0 keeps
+    # the FPR's own CPM; the saved weight is the better of the two (0.0 on a tie)
+    fusion = run["fusion"]
+    assert fusion["validation_cpm"]["0.9"] == pytest.approx(1.0) and fusion["validation_scans"] == 1
+    cpm = {float(w): c for w, c in fusion["validation_cpm"].items()}
+    assert scorer.config.unet_weight == fusion["unet_weight"] == (0.9 if cpm[0.0] < 1.0 else 0.0)
     scan, _, nodule = simple_chest(seed=0)
     probs = scorer.score(scan, np.array([scan.voxel_to_world(np.argwhere(nodule).mean(0))]))
     assert probs.shape == (1,) and 0.0 <= probs[0] <= 1.0
