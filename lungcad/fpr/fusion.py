@@ -47,5 +47,6 @@ def choose_unet_weight(
     """The weight of ``weights`` whose fused scores give the highest ``cpm_of(probability)`` (ties go to the
     smaller weight: the FPR alone unless the U-Net adds something), and the CPM of every weight."""
     table = {float(w): float(cpm_of(fuse(fpr, unet, float(w)))) for w in sorted(weights)}
-    best = max(table, key=lambda w: (table[w], -w))
+    # CPMs equal but for float rounding (the same marks counted in another order) are a tie
+    best = max(table, key=lambda w: (round(table[w], 9), -w))
     return best, table

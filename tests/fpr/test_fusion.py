@@ -31,3 +31,6 @@ def test_the_weight_with_the_best_cpm_is_chosen_ties_going_to_the_smaller():
     assert table == {0.0: 0.0, 0.2: 1.0, 0.4: 1.0, 0.6: 1.0} and weight == 0.2  # 0.4^0.8 0.9^0.2 > 0.6^0.8 0.1^0.2
     weight, table = choose_unet_weight(lambda p: 0.5, fpr, unet, [0.3, 0.0])
     assert weight == 0.0 and set(table) == {0.0, 0.3}
+    # a CPM higher only in its last bits (the same FROC summed in another order) is still a tie
+    cpms = iter([0.8494208494208494, 0.8494208494208495])
+    assert choose_unet_weight(lambda p: next(cpms), fpr, unet, [0.2, 0.5])[0] == 0.2
