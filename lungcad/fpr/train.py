@@ -355,15 +355,16 @@ def train_fpr(
     annotations, excluded = read_tables(data)
     unet = pd.read_csv(candidates) if candidates else None
     labelled = label_candidates(read_candidates_tables(data, unet), annotations, excluded, config.sampling)
-    made: list[ValidationMarks | None] = []
 
     def val_cpm(val_ids: list[str]):
-        marks = None if unet is None else validation_froc(data, unet, annotations, excluded, val_ids, config)
-        made.append(marks)
-        return marks
+        return None if unet is None else validation_froc(data, unet, annotations, excluded, val_ids, config)
+
+    def fusion(scorer: FprScorer, marks: ValidationMarks | None) -> tuple[FprScorer, dict]:
+        scorer, record = choose_fusion(marks, scorer, config.unet_weights)
+        return scorer, {"fusion": record}
 
     info = {"unet_candidates": str(candidates) if candidates else None}
-    result = train_patch_classifier(
+    return train_patch_classifier(
         data,
         out_dir,
         labelled,
@@ -374,15 +375,8 @@ def train_fpr(
         resume=resume,
         strategy=strategy,
         init=init,
+        finalize=fusion,
     )
-    scorer, record = choose_fusion(
-        made[0] if made else None, FprScorer(result.model, config.scorer()), config.unet_weights
-    )
-    out = Path(out_dir)
-    scorer.save(out)
-    run = json.loads((out / "run.json").read_text())
-    write_text_atomic(out / "run.json", json.dumps({**run, "fusion": record}, indent=1))
-    return result
 
 
 def train_patch_classifier(
@@ -397,6 +391,7 @@ def train_patch_classifier(
     resume: bool = False,
     strategy=None,
     init: str | Path | None = None,
+    finalize=None,
 ) -> FitResult:
     """Train a WideResNet on patches at the ``labelled`` points (seriesuid, coordX..Z mm, label 0/1) of the scans
     in ``data`` into the model directory ``out_dir`` (the FPR; also the risk stage's nodule classifiers).
@@ -404,6 +399,8 @@ def train_patch_classifier(
     Args:
         val_cpm: optional ``val_ids -> (scorer -> CPM) | None``: the per-epoch ``val_cpm`` of the held-out scans.
         info: extra entries for ``run.json``.
+        finalize: optional ``(scorer with the best weights, what val_cpm gave) -> (scorer to save, extra run.json
+            entries)``: a last step before the model directory is written (the FPR's fusion weight).
         init: a model directory (FPR or classifier, same WideResNet and patches) whose weights training starts from.
     """
     data, out = Path(data), Path(out_dir)
@@ -444,5 +441,10 @@ def train_patch_classifier(
         "init": str(init) if init else None,
     }
     finish_run(result, out, config, info)
-    FprScorer(result.model, config.scorer()).save(out)
+    scorer = FprScorer(result.model, config.scorer())
+    if finalize is not None:
+        scorer, extra = finalize(scorer, cpm)
+        run = json.loads((out / "run.json").read_text())
+        write_text_atomic(out / "run.json", json.dumps({**run, **extra}, indent=1))
+    scorer.save(out)
     return result
