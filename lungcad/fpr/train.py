@@ -267,8 +267,12 @@ class ValidationMarks:
         marks = self.rows[["seriesuid", *XYZ]].assign(probability=np.asarray(probability, float))
         return compute_froc(self.annotations, marks, self.scans, excluded=self.excluded).cpm
 
+    def scores(self, scorer: FprScorer) -> np.ndarray:
+        """``scorer``'s probability (N,) of every row."""
+        return scorer.score_patches(self.patches.astype(np.float32))
+
     def __call__(self, scorer: FprScorer) -> float:
-        return self.cpm(scorer.score_patches(self.patches.astype(np.float32)))
+        return self.cpm(self.scores(scorer))
 
 
 def validation_froc(
@@ -308,7 +312,7 @@ def choose_fusion(
     make (one weight, no validation marks, or candidates without the U-Net's mean probability)."""
     if len(weights) < 2 or marks is None or UNET_SCORE_COLUMN not in marks.rows.columns:
         return scorer, {"unet_weight": scorer.config.unet_weight, "chosen_from": None}
-    fpr = scorer.score_patches(marks.patches.astype(np.float32))
+    fpr = marks.scores(scorer)
     weight, table = choose_unet_weight(marks.cpm, fpr, marks.rows[UNET_SCORE_COLUMN].to_numpy(float), weights)
     log.info("fusion on %d validation scans: %s -> unet_weight %g", len(marks.scans), table, weight)
     record = {
