@@ -92,7 +92,7 @@ def _running(pid: int) -> bool:
     """The process exists and is not a zombie (a container's PID 1 may never reap orphans)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
+    except FileNotFoundError:
         return False
     return state != "Z"
 
