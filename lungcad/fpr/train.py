@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +24,7 @@ import tensorflow as tf
 from lungcad.batch import find_scans
 from lungcad.candidates.train import read_tables, split_ids
 from lungcad.errors import DataLayoutError
-from lungcad.fileio import write_atomic, write_text_atomic
+from lungcad.fileio import write_atomic
 from lungcad.fpr.data import (
     XYZ,
     FprSamplingConfig,
@@ -43,7 +42,7 @@ from lungcad.patches import PatchConfig, candidate_spacing, extract_patches
 from lungcad.scan import CTScan
 from lungcad.train.loop import FitResult, LoopConfig, Task, fit
 from lungcad.train.modeldir import check_model_dir as check_dir
-from lungcad.train.modeldir import finish_run, load_model_dir, save_model_dir, start_from
+from lungcad.train.modeldir import load_best_weights, load_model_dir, save_model_dir, start_from, write_run_record
 
 log = logging.getLogger(__name__)
 
@@ -444,11 +443,11 @@ def train_patch_classifier(
         "data_fingerprint": patch_fingerprint(patches),
         "init": str(init) if init else None,
     }
-    finish_run(result, out, config, info)
+    load_best_weights(result, out)
     scorer = FprScorer(result.model, config.scorer())
     if finalize is not None:
         scorer, extra = finalize(scorer, cpm)
-        run = json.loads((out / "run.json").read_text())
-        write_text_atomic(out / "run.json", json.dumps({**run, **extra}, indent=1))
+        info |= extra
+    write_run_record(result, out, config, info)
     scorer.save(out)
     return result

@@ -88,8 +88,18 @@ def start_from(model: keras.Model, source: keras.Model, settings: str, found: An
 def finish_run(result: Any, out: Path, train_config: Any, info: dict[str, Any]) -> None:
     """After :func:`lungcad.train.loop.fit`: load the best epoch's weights into ``result.model`` and write
     ``train_config.yaml`` and ``run.json`` (lungcad version, ``info``, best epoch's metrics)."""
+    load_best_weights(result, out)
+    write_run_record(result, out, train_config, info)
+
+
+def load_best_weights(result: Any, out: Path) -> None:
+    """Load ``out/best.weights.h5`` (the monitored best epoch) into ``result.model``, where it exists."""
     if (out / "best.weights.h5").exists():
         result.model.load_weights(out / "best.weights.h5")
+
+
+def write_run_record(result: Any, out: Path, train_config: Any, info: dict[str, Any]) -> None:
+    """Write ``train_config.yaml`` and ``run.json`` (lungcad version, ``info``, best epoch's metrics)."""
     write_text_atomic(out / "train_config.yaml", yaml.safe_dump(to_dict(train_config), sort_keys=False))
     record = {"lungcad_version": __version__, **info, "best": result.best}
     write_text_atomic(out / "run.json", json.dumps(record, indent=1))
