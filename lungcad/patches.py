@@ -15,6 +15,11 @@ With ``diameters_across > 0`` the step is chosen per candidate so that the patch
 diameter (never finer than ``spacing_mm``): every nodule fills the same share of its patch, at the resolution
 its size allows (the nodule classifiers' shape cues: spicules of a 30 mm nodule reach beyond a fixed 32 mm
 patch, those of an 8 mm one are a few voxels wide in it).
+
+With ``scales`` (e.g. ``[1.0, 0.5]``) each patch is cut at several steps, ``spacing_mm`` times each scale, all on
+the same centre and with the same number of voxels, and the scales' planes (or cubes) are stacked as channels: a
+32 mm view for the context (vessel, wall) and a 16 mm view at 0.5 mm in which a 3 mm nodule spans 6 voxels instead
+of 3 (multi-scale input, as in Shen et al., IPMI 2015, multi-scale CNNs for lung nodule classification).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class PatchConfig:
         hu_window: HU mapped to [0, 1].
         diameters_across: > 0: the patch spans this many candidate diameters (``spacing_mm`` is then the finest
             step); 0: every patch has the step ``spacing_mm``.
+        scales: step multipliers, one view per scale, stacked scale-major as channels (``(1.0,)``: one scale).
     """
 
     size: int
@@ -49,15 +55,18 @@ class PatchConfig:
     mode: Literal["2.5d", "9view", "3d"]
     hu_window: tuple[float, float]
     diameters_across: float = 0.0
+    scales: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
         if self.mode not in CHANNELS:
             raise ValueError(f"patches.mode {self.mode!r}: expected one of {sorted(CHANNELS)}")
+        if not self.scales or min(self.scales) <= 0:
+            raise ValueError(f"patches.scales {list(self.scales)}: expected one or more positive step multipliers")
 
     @property
     def channels(self) -> int:
-        """Channels of a patch: planes for "2.5d"/"9view", 1 for "3d"."""
-        return CHANNELS[self.mode]
+        """Channels of a patch: planes ("2.5d"/"9view") or cubes ("3d", 1 each) times the number of scales."""
+        return CHANNELS[self.mode] * len(self.scales)
 
 
 _S = np.sqrt(0.5)
@@ -80,13 +89,17 @@ def _offsets(config: PatchConfig) -> np.ndarray:
 
 
 def patch_points(config: PatchConfig) -> np.ndarray:
-    """World offsets (mm, x, y, z) of every patch voxel from the centre, shape (*patch_shape, 3)."""
-    o = _offsets(config)
-    if config.mode == "3d":
-        z, y, x = np.meshgrid(o, o, o, indexing="ij")
-        return np.stack([x, y, z], axis=-1)
-    planes = [o[:, None, None] * row + o[None, :, None] * col for row, col in PLANE_AXES[config.mode]]
-    return np.stack(planes, axis=2)  # (size, size, planes, 3 coords)
+    """World offsets (mm, x, y, z) of every patch voxel from the centre, shape (*patch_shape, 3):
+    (size, size, size, scales, 3) for "3d", (size, size, planes * scales, 3) for planar modes."""
+    views = []
+    for scale in config.scales:
+        o = _offsets(config) * scale
+        if config.mode == "3d":
+            z, y, x = np.meshgrid(o, o, o, indexing="ij")
+            views.append(np.stack([x, y, z], axis=-1))
+        else:
+            views.extend(o[:, None, None] * row + o[None, :, None] * col for row, col in PLANE_AXES[config.mode])
+    return np.stack(views, axis=-2)
 
 
 def candidate_spacing(config: PatchConfig, diameters_mm: np.ndarray | None) -> np.ndarray | None:
@@ -112,7 +125,8 @@ def extract_patches(
         spacing_mm: per-candidate sampling step (N,) mm (see :func:`candidate_spacing`); None: ``config.spacing_mm``.
 
     Returns:
-        float32 (N, size, size, config.channels) for planar modes or (N, size, size, size, 1) for "3d", in [0, 1].
+        float32 (N, size, size, config.channels) for planar modes or (N, size, size, size, config.channels) for
+        "3d", in [0, 1].
     """
     centres = np.atleast_2d(np.asarray(centres_xyz, dtype=np.float64))
     if spacing_mm is None:
@@ -123,5 +137,4 @@ def extract_patches(
     world = centres.reshape((-1,) + (1,) * (offsets.ndim - 2) + (3,)) + offsets
     voxels = scan.world_to_voxel(world.reshape(-1, 3), outside="keep")  # (M, 3) z, y, x
     values = ndimage.map_coordinates(scan.array, voxels.T, order=1, mode="constant", cval=PADDING_HU, output=np.float32)
-    patches = window_normalise(values, config.hu_window).reshape(world.shape[:-1])
-    return patches[..., None] if config.mode == "3d" else patches
+    return window_normalise(values, config.hu_window).reshape(world.shape[:-1])

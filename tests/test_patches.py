@@ -3,6 +3,8 @@ and orientations; flipped scans give the same patch; edges pad with air."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from helpers import rotation
@@ -113,3 +115,20 @@ def test_size_scaled_patches_show_small_and_large_nodules_at_the_same_share_of_t
     assert candidate_spacing(CUBE, None) is None
     with pytest.raises(ValueError, match="diameter_mm"):
         candidate_spacing(config, None)
+
+
+@pytest.mark.parametrize("mode", ["2.5d", "3d"])
+def test_two_scales_share_the_centre_and_the_finer_one_shows_a_small_nodule_twice_as_wide(mode):
+    config = PatchConfig(size=15, spacing_mm=1.0, mode=mode, hu_window=(-1000.0, 1000.0), scales=(1.0, 0.5))
+    scan, point = _scan_with_ball(rotation("z", 20), spacing=(0.9, 0.6, 0.6), shape=(40, 70, 70), radius_mm=2.0)
+    out = extract_patches(scan, point[None], config)[0]
+    planes = 3 if mode == "2.5d" else 1
+    assert config.channels == 2 * planes and out.shape == (15,) * (2 if mode == "2.5d" else 3) + (2 * planes,)
+    for c in range(config.channels):
+        np.testing.assert_allclose(_centroid(out[..., c]), [7] * (out.ndim - 1), atol=0.35)
+    one = extract_patches(scan, point[None], replace(config, scales=(1.0,)))[0]
+    np.testing.assert_array_equal(out[..., :planes], one)  # the first scale is the one-scale patch
+    coarse, fine = (out[..., :planes] > 0.5).sum(), (out[..., planes:] > 0.5).sum()
+    assert fine / coarse == pytest.approx(2.0 ** (out.ndim - 1), rel=0.3)  # a 4 mm ball: 2x the voxels per side
+    with pytest.raises(ValueError, match="scales"):
+        PatchConfig(size=15, spacing_mm=1.0, mode=mode, hu_window=(-1000.0, 1000.0), scales=(1.0, 0.0))

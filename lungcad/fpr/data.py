@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from scipy import ndimage
 
 from lungcad.patches import PatchConfig, candidate_spacing, extract_patches
 from lungcad.scan import CTScan
@@ -33,6 +34,7 @@ class FprSamplingConfig:
         positive_fraction: share of positives in each batch.
         flip, rotate90: random flips / 90-degree in-plane rotations.
         hu_offset, contrast_range: HU offset (+-) and contrast jitter.
+        scale_range: random zoom (low, high) about the candidate, > 1 magnifies; ``(1, 1)``: none (integer crops).
     """
 
     label_margin_mm: float
@@ -43,6 +45,12 @@ class FprSamplingConfig:
     rotate90: bool
     hu_offset: float
     contrast_range: tuple[float, float]
+    scale_range: tuple[float, float] = (1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        low, high = self.scale_range
+        if not 0 < low <= high:
+            raise ValueError(f"sampling.scale_range {list(self.scale_range)}: expected 0 < low <= high")
 
 
 def _gap_to_spheres(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -115,10 +123,35 @@ def center_crop(patches: np.ndarray, size: int, dims: int) -> np.ndarray:
     return patches[index]
 
 
+def scaled_crop(patch: np.ndarray, size: int, dims: int, zoom: float, rng) -> np.ndarray:
+    """A ``size``-voxel crop of a margin-padded patch, magnified ``zoom`` times about the candidate (voxel
+    ``shape // 2`` -> ``size // 2``) and shifted at random by up to the padding's width (input voxels) while
+    staying inside it (linear interpolation).
+
+    Args:
+        patch: (P, ..., channels) with ``dims`` spatial axes of P voxels.
+
+    Returns:
+        float32 (size, ..., channels).
+    """
+    padded, centre_in, centre_out = patch.shape[0], patch.shape[0] // 2, size // 2
+    margin = (padded - size) // 2  # shifts of at most the padding (as integer crops), inside the padded patch
+    low = max(-margin, centre_out / zoom - centre_in)
+    high = min(margin, padded - 1 - centre_in - (size - 1 - centre_out) / zoom)
+    shift = rng.uniform(low, high, size=dims) if low < high else np.zeros(dims)
+    axes = [centre_in + (np.arange(size) - centre_out) / zoom + shift[a] for a in range(dims)]
+    grid = np.meshgrid(*axes, np.arange(patch.shape[-1]), indexing="ij")
+    return ndimage.map_coordinates(patch.astype(np.float32), grid, order=1, mode="nearest")
+
+
 def augment(patch: np.ndarray, size: int, dims: int, config: FprSamplingConfig, rng) -> np.ndarray:
-    """Random crop (shift), flips, 90-degree in-plane rotation and intensity jitter of one patch."""
-    start = rng.integers(0, patch.shape[0] - size + 1, size=dims)
-    out = patch[tuple(slice(s, s + size) for s in start)].astype(np.float32)
+    """Random crop (shift), zoom (``scale_range``), flips, 90-degree in-plane rotation and intensity jitter of one
+    patch."""
+    if config.scale_range == (1.0, 1.0):  # integer crops, the random draws of models trained before scaling
+        start = rng.integers(0, patch.shape[0] - size + 1, size=dims)
+        out = patch[tuple(slice(s, s + size) for s in start)].astype(np.float32)
+    else:
+        out = scaled_crop(patch, size, dims, rng.uniform(*config.scale_range), rng)
     if config.flip:
         for axis in range(dims):
             if rng.random() < 0.5:

@@ -272,3 +272,17 @@ def test_shipped_3d_config_scores_cubes(tmp_path):
     scan = CTScan(np.full((20, 30, 30), -800, np.int16), (2.0, 0.7, 0.7), (-10.0, 5.0, 30.0))
     scores = scorer.score(scan, scan.voxel_to_world(np.array([[10, 15, 15], [5, 5, 20]], float)))
     assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+
+
+def test_shipped_multiscale_config_scores_two_scale_patches(tmp_path):
+    two = load_config(FprTrainConfig, "fpr_multiscale")
+    assert (two.patches.scales, two.patches.channels, two.model.channels) == ((1.0, 0.5), 6, 6)
+    scorer = tiny_scorer(tmp_path / "two", "fpr_multiscale")
+    loaded = FprScorer.load(tmp_path / "two")  # saved and loaded with its scales
+    assert loaded.config.patches.scales == (1.0, 0.5)
+    scan = CTScan(np.full((20, 30, 30), -800, np.int16), (2.0, 0.7, 0.7), (-10.0, 5.0, 30.0))
+    scores = loaded.score(scan, scan.voxel_to_world(np.array([[10, 15, 15], [5, 5, 20]], float)))
+    assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+    np.testing.assert_allclose(
+        scores, scorer.score(scan, scan.voxel_to_world(np.array([[10, 15, 15], [5, 5, 20]], float))), rtol=1e-5
+    )

@@ -1,0 +1,69 @@
+"""FPR training samples: random crops keep the candidate near the centre; zooming magnifies it about the
+candidate; without zoom a sample is an exact crop of the cached patch."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from lungcad.config import load_config
+from lungcad.fpr.data import FprSamplingConfig, augment, scaled_crop
+from lungcad.fpr.train import FprTrainConfig
+
+SIZE, MARGIN = 16, 3
+
+
+def _disc_patch(radius: float, channels: int = 3) -> np.ndarray:
+    """A margin-padded 2.5-D patch (22, 22, channels) with a bright disc of ``radius`` voxels on voxel 11."""
+    padded = SIZE + 2 * MARGIN
+    yy, xx = np.mgrid[:padded, :padded] - padded // 2
+    disc = np.where(yy**2 + xx**2 <= radius**2, 0.8, 0.1)
+    return np.repeat(disc[..., None], channels, axis=-1).astype(np.float16)
+
+
+def _sampling(**changes) -> FprSamplingConfig:
+    base = load_config(FprTrainConfig, "fpr").sampling
+    quiet = dict(flip=False, rotate90=False, hu_offset=0.0, contrast_range=(1.0, 1.0), augment_margin=MARGIN)
+    return dataclasses.replace(base, **(quiet | changes))
+
+
+def test_without_zoom_a_sample_is_an_integer_crop_within_the_margin():
+    patch = _disc_patch(3.0) + np.random.default_rng(0).normal(0, 0.01, (22, 22, 3)).astype(np.float16)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        out = augment(patch, SIZE, 2, _sampling(), rng)
+        hits = [
+            (i, j) for i in range(2 * MARGIN + 1) for j in range(2 * MARGIN + 1)
+            if np.array_equal(out, patch[i : i + SIZE, j : j + SIZE].astype(np.float32))
+        ]  # fmt: skip
+        assert len(hits) == 1
+
+
+@pytest.mark.parametrize("zoom", [0.8, 1.0, 1.25])
+def test_zoom_magnifies_the_candidate_about_its_centre(zoom):
+    patch = _disc_patch(4.0)
+    rng = np.random.default_rng(2)
+    areas, centres = [], []
+    for _ in range(10):
+        out = scaled_crop(patch, SIZE, 2, zoom, rng)
+        assert out.shape == (SIZE, SIZE, 3) and out.dtype == np.float32
+        inside = out[..., 0] > 0.45
+        areas.append(inside.sum())
+        centres.append(np.argwhere(inside).mean(0))
+    assert np.mean(areas) == pytest.approx(np.pi * (4.0 * zoom) ** 2, rel=0.15)
+    offsets = np.abs(np.array(centres) - SIZE // 2)
+    assert offsets.max() <= MARGIN * zoom + 0.75  # shifted at most by the padding, at the zoomed scale
+    assert offsets.max() > 0.5  # and shifted at all
+
+
+def test_scaled_samples_of_a_zoom_range_and_3d_cubes():
+    cube = np.zeros((SIZE + 2 * MARGIN,) * 3 + (1,), np.float16)
+    c = (SIZE + 2 * MARGIN) // 2
+    cube[c - 2 : c + 3, c - 2 : c + 3, c - 2 : c + 3] = 1.0
+    out = augment(cube, SIZE, 3, _sampling(scale_range=(0.9, 1.1)), np.random.default_rng(3))
+    assert out.shape == (SIZE, SIZE, SIZE, 1)
+    assert 0.6 * 125 < (out > 0.5).sum() < 1.5 * 125
+    with pytest.raises(ValueError, match="scale_range"):
+        _sampling(scale_range=(1.2, 0.9))
