@@ -281,8 +281,7 @@ def test_shipped_multiscale_config_scores_two_scale_patches(tmp_path):
     loaded = FprScorer.load(tmp_path / "two")  # saved and loaded with its scales
     assert loaded.config.patches.scales == (1.0, 0.5)
     scan = CTScan(np.full((20, 30, 30), -800, np.int16), (2.0, 0.7, 0.7), (-10.0, 5.0, 30.0))
-    scores = loaded.score(scan, scan.voxel_to_world(np.array([[10, 15, 15], [5, 5, 20]], float)))
+    centres = scan.voxel_to_world(np.array([[10, 15, 15], [5, 5, 20]], float))
+    scores = loaded.score(scan, centres)
     assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
-    np.testing.assert_allclose(
-        scores, scorer.score(scan, scan.voxel_to_world(np.array([[10, 15, 15], [5, 5, 20]], float))), rtol=1e-5
-    )
+    np.testing.assert_allclose(scores, scorer.score(scan, centres), rtol=1e-5)
