@@ -6,6 +6,14 @@ the file and the key, so a typo in a config never silently falls back to a defau
 
 ``configs/NAME.yaml`` files ship inside the package (``lungcad/configs`` links to the top-level folder),
 so ``load_config(SynthConfig, "synth")`` works from a wheel as well as from a checkout.
+
+A file may start from another one with a top-level ``base:`` key, so a variant lists only what it changes::
+
+    base: fpr                 # a bundled name, or a .yaml path relative to this file
+    patches:
+      scales: [1.0, 0.5]      # nested mappings merge key by key; lists and scalars replace
+
+Bases may themselves have a base; a loop is a :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -47,17 +55,45 @@ def load_config(cls: type[T], name_or_path: str | Path | None = None, **override
     if name_or_path is not None:
         path = config_path(name_or_path)
         source = str(path)
-        if not path.is_file():
-            raise ConfigError("config file not found", path=path, fix="give a YAML path or a name in configs/")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"not valid YAML ({exc})".replace("\n", " "), path=path) from exc
-        if not isinstance(loaded, Mapping):
-            raise ConfigError("top level must be a mapping of keys to values", path=path)
-        data = dict(loaded)
+        data = read_config_file(path)
     data.update({k: v for k, v in overrides.items() if v is not None})
     return from_dict(cls, data, source=source)
+
+
+def read_config_file(path: Path, *, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping a YAML config file stands for, its ``base:`` chain merged in (see the module docstring)."""
+    if not path.is_file():
+        where = f" (the base of {_chain[-1]})" if _chain else ""
+        raise ConfigError(f"config file not found{where}", path=path, fix="give a YAML path or a name in configs/")
+    if path.resolve() in _chain:
+        loop = " -> ".join(p.name for p in (*_chain, path.resolve()))
+        raise ConfigError(f"'base' chain loops ({loop})", path=path)
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML ({exc})".replace("\n", " "), path=path) from exc
+    if not isinstance(loaded, Mapping):
+        raise ConfigError("top level must be a mapping of keys to values", path=path)
+    data = dict(loaded)
+    if "base" not in data:
+        return data
+    base = data.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"'base' must be a config name or a .yaml path, got {base!r}", path=path)
+    is_file = Path(base).suffix in (".yaml", ".yml")
+    base_path = path.parent / base if is_file else CONFIG_DIR / f"{base}.yaml"  # an absolute path stays absolute
+    return merge_mappings(read_config_file(base_path, _chain=(*_chain, path.resolve())), data)
+
+
+def merge_mappings(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` laid over it: mappings in both merge recursively, anything else is replaced."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_mappings(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "<dict>", prefix: str = "") -> T:

@@ -6,8 +6,9 @@ import dataclasses
 from typing import Literal
 
 import pytest
+import yaml
 
-from lungcad.config import load_config, to_dict
+from lungcad.config import CONFIG_DIR, load_config, to_dict
 from lungcad.errors import ConfigError
 
 
@@ -56,3 +57,74 @@ def test_bad_config_names_file_and_key(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(Outer, tmp_path / "none.yaml")
+
+
+def test_base_chain_merges_nested_keys(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: y\ninner:\n  sigma: 2\n  sizes: [3, 4, 5]\n")
+    sub = tmp_path / "variants"
+    sub.mkdir()
+    (sub / "mid.yaml").write_text("base: ../base.yaml\ninner:\n  sizes: [9]\n")
+    (sub / "top.yaml").write_text("base: mid.yaml\nmode: b\n")
+    # nested keys merge (sigma kept), lists replace, each base is relative to the file naming it
+    assert load_config(Outer, sub / "mid.yaml") == Outer("y", "a", Inner(2.0, (9,)))
+    assert load_config(Outer, sub / "top.yaml", limit=3) == Outer("y", "b", Inner(2.0, (9,)), 3)
+
+
+def test_base_by_bundled_name_keeps_the_bundled_values(tmp_path):
+    from lungcad.fpr.train import FprTrainConfig
+
+    path = tmp_path / "wide.yaml"
+    path.write_text("base: fpr\nmodel:\n  widen_factor: 4\n")
+    wide, bundled = load_config(FprTrainConfig, path), load_config(FprTrainConfig, "fpr")
+    assert wide.model.widen_factor == 4 and bundled.model.widen_factor == 2
+    assert dataclasses.replace(wide, model=bundled.model) == bundled
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"a.yaml": "base: b.yaml\n", "b.yaml": "base: a.yaml\n"}, r"chain loops \(a.yaml -> b.yaml -> a.yaml\)"),
+        ({"a.yaml": "base: gone.yaml\n"}, r"config file not found \(the base of .*a.yaml\)"),
+        ({"a.yaml": "base: [fpr]\n"}, "'base' must be a config name or a .yaml path"),
+        ({"a.yaml": "base: b.yaml\n", "b.yaml": "inner:\n  sigm: 1\n"}, "unknown key 'inner.sigm'"),
+    ],
+)
+def test_bad_base_is_a_config_error(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(Outer, tmp_path / "a.yaml")
+
+
+def _shipped_config_classes() -> dict[str, type]:
+    from lungcad.candidates.blobs import BlobConfig
+    from lungcad.candidates.train import UNetTrainConfig
+    from lungcad.evaluate.config import EvaluateConfig
+    from lungcad.fpr.train import FprTrainConfig
+    from lungcad.merge import MergeConfig
+    from lungcad.preprocess.config import PreprocessConfig
+    from lungcad.risk.classifiers import ClassifierTrainConfig
+    from lungcad.risk.train import RiskTrainConfig
+    from lungcad.synth.config import SynthConfig
+    from lungcad.visualize import PictureConfig
+
+    prefixes = {"fpr": FprTrainConfig, "unet": UNetTrainConfig, "synth": SynthConfig}
+    names = {"blobs": BlobConfig, "evaluate": EvaluateConfig, "merge": MergeConfig, "pictures": PictureConfig,
+             "preprocess": PreprocessConfig, "malignancy": ClassifierTrainConfig, "shape": ClassifierTrainConfig,
+             "risk": RiskTrainConfig, "risk_classifiers": RiskTrainConfig}  # fmt: skip
+    found = {}
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        cls = names.get(path.stem) or prefixes.get(path.stem.split("_")[0])
+        assert cls is not None, f"{path.name}: add its config class here"
+        found[path.stem] = cls
+    return found
+
+
+def test_every_shipped_config_loads_with_its_base():
+    classes = _shipped_config_classes()
+    assert len(classes) >= 20
+    for name, cls in classes.items():
+        cfg = load_config(cls, name)
+        base = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text()).get("base")
+        if base is not None:  # a variant of the same stage that changes something
+            assert classes[base] is cls and cfg != load_config(cls, base), name
