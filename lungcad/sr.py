@@ -25,6 +25,9 @@ TYPE2_COPIED = (
     "ReferringPhysicianName", "StudyID",
 )  # fmt: skip
 
+#: The person-name (PN) attributes among them.
+PERSON_NAMES = ("PatientName", "ReferringPhysicianName")
+
 #: Private code for the false-positive reducer's nodule probability ("99" schemes are local by DICOM rules).
 NODULE_PROBABILITY = ("nodule-probability", "99LUNGCAD", "Nodule probability (lungcad)")
 #: UCUM unit of a probability (a dimensionless ratio).
@@ -61,7 +64,16 @@ def _evidence(scan: CTScan, slice_indices) -> list:
         for keyword in TYPE2_COPIED:
             if keyword not in ds:
                 setattr(ds, keyword, "")
+        for keyword in PERSON_NAMES:
+            setattr(ds, keyword, single_component_marked(str(ds[keyword].value or "")))
     return headers
+
+
+def single_component_marked(name: str) -> str:
+    """A person name of one component (anonymised series often hold the patient id there) with the trailing caret
+    DICOM PS3.5 6.2.1.2 uses to say so; the same name (an empty given name), and highdicom no longer warns.
+    Empty or multi-component names are returned as they are."""
+    return name + "^" if name and "^" not in name and "=" not in name else name
 
 
 def _finding(hd, scan: CTScan, row: pd.Series, rank: int, uid: str):

@@ -15,6 +15,7 @@ from lungcad.io import write_dicom_series, write_mhd
 hd = pytest.importorskip("highdicom")
 
 
+@pytest.mark.filterwarnings("error:.*single component:UserWarning")  # anonymised one-component patient names
 def test_sr_round_trip_names_each_finding_its_centre_diameter_and_source(tmp_path, confident_model):
     import pydicom
 
@@ -36,6 +37,9 @@ def test_sr_round_trip_names_each_finding_its_centre_diameter_and_source(tmp_pat
     evidence = {i.ReferencedSOPInstanceUID for s in sr.CurrentRequestedProcedureEvidenceSequence
                 for series in s.ReferencedSeriesSequence for i in series.ReferencedSOPSequence}  # fmt: skip
     assert evidence <= source and set(reported.sop_instance_uid) <= evidence
+    first = pydicom.dcmread(next((tmp_path / "in" / "patientC").iterdir()), stop_before_pixels=True)
+    assert "^" not in str(first.PatientName)  # the writer's one-component name, as in anonymised data
+    assert sr.PatientName.family_name == first.PatientName.family_name and sr.PatientID == first.PatientID
     for group, (_, row) in zip(groups, reported.iterrows(), strict=True):
         points = np.asarray(group.roi.value, float)
         centre = row[["coordX", "coordY", "coordZ"]].to_numpy(float)
