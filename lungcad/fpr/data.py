@@ -35,6 +35,10 @@ class FprSamplingConfig:
         flip, rotate90: random flips / 90-degree in-plane rotations.
         hu_offset, contrast_range: HU offset (+-) and contrast jitter.
         scale_range: random zoom (low, high) about the candidate, > 1 magnifies; ``(1, 1)``: none (integer crops).
+        hard_negative_fraction: share of the negative draws taken from the U-Net's own candidates (rows of the
+            ``--candidates`` table whose ``source`` is ``unet``: the marks the FPR ranks at inference) instead of
+            from all negatives alike (the synthetic ``candidates.csv`` and blob rows outnumber them about 12 to 1);
+            0: all alike (the bundled model).
     """
 
     label_margin_mm: float
@@ -46,11 +50,14 @@ class FprSamplingConfig:
     hu_offset: float
     contrast_range: tuple[float, float]
     scale_range: tuple[float, float] = (1.0, 1.0)
+    hard_negative_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         low, high = self.scale_range
         if not 0 < low <= high:
             raise ValueError(f"sampling.scale_range {list(self.scale_range)}: expected 0 < low <= high")
+        if not 0.0 <= self.hard_negative_fraction <= 1.0:
+            raise ValueError(f"sampling.hard_negative_fraction {self.hard_negative_fraction}: expected 0 to 1")
 
 
 def _gap_to_spheres(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,20 +93,38 @@ def label_candidates(
     return out[out.label >= 0].reset_index(drop=True)
 
 
+#: ``source`` of the candidate rows whose negatives :attr:`FprSamplingConfig.hard_negative_fraction` favours.
+HARD_SOURCE = "unet"
+
+
 @dataclass
 class PatchSet:
-    """Patches of labelled candidates: ``patches`` float16 (N, ...), ``labels`` (N,), ``scan_ids`` (N,)."""
+    """Patches of labelled candidates: ``patches`` float16 (N, ...), ``labels`` (N,), ``scan_ids`` (N,), ``hard``
+    (N,) bool: the row is one of the U-Net's own candidates (see :func:`hard_rows`; all False when not given)."""
 
     patches: np.ndarray
     labels: np.ndarray
     scan_ids: np.ndarray
+    hard: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.hard is None:
+            self.hard = np.zeros(len(self.labels), dtype=bool)
 
     @classmethod
     def concat(cls, parts: list[PatchSet]) -> PatchSet:
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("patches", "labels", "scan_ids")))
+        fields = ("patches", "labels", "scan_ids", "hard")
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
 
     def subset(self, mask: np.ndarray) -> PatchSet:
-        return PatchSet(self.patches[mask], self.labels[mask], self.scan_ids[mask])
+        return PatchSet(self.patches[mask], self.labels[mask], self.scan_ids[mask], self.hard[mask])
+
+
+def hard_rows(table: pd.DataFrame) -> np.ndarray:
+    """(N,) bool: rows of a labelled candidate table that came from the U-Net (``source`` == ``unet``)."""
+    if "source" not in table.columns:
+        return np.zeros(len(table), dtype=bool)
+    return (table["source"] == HARD_SOURCE).to_numpy()
 
 
 def table_spacing(table: pd.DataFrame, patch: PatchConfig) -> np.ndarray | None:
@@ -163,14 +188,18 @@ def augment(patch: np.ndarray, size: int, dims: int, config: FprSamplingConfig, 
 
 
 def balanced_stream(data: PatchSet, size: int, dims: int, config: FprSamplingConfig, seed: int) -> Iterator:
-    """Endless seeded (x, y, w) samples, positives drawn with probability ``positive_fraction``."""
+    """Endless seeded (x, y, w) samples, positives drawn with probability ``positive_fraction``; a negative comes
+    from the hard ones (:attr:`PatchSet.hard`) with probability ``hard_negative_fraction``, else from all."""
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(data.labels == 1), np.flatnonzero(data.labels == 0)
     if len(pos) == 0 or len(neg) == 0:
         raise ValueError(f"need positives and negatives, got {len(pos)} and {len(neg)}")
+    hard = np.flatnonzero((data.labels == 0) & data.hard)
+    favour = config.hard_negative_fraction if len(hard) else 0.0  # 0: no extra draw, the bundled model's stream
     while True:
         is_pos = rng.random() < config.positive_fraction
-        i = (pos if is_pos else neg)[rng.integers(len(pos) if is_pos else len(neg))]
+        pool = pos if is_pos else hard if favour and rng.random() < favour else neg
+        i = pool[rng.integers(len(pool))]
         x = augment(data.patches[i], size, dims, config, rng)
         yield x, np.float32([float(is_pos)]), np.float32(1.0)
 

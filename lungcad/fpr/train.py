@@ -26,11 +26,13 @@ from lungcad.candidates.train import read_tables, split_ids
 from lungcad.errors import DataLayoutError
 from lungcad.fileio import write_atomic
 from lungcad.fpr.data import (
+    HARD_SOURCE,
     XYZ,
     FprSamplingConfig,
     PatchSet,
     center_crop,
     cut_patches,
+    hard_rows,
     label_candidates,
     make_dataset,
     table_spacing,
@@ -180,12 +182,14 @@ def check_model_dir(model_dir: str | Path) -> Path:
 
 
 def read_candidates_tables(data: Path, extra: pd.DataFrame | None) -> pd.DataFrame:
-    """LUNA16 ``candidates.csv`` of ``data`` (if present) plus an extra candidate table (e.g. U-Net's)."""
+    """LUNA16 ``candidates.csv`` of ``data`` (if present) plus an extra candidate table (the U-Net's: its rows keep
+    their ``source``, ``unet`` when it has none, so that :func:`lungcad.fpr.data.hard_rows` can find them)."""
     frames = []
     if (data / "candidates.csv").is_file():
         frames.append(pd.read_csv(data / "candidates.csv"))
     if extra is not None:
-        frames.append(extra[["seriesuid", *XYZ]])
+        source = extra["source"] if "source" in extra.columns else HARD_SOURCE
+        frames.append(extra[["seriesuid", *XYZ]].assign(source=source))
     if not frames:
         raise DataLayoutError("no candidates: neither candidates.csv nor --candidates", path=data)
     return pd.concat(frames, ignore_index=True)
@@ -207,6 +211,7 @@ def build_patch_cache(data: Path, cache: Path, labelled: pd.DataFrame, config: F
             part = cut_patches(load_scan(ref.path), table, config.patches, config.sampling.augment_margin)
             arrays = {"patches": part.patches, "labels": part.labels, "scan_ids": part.scan_ids, "key": key}
             write_atomic(path, functools.partial(np.savez, **arrays))
+        part.hard = hard_rows(table)  # not cached: which rows are the U-Net's does not change the patches
         parts.append(part)
     if not parts:
         raise DataLayoutError("no candidate belongs to a scan in the folder", path=data)

@@ -1,16 +1,17 @@
 """FPR training samples: random crops keep the candidate near the centre; zooming magnifies it about the
-candidate; without zoom a sample is an exact crop of the cached patch."""
+candidate; without zoom a sample is an exact crop of the cached patch; negatives can favour the U-Net's own."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lungcad.config import load_config
-from lungcad.fpr.data import FprSamplingConfig, augment, scaled_crop
-from lungcad.fpr.train import FprTrainConfig
+from lungcad.fpr.data import FprSamplingConfig, PatchSet, augment, balanced_stream, hard_rows, scaled_crop
+from lungcad.fpr.train import FprTrainConfig, read_candidates_tables
 
 SIZE, MARGIN = 16, 3
 
@@ -67,3 +68,47 @@ def test_scaled_samples_of_a_zoom_range_and_3d_cubes():
     assert 0.6 * 125 < (out > 0.5).sum() < 1.5 * 125
     with pytest.raises(ValueError, match="scale_range"):
         _sampling(scale_range=(1.2, 0.9))
+
+
+def _numbered_set(n_pos: int, n_neg: int, n_hard: int) -> PatchSet:
+    """Constant patches whose value is the row number / 100; the last ``n_hard`` negatives are the U-Net's."""
+    n = n_pos + n_neg
+    values = (np.arange(n) / 100.0).reshape(-1, 1, 1, 1) * np.ones((1, SIZE + 2 * MARGIN, SIZE + 2 * MARGIN, 3))
+    labels = np.array([1] * n_pos + [0] * n_neg, np.int8)
+    hard = np.arange(n) >= n - n_hard
+    return PatchSet(values.astype(np.float16), labels, np.array(["x"] * n), hard)
+
+
+def _drawn_rows(data: PatchSet, sampling: FprSamplingConfig, count: int, seed: int = 5) -> np.ndarray:
+    stream = balanced_stream(data, SIZE, 2, sampling, seed)
+    return np.array([int(round(float(next(stream)[0][0, 0, 0]) * 100)) for _ in range(count)])
+
+
+def test_hard_negative_fraction_draws_the_unet_negatives_that_often():
+    data = _numbered_set(n_pos=4, n_neg=36, n_hard=4)  # 4 of 36 negatives (11%) are the U-Net's
+    rows = _drawn_rows(data, _sampling(positive_fraction=0.5, hard_negative_fraction=0.6), 3000)
+    negatives = rows[rows >= 4]
+    assert 0.45 < len(negatives) / len(rows) < 0.55
+    expected = 0.6 + 0.4 * 4 / 36  # the favoured draws plus the hard ones among the uniform draws
+    assert abs(np.mean(negatives >= 36) - expected) < 0.04
+    uniform = _drawn_rows(data, _sampling(positive_fraction=0.5), 3000)
+    assert abs(np.mean(uniform[uniform >= 4] >= 36) - 4 / 36) < 0.03
+
+
+def test_without_hard_negative_fraction_the_stream_ignores_which_rows_are_the_unets():
+    marked, unmarked = _numbered_set(4, 36, 4), _numbered_set(4, 36, 0)
+    sampling = _sampling(positive_fraction=0.5)  # the bundled model's setting: 0
+    np.testing.assert_array_equal(_drawn_rows(marked, sampling, 300), _drawn_rows(unmarked, sampling, 300))
+    with pytest.raises(ValueError, match="hard_negative_fraction"):
+        _sampling(hard_negative_fraction=1.5)
+
+
+def test_candidate_rows_keep_their_source_and_unsourced_extra_rows_are_the_unets(tmp_path):
+    (tmp_path / "candidates.csv").write_text("seriesuid,coordX,coordY,coordZ,class\na,1,2,3,0\n")
+    sourced = pd.DataFrame({"seriesuid": ["a", "a"], "coordX": [4.0, 5.0], "coordY": [0.0, 0.0],
+                            "coordZ": [0.0, 0.0], "source": ["unet", "blob"]})  # fmt: skip
+    table = read_candidates_tables(tmp_path, sourced)
+    assert hard_rows(table).tolist() == [False, True, False]
+    unsourced = read_candidates_tables(tmp_path, sourced.drop(columns="source"))
+    assert hard_rows(unsourced).tolist() == [False, True, True]
+    assert not hard_rows(table.drop(columns="source")).any()

@@ -168,6 +168,9 @@ def test_patch_cache_is_cut_again_for_other_candidates_and_reused_for_the_same(t
     stamp = cached.stat().st_mtime_ns
     assert build_patch_cache(data, tmp_path / "cache", table, cfg).labels.tolist() == [1, 0]
     assert cached.stat().st_mtime_ns == stamp  # same candidates: reused
+    assert first.hard.tolist() == [False, False]  # no source column: nothing is the U-Net's
+    sourced = build_patch_cache(data, tmp_path / "cache", table.assign(source=["blob", "unet"]), cfg)
+    assert sourced.hard.tolist() == [False, True] and cached.stat().st_mtime_ns == stamp  # same patches, reused
     other = build_patch_cache(data, tmp_path / "cache", table.iloc[[1]], cfg)
     assert other.labels.tolist() == [0] and len(other.patches) == 1  # other candidates: cut again, not the old ones
 
