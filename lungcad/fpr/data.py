@@ -37,8 +37,8 @@ class FprSamplingConfig:
         scale_range: random zoom (low, high) about the candidate, > 1 magnifies; ``(1, 1)``: none (integer crops).
         hard_negative_fraction: share of the negative draws taken from the U-Net's own candidates (rows of the
             ``--candidates`` table whose ``source`` is ``unet``: the marks the FPR ranks at inference) instead of
-            from all negatives alike (the synthetic ``candidates.csv`` and blob rows outnumber them about 12 to 1);
-            0: all alike (the bundled model).
+            from all negatives alike (in the recipe's data the synthetic ``candidates.csv`` and blob rows
+            outnumber them 13 to 1); 0: all alike (the bundled model).
     """
 
     label_margin_mm: float
