@@ -45,7 +45,9 @@ class LoopConfig:
         weight_decay: AdamW decoupled weight decay.
         clip_norm: global gradient-norm clip (0 = none).
         seed: weights, dropout and data order.
-        monitor, monitor_mode: validation metric that picks ``best.weights.h5`` ("max"/"min").
+        monitor, monitor_mode: validation metric that picks ``best.weights.h5`` ("max"/"min"); ``epoch`` with
+            ``max`` keeps the last epoch (for a short cosine schedule, where a one-view metric on a few validation
+            scans moves more between epochs than the weights improve).
         keep_checkpoints: checkpoints kept on disk.
         lr_schedule: "constant", or "cosine": decays per epoch from ``learning_rate`` to ``min_lr_fraction``
             of it over ``epochs`` (a resumed run with more ``--epochs`` stretches the curve).

@@ -96,6 +96,8 @@ def test_best_epoch_ties_go_to_the_later_epoch():
     lowest = dataclasses.replace(CONFIG, monitor="val_recall", monitor_mode="min")
     assert _best_row(history, lowest)["epoch"] == 1.0
     assert _best_row(history + [{"epoch": 5.0, "val_recall": 0.5}], lowest)["epoch"] == 5.0
+    # monitor "epoch" (max) keeps the last epoch's weights, whatever a noisy validation metric says
+    assert _best_row(history, dataclasses.replace(CONFIG, monitor="epoch"))["epoch"] == 4.0
 
 
 def test_cosine_schedule_decays_to_its_floor_and_resumes_from_a_constant_rate_checkpoint(tmp_path):
