@@ -9,8 +9,10 @@ Steps, each resumable (rerun the same command after an interruption):
 3. its merge settings chosen on the training run's validation scans (``scripts/tune_merge.py --apply``);
 4. the U-Net's candidates on the training scans, plus the blob filter's (``lungcad detect --stage candidates
    --blobs``: vessel forks and crossings, small nodules): the FPR's mined hard negatives;
-5. ``lungcad train fpr`` with ``configs/fpr.yaml`` on the synthetic ``candidates.csv`` plus those candidates (the
-   config also sets the 8 test-time views the saved model scores with; the risk model below is fitted on those scores);
+5. ``lungcad train fpr`` with ``configs/fpr.yaml`` on the synthetic ``candidates.csv`` plus those candidates (half
+   the negatives drawn from the U-Net's own; the last epoch kept; the config also sets the 8 test-time views the
+   saved model scores with; the U-Net fusion weight is chosen on validation; the risk model below is fitted on those
+   scores);
 6. detection on the held-out scans (U-Net alone, then the full pipeline) and ``lungcad evaluate froc``;
 7. the nodule classifiers (``lungcad train classifier`` with ``configs/malignancy.yaml`` and ``configs/shape.yaml``)
    on the nodules of the training phantoms plus phantoms rich in nodules (seed 9000, ``configs/synth_malignancy.yaml``);

@@ -73,11 +73,11 @@ def test_base_chain_merges_nested_keys(tmp_path):
 def test_base_by_bundled_name_keeps_the_bundled_values(tmp_path):
     from lungcad.fpr.train import FprTrainConfig
 
-    path = tmp_path / "wide.yaml"
-    path.write_text("base: fpr\nmodel:\n  widen_factor: 4\n")
-    wide, bundled = load_config(FprTrainConfig, path), load_config(FprTrainConfig, "fpr")
-    assert wide.model.widen_factor == 4 and bundled.model.widen_factor == 2
-    assert dataclasses.replace(wide, model=bundled.model) == bundled
+    path = tmp_path / "narrow.yaml"
+    path.write_text("base: fpr\nmodel:\n  widen_factor: 2\n")
+    narrow, bundled = load_config(FprTrainConfig, path), load_config(FprTrainConfig, "fpr")
+    assert narrow.model.widen_factor == 2 and bundled.model.widen_factor == 4
+    assert dataclasses.replace(narrow, model=bundled.model) == bundled
 
 
 @pytest.mark.parametrize(

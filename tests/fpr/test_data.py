@@ -91,13 +91,13 @@ def test_hard_negative_fraction_draws_the_unet_negatives_that_often():
     assert 0.45 < len(negatives) / len(rows) < 0.55
     expected = 0.6 + 0.4 * 4 / 36  # the favoured draws plus the hard ones among the uniform draws
     assert abs(np.mean(negatives >= 36) - expected) < 0.04
-    uniform = _drawn_rows(data, _sampling(positive_fraction=0.5), 3000)
+    uniform = _drawn_rows(data, _sampling(positive_fraction=0.5, hard_negative_fraction=0.0), 3000)
     assert abs(np.mean(uniform[uniform >= 4] >= 36) - 4 / 36) < 0.03
 
 
 def test_without_hard_negative_fraction_the_stream_ignores_which_rows_are_the_unets():
     marked, unmarked = _numbered_set(4, 36, 4), _numbered_set(4, 36, 0)
-    sampling = _sampling(positive_fraction=0.5)  # the bundled model's setting: 0
+    sampling = _sampling(positive_fraction=0.5, hard_negative_fraction=0.0)  # FPR v3's setting
     np.testing.assert_array_equal(_drawn_rows(marked, sampling, 300), _drawn_rows(unmarked, sampling, 300))
     with pytest.raises(ValueError, match="hard_negative_fraction"):
         _sampling(hard_negative_fraction=1.5)
