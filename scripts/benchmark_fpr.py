@@ -2,8 +2,9 @@
 """Benchmark: false-positive reduction of 30 candidates of a 512x512x~300 synthetic scan.
 
 Times ``FprScorer.score`` (patch extraction from the scan in HU + WideResNet inference; median of
-``--repeats`` after one warm-up call) and, separately, loading the model. Candidates: the phantom's nodules
-plus points from its LUNA16-style candidate list, ``--candidates`` in all.
+``--repeats`` after one warm-up call) and, separately, loading the model, and prints the process's peak resident
+memory (the phantom included). Candidates: the phantom's nodules plus points from its LUNA16-style candidate list,
+``--candidates`` in all.
 
     python scripts/benchmark_fpr.py [--model DIR] [--seed 11] [--candidates 30] [--repeats 5]
 """
@@ -11,6 +12,7 @@ plus points from its LUNA16-style candidate list, ``--candidates`` in all.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 
@@ -53,6 +55,7 @@ def main() -> None:
         f"{med - med_patches:.3f} s); model load {load_s:.2f} s; median of {args.repeats}; "
         f"scores {np.round(np.sort(scores)[::-1][:5], 3).tolist()}..."
     )
+    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
 
 
 if __name__ == "__main__":
