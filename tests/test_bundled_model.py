@@ -13,6 +13,7 @@ import pytest
 
 from lungcad.candidates.inference import CandidateDetector
 from lungcad.detect import default_model_dir, score_candidates
+from lungcad.evaluate.matching import within
 from lungcad.io import load_scan
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "luna16"
@@ -32,14 +33,12 @@ def test_bundled_unet_finds_sample_nodules():
 
 
 def _nodule_hits(coords_mm: np.ndarray) -> np.ndarray:
-    """Per sample nodule, the first row of ``coords_mm`` (N, 3; x, y, z world mm) within its radius, or inf."""
+    """Per sample nodule, the first row of ``coords_mm`` (N, 3; x, y, z world mm) that hits it by the LUNA16 rule
+    (closer than its radius), or inf."""
     nodules = pd.read_csv(SAMPLE / "annotations.csv")
-    first = np.full(len(nodules), np.inf)
-    for i, n in enumerate(nodules.itertuples()):
-        d = np.linalg.norm(coords_mm - np.array([n.coordX, n.coordY, n.coordZ]), axis=1)
-        inside = np.flatnonzero(d < n.diameter_mm / 2)
-        first[i] = inside[0] if len(inside) else np.inf
-    return first
+    centres = nodules[["coordX", "coordY", "coordZ"]].to_numpy(float)
+    hit = within(centres, (nodules["diameter_mm"].to_numpy(float) / 2) ** 2, coords_mm)
+    return np.where(hit.any(axis=1), hit.argmax(axis=1), np.inf)
 
 
 @pytest.mark.slow
