@@ -19,13 +19,18 @@ from lungcad.io import load_scan
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "luna16"
 
 
-@pytest.mark.slow
-def test_bundled_unet_finds_sample_nodules():
+@pytest.fixture(scope="module")
+def unet_on_sample():
+    """The sample scan and the bundled U-Net's candidate table of it (detected once for both tests)."""
     detector = CandidateDetector.load(default_model_dir("unet"))
-    scan_path = next((SAMPLE / "subset0").glob("*.mhd"))
-    scan = load_scan(scan_path)
-    table = detector.detect(scan)
-    assert 0 < len(table) <= detector.config.merge.max_candidates
+    scan = load_scan(next((SAMPLE / "subset0").glob("*.mhd")))
+    return scan, detector.detect(scan), detector.config.merge.max_candidates
+
+
+@pytest.mark.slow
+def test_bundled_unet_finds_sample_nodules(unet_on_sample):
+    scan, table, max_candidates = unet_on_sample
+    assert 0 < len(table) <= max_candidates
     coords = table[["coordX", "coordY", "coordZ"]].to_numpy(float)
     assert scan.contains_voxel(scan.world_to_voxel(coords, outside="keep")).all()
     hits = _nodule_hits(coords)
@@ -42,10 +47,9 @@ def _nodule_hits(coords_mm: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_bundled_fpr_ranks_sample_nodules_first():
-    detector = CandidateDetector.load(default_model_dir("unet"))
-    scan = load_scan(next((SAMPLE / "subset0").glob("*.mhd")))
-    ranked = score_candidates(scan, detector.detect(scan), str(default_model_dir("fpr")), {})
+def test_bundled_fpr_ranks_sample_nodules_first(unet_on_sample):
+    scan, table, _ = unet_on_sample
+    ranked = score_candidates(scan, table, str(default_model_dir("fpr")), {})
     assert ranked["probability"].is_monotonic_decreasing
     assert ranked["fpr_probability"].between(0, 1).all()
     ranks = _nodule_hits(ranked[["coordX", "coordY", "coordZ"]].to_numpy(float))
