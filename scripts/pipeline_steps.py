@@ -41,3 +41,15 @@ def link_into(folder: Path, sources: list[Path]) -> Path:
         if not link.exists():
             link.symlink_to(source.resolve(), target_is_directory=source.is_dir())
     return folder
+
+
+def concat_tables(folder: Path, sources: list[Path], names: tuple[str, ...]) -> Path:
+    """``folder/NAME`` for each of ``names``: that CSV of every source folder that has it, concatenated (LUNA16
+    tables of different datasets: their seriesuids differ)."""
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        tables = [pd.read_csv(src / name) for src in sources if (src / name).is_file()]
+        pd.concat(tables, ignore_index=True).to_csv(folder / name, index=False)
+    return folder

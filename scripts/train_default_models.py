@@ -31,7 +31,7 @@ import json
 import shutil
 from pathlib import Path
 
-from pipeline_steps import REPO, link_into, lungcad, tune_merge
+from pipeline_steps import REPO, concat_tables, link_into, lungcad, tune_merge
 
 from lungcad.synth import PHANTOM_VERSION
 
@@ -62,14 +62,9 @@ def synth(folder: Path, scans: int, seed: int, workers: int, *extra: str) -> Pat
 
 def merged_view(folder: Path, sources: list[Path]) -> Path:
     """One LUNA16-layout folder over several: ``subset0/`` links every scan file, the tables are concatenated."""
-    import pandas as pd
-
     scans = [f for src in sources for f in sorted(src.glob("subset*/*")) if f.suffix in (".mhd", ".raw", ".zraw")]
     link_into(folder / "subset0", scans)
-    for name in LUNA_TABLES:
-        tables = [pd.read_csv(src / name) for src in sources if (src / name).is_file()]
-        pd.concat(tables, ignore_index=True).to_csv(folder / name, index=False)
-    return folder
+    return concat_tables(folder, sources, LUNA_TABLES)
 
 
 def train_classifiers(work: Path, train_luna: Path, scans: int, workers: int, epochs: int | None) -> dict[str, Path]:
