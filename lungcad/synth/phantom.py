@@ -34,7 +34,10 @@ PHANTOM_VERSION = 2
 #: versions that do not re-lay the streams, so a version's effect can be compared scan by scan.
 STREAM_VERSION = 1
 
-STREAMS = ("geometry", "anatomy", "vessels", "nodules", "noise", "candidates")
+#: Child streams of ``SeedSequence([STREAM_VERSION, seed, index])``. New streams are only ever appended: the
+#: ``spawn`` keys of the earlier ones stay the same, so knobs drawn from a new stream (the randomized world's
+#: scanner, disease and body settings, the LIDC nodules) leave every existing phantom unchanged when they are off.
+STREAMS = ("geometry", "anatomy", "vessels", "nodules", "noise", "candidates", "scanner", "disease", "body", "lidc")
 
 
 @dataclass(frozen=True)
