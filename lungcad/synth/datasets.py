@@ -12,11 +12,12 @@ Layout under ``OUT`` (``fmt="luna"``, ``"dsb"`` or ``"both"``)::
     luna16/seriesuids.csv               one seriesuid per line, no header
     luna16/cancer_labels.csv            id,cancer with id = seriesuid (ours, not LUNA16's: the DSB labels
                                         for the LUNA16 layout, e.g. for lungcad train risk)
-    luna16/nodules.csv                  id,coordX,...,malignant,excluded with id = seriesuid (ours: every
-                                        nodule's truth, e.g. for lungcad train classifier)
+    luna16/nodules.csv                  id,coordX,...,malignant,excluded,source,<LIDC labels> with id = seriesuid
+                                        (ours: every nodule's truth, e.g. for lungcad train classifier; an LIDC
+                                        nodule's readers' median ratings and LIDC ids, empty for parametric ones)
     dsb2017/stage1/<patient id>/*.dcm   DICOM series, shuffled names, RescaleIntercept -1024, padding -2000
     dsb2017/stage1_labels.csv           id,cancer
-    dsb2017/stage1_nodules.csv          id,coordX,coordY,coordZ,diameter_mm,type,shape,location,malignant,excluded
+    dsb2017/stage1_nodules.csv          the same columns as nodules.csv, id = patient id
     dsb2017/stage1_lungs/<patient id>.mhd/.raw     uint8 labels in the DICOM series' geometry
 
 Coordinates are world mm. A rerun with the same arguments skips finished scans and rebuilds the CSVs
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from lungcad import __version__
@@ -52,8 +54,12 @@ log = logging.getLogger("lungcad.synth")
 FORMATS = ("luna", "dsb", "both")
 ANNOTATION_HEADER = ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"]
 CANDIDATE_HEADER = ["seriesuid", "coordX", "coordY", "coordZ", "class"]
+#: LIDC-IDRI labels of an LIDC nodule (empty for a parametric one): the readers' median ratings and where it came from.
+LIDC_COLUMNS = ["malignancy", "spiculation", "lobulation", "texture", "calcification", "subtlety", "sphericity",
+                "margin", "internalStructure", "readers", "lidc_patient_id", "lidc_annotation_ids"]  # fmt: skip
 NODULE_HEADER = [
     "id", "coordX", "coordY", "coordZ", "diameter_mm", "type", "shape", "location", "malignant", "excluded",
+    "source", *LIDC_COLUMNS,
 ]  # fmt: skip
 
 
@@ -67,16 +73,18 @@ class DatasetSummary:
     skipped: int
     nodules: int
     excluded: int
-    cancer_rate: float
+    cancer_rate: float  # among the labelled patients
     seconds: float
     formats: tuple[str, ...]
+    unlabelled: int = 0  # patients left out of the labels (indeterminate LIDC nodules)
 
     def line(self) -> str:
         """One-line human summary."""
         return (
             f"synth: {self.scans} scans ({self.generated} generated, {self.skipped} already there), "
-            f"{self.nodules} nodules + {self.excluded} excluded findings, cancer rate {self.cancer_rate:.1%}, "
-            f"{self.seconds:.1f} s -> {self.out}"
+            f"{self.nodules} nodules + {self.excluded} excluded findings, cancer rate {self.cancer_rate:.1%}"
+            + (f" ({self.unlabelled} patients unlabelled: indeterminate LIDC nodules)" if self.unlabelled else "")
+            + f", {self.seconds:.1f} s -> {self.out}"
         )
 
 
@@ -153,6 +161,8 @@ def _nodule_json(n: Nodule) -> dict:
         "malignant": n.malignant,
         "excluded": n.excluded,
         "core_diameter_mm": n.core_diameter_mm,
+        "source": n.source,
+        "lidc": n.lidc,
     }
 
 
@@ -250,7 +260,7 @@ def _luna_tables(out: Path, recs: list[dict]) -> None:
     write_csv(root / "annotations_excluded.csv", ANNOTATION_HEADER, excl)
     write_csv(root / "candidates.csv", CANDIDATE_HEADER, cand)
     write_csv(root / "seriesuids.csv", None, [[r["series_uid"]] for r in recs])
-    write_csv(root / "cancer_labels.csv", ["id", "cancer"], [[r["series_uid"], r["cancer"]] for r in recs])
+    write_csv(root / "cancer_labels.csv", ["id", "cancer"], _labelled(recs, "series_uid"))
     write_csv(
         root / "nodules.csv",
         NODULE_HEADER,
@@ -261,7 +271,7 @@ def _luna_tables(out: Path, recs: list[dict]) -> None:
 def _dsb_tables(out: Path, recs: list[dict]) -> None:
     root = out / "dsb2017"
     recs = sorted(recs, key=lambda r: r["patient_id"])
-    write_csv(root / "stage1_labels.csv", ["id", "cancer"], [[r["patient_id"], r["cancer"]] for r in recs])
+    write_csv(root / "stage1_labels.csv", ["id", "cancer"], _labelled(recs, "patient_id"))
     rows = [row for r in recs for row in _nodule_rows(r["patient_id"], r["nodules_dsb"])]
     write_csv(root / "stage1_nodules.csv", NODULE_HEADER, rows)
 
@@ -270,9 +280,22 @@ def _nodule_rows(uid: str, nodules: list[dict]) -> list[list]:
     """``NODULE_HEADER`` rows of one scan's nodule records."""
     return [
         [uid, *map(_fmt, n["world_xyz"]), _fmt(n["diameter_mm"]), n["type"], n["shape"], n["location"],
-         int(n["malignant"]), int(n["excluded"])]
+         int(n["malignant"]), int(n["excluded"]), n.get("source", "parametric"), *_lidc_cells(n.get("lidc"))]
         for n in nodules
     ]  # fmt: skip
+
+
+def _lidc_cells(lidc: dict | None) -> list:
+    """The ``LIDC_COLUMNS`` cells of a nodule record's ``lidc`` labels (empty cells for a parametric nodule)."""
+    if lidc is None:
+        return [""] * len(LIDC_COLUMNS)
+    ids = {"lidc_patient_id": "patient_id", "lidc_annotation_ids": "annotation_ids"}
+    return [lidc[ids.get(c, c)] for c in LIDC_COLUMNS]
+
+
+def _labelled(recs: list[dict], key: str) -> list[list]:
+    """``id,cancer`` rows of the records whose patient has a label (an indeterminate LIDC patient may have none)."""
+    return [[r[key], r["cancer"]] for r in recs if r["cancer"] is not None]
 
 
 # --------------------------------------------------------------------------- driver
@@ -373,6 +396,7 @@ def write_dataset(
     if "dsb" in manifest["formats"]:
         _dsb_tables(out, [r for r in ordered if "dsb" in r["formats"]])
     nods = [n for r in ordered for n in r["nodules_luna"]]
+    labels = [r["cancer"] for r in ordered if r["cancer"] is not None]
     return DatasetSummary(
         out=out,
         scans=n_scans,
@@ -380,7 +404,8 @@ def write_dataset(
         skipped=n_scans - generated,
         nodules=sum(not n["excluded"] for n in nods),
         excluded=sum(n["excluded"] for n in nods),
-        cancer_rate=sum(r["cancer"] for r in ordered) / n_scans,
+        cancer_rate=float(np.mean(labels)) if labels else float("nan"),
+        unlabelled=n_scans - len(labels),
         seconds=time.perf_counter() - start,
         formats=tuple(manifest["formats"]),
     )

@@ -7,6 +7,9 @@ the nodule centre, turned into a voxel coverage (:func:`lungcad.synth.raster.box
 - lobulated: the union of a few overlapping balls (one at the centre);
 - spiculated: a smooth core plus thin radial spicules whose width and density fade outwards.
 
+- LIDC-IDRI: the readers' consensus shape, its signed distance sampled trilinearly at the sample points
+  (:meth:`lungcad.synth.lidc_nodules.LidcNodule.signed_distance`).
+
 The density is the type's HU plus a smooth texture; part-solid nodules get a solid core over the
 ground-glass body and some calcified ones a calcified core. Nodules only brighten lung voxels, so
 vessels crossing a ground-glass nodule stay visible and nothing is drawn into the chest wall.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lungcad.synth.lidc_nodules import LidcNodule
 from lungcad.synth.nodules import NoduleLook, NoduleSpec
 from lungcad.synth.raster import Canvas, box_coverage
 from lungcad.synth.texture import lattice_points
@@ -89,9 +93,16 @@ def draw_nodule(canvas: Canvas, spec: NoduleSpec, edge_mm: float) -> None:
     x, y, z = canvas.coords(box)
     d = (x - np.float32(c[0]), y - np.float32(c[1]), z - np.float32(c[2]))
     edge = max(edge_mm, geom.h)
-    alpha = nodule_alpha(look, spec.kind.shape, d, edge)
     full = np.broadcast_shapes(d[0].shape, d[1].shape, d[2].shape)
     tex = lattice_points(look.lattice, *(np.broadcast_to(v, full) for v in d))
+    if isinstance(look, LidcNodule):
+        sdf = look.signed_distance(d)
+        canvas.composite(box, np.clip(0.5 + sdf / edge, 0.0, 1.0), look.hu + look.texture * tex, "brighten")
+        if look.core_depth_mm > 0:
+            core = np.clip(0.5 + (sdf - look.core_depth_mm) / edge, 0.0, 1.0)
+            canvas.composite(box, core, look.core_hu + 0.5 * look.texture * tex, "brighten")
+        return
+    alpha = nodule_alpha(look, spec.kind.shape, d, edge)
     canvas.composite(box, alpha, look.hu + look.texture * tex, "brighten")
     if look.core_radius > 0:
         r = float(np.mean(look.axes))

@@ -26,7 +26,8 @@ one that still does not fit is dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from lungcad.synth.config import NoduleConfig, SynthConfig
 from lungcad.synth.raster import Segments
 from lungcad.synth.texture import Lattice, make_lattice
 from lungcad.synth.util import cbrt, choice, normalize, random_rotation, random_unit, segment_distance, uniform
+
+if TYPE_CHECKING:
+    from lungcad.synth.lidc_nodules import LidcNodule
 
 #: 26 unit directions (cube faces, edges, corners) used to test that a ball fits in the lung.
 _DIRS = normalize(
@@ -95,13 +99,15 @@ def free_fraction(an: Anatomy, label: int, centre: np.ndarray, radius: float, tu
 
 @dataclass(frozen=True)
 class NoduleKind:
-    """The clinical description of one nodule (no position yet)."""
+    """The clinical description of one nodule (no position yet); ``lidc``: the LIDC-IDRI nodule it is (its
+    readers' shape, ratings and look, :mod:`lungcad.synth.lidc_nodules`), None for a parametric one."""
 
     diameter_mm: float
     type: str
     shape: str
     location: str
     excluded: bool = False
+    lidc: LidcNodule | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,7 @@ class NoduleSpec:
     lung: int
     malignant: bool
     core_diameter_mm: float | None
-    look: NoduleLook
+    look: NoduleLook | LidcNodule
 
 
 def _diameter(rng: np.random.Generator, cfg: NoduleConfig) -> float:
@@ -193,7 +199,7 @@ def draw_kinds(rng: np.random.Generator, config: SynthConfig) -> list[NoduleKind
 
 
 # --------------------------------------------------------------------------- looks
-def _density(rng: np.random.Generator, cfg: NoduleConfig, kind: NoduleKind, inner: float) -> tuple[float, ...]:
+def density(rng: np.random.Generator, cfg: NoduleConfig, kind: NoduleKind, inner: float) -> tuple[float, ...]:
     """``(hu, texture, core_hu, core_radius)`` of a nodule of ``kind`` whose body is >= ``inner`` mm thick."""
     h = cfg.hu
     if kind.type == "ggo":
@@ -238,7 +244,7 @@ def draw_look(rng: np.random.Generator, cfg: NoduleConfig, kind: NoduleKind) -> 
     blobs = _blobs(rng, cfg, r) if kind.shape == "lobulated" else np.zeros((0, 4))
     spikes = _spikes(rng, cfg, r) if kind.shape == "spiculated" else np.zeros((0, 5))
     inner = float(blobs[0, 3]) if len(blobs) else float(axes.min())
-    hu, tex, core_hu, core_r = _density(rng, cfg, kind, inner)
+    hu, tex, core_hu, core_r = density(rng, cfg, kind, inner)
     reach = r * (1.3 + (cfg.spike_length[1] if len(spikes) else 0.0)) + 2.0
     lattice = make_lattice(rng, np.full(3, -reach), np.full(3, reach), max(1.2, r / 2.5))
     return NoduleLook(
@@ -307,16 +313,18 @@ def _wall_exit(an: Anatomy, lung: Lung, p0: np.ndarray, u: np.ndarray) -> float 
 
 
 def _place_pleural(
-    rng, an: Anatomy, lung: Lung, r: float, cfg: NoduleConfig, placed: list, tubes: Tubes
-) -> np.ndarray | None:
-    """Centre of a juxtapleural nodule touching the chest wall, or None."""
+    rng, an: Anatomy, lung: Lung, r: float, cfg: NoduleConfig, placed: list, tubes: Tubes, face: float | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Centre of a juxtapleural nodule touching the chest wall and the outward direction ``u`` of its wall contact,
+    or None. ``face``: the nodule has a flat face this far (mm) from its centre, which is put on the pleura."""
     for p0 in lung_points(rng, an, lung, 60):
         a, b = rng.standard_normal(2)
         u = normalize(np.array([lung.sign * (abs(a) + 0.3), b, 0.0]))
         tb = _wall_exit(an, lung, p0, u)
         if tb is None:
             continue
-        c = p0 + (tb - max(uniform(rng, (0.45, 0.75)) * r, min(1.5, r))) * u
+        depth = max(uniform(rng, (0.45, 0.75)) * r, min(1.5, r)) if face is None else face
+        c = p0 + (tb - depth) * u
         if not (
             _inside(an, lung.label, np.stack([c, c - u * (r + 1.0)])).all()
             and _clear(c, r, placed, cfg.min_separation_mm)
@@ -326,7 +334,7 @@ def _place_pleural(
         out = shell[~_inside(an, lung.label, shell)]
         wall = len(out) and np.all(cavity_rho(an, out[:, 0], out[:, 1], out[:, 2]) >= 0.95)
         if wall and _shows(an, lung, c, r, cfg, tubes):
-            return c
+            return c, u
     return None
 
 
@@ -363,14 +371,18 @@ def _place_one(
     placed: list,
     vessels: Segments,
     tubes: Tubes,
-) -> np.ndarray | None:
-    """Centre (patient mm) for ``kind`` in ``lung`` at its location, or None."""
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """Centre (patient mm) for ``kind`` in ``lung`` at its location and, for a juxtapleural one, the outward
+    direction of its wall contact; None if it does not fit."""
     r = kind.diameter_mm / 2
     if kind.location == "juxtapleural":
-        return _place_pleural(rng, an, lung, r, cfg, placed, tubes)
+        face = kind.lidc.face_depth_mm if kind.lidc is not None else None
+        return _place_pleural(rng, an, lung, r, cfg, placed, tubes, face)
     if kind.location == "juxtavascular":
-        return _place_vascular(rng, an, lung, r, cfg, placed, vessels, tubes)
-    return _place_intra(rng, an, lung, r, cfg, placed, tubes)
+        c = _place_vascular(rng, an, lung, r, cfg, placed, vessels, tubes)
+    else:
+        c = _place_intra(rng, an, lung, r, cfg, placed, tubes)
+    return None if c is None else (c, None)
 
 
 def place_nodules(
@@ -393,18 +405,21 @@ def place_nodules(
     placed: list[NoduleSpec] = []
     for kind in kinds:
         lungs = an.lungs if rng.random() < 0.55 else an.lungs[::-1]
-        look = draw_look(rng, cfg, kind)
-        c, lung = None, lungs[0]
-        for attempt in (kind, NoduleKind(kind.diameter_mm, kind.type, kind.shape, "intraparenchymal", kind.excluded)):
+        look = kind.lidc if kind.lidc is not None else draw_look(rng, cfg, kind)
+        placed_at, lung = None, lungs[0]
+        for attempt in (kind, replace(kind, location="intraparenchymal")):
             for lung in lungs:
-                c = _place_one(rng, an, cfg, lung, attempt, placed, vessels, tubes)
-                if c is not None:
+                placed_at = _place_one(rng, an, cfg, lung, attempt, placed, vessels, tubes)
+                if placed_at is not None:
                     break
-            if c is not None:
+            if placed_at is not None:
                 kind = attempt
                 break
-        if c is None:
+        if placed_at is None:
             continue
+        c, outward = placed_at
+        if kind.lidc is not None and outward is not None:
+            look = kind.lidc.aligned(outward)
         core = 2 * look.core_radius if kind.type == "part_solid" else None
         placed.append(
             NoduleSpec(

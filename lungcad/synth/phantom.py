@@ -19,6 +19,7 @@ from lungcad.synth.cancer import patient_cancer
 from lungcad.synth.candidates import candidate_points
 from lungcad.synth.config import SynthConfig, load_synth_config
 from lungcad.synth.geometry import Geometry, draw_geometry
+from lungcad.synth.lidc_nodules import substitute
 from lungcad.synth.nodule_render import draw_nodules
 from lungcad.synth.nodules import NoduleSpec, draw_kinds, place_nodules
 from lungcad.synth.noise import draw_noise, finish_volume
@@ -55,6 +56,9 @@ class Nodule:
         malignant: by the rule of :mod:`lungcad.synth.cancer`.
         excluded: a < 3 mm finding (``annotations_excluded.csv``), not a nodule to detect.
         core_diameter_mm: part-solid nodules: diameter of the solid core.
+        source: ``parametric`` or ``lidc``.
+        lidc: an LIDC-IDRI nodule's labels: ``patient_id``, ``annotation_ids`` (``;``-joined), ``readers`` and the
+            nine median ratings (``malignancy``, ``spiculation``, ``lobulation``, ``texture``, ...); None otherwise.
     """
 
     world_xyz: tuple[float, float, float]
@@ -67,6 +71,8 @@ class Nodule:
     malignant: bool
     excluded: bool
     core_diameter_mm: float | None = None
+    source: str = "parametric"
+    lidc: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,8 @@ class Phantom:
         geometry: the drawn geometry (canonical grid).
         seed, index: what the phantom was made from.
         series_uid: LUNA16 seriesuid; patient_id: DSB-style 32-hex id.
-        cancer: 1 if any nodule is malignant.
+        cancer: 1 if any nodule is malignant, 0 if none, None when the patient's label is left out
+            (an indeterminate LIDC nodule; :mod:`lungcad.synth.cancer`).
     """
 
     scan: CTScan = field(repr=False)
@@ -99,7 +106,7 @@ class Phantom:
     index: int
     series_uid: str
     patient_id: str
-    cancer: int
+    cancer: int | None
 
     @property
     def flipped(self) -> bool:
@@ -177,9 +184,21 @@ def _nodule_records(scan: CTScan, geom: Geometry, specs: list[NoduleSpec]) -> tu
                 malignant=spec.malignant,
                 excluded=k.excluded,
                 core_diameter_mm=spec.core_diameter_mm,
+                source="parametric" if k.lidc is None else "lidc",
+                lidc=None if k.lidc is None else _lidc_labels(k.lidc),
             )
         )
     return tuple(out)
+
+
+def _lidc_labels(nodule) -> dict:
+    """The public labels of an LIDC nodule (:class:`lungcad.synth.lidc_nodules.LidcNodule`)."""
+    return {
+        "patient_id": nodule.patient_id,
+        "annotation_ids": nodule.annotation_ids,
+        "readers": nodule.readers,
+        **dict(nodule.ratings),
+    }
 
 
 def _world_segments(scan: CTScan, geom: Geometry, segs: Segments) -> Segments:
@@ -203,7 +222,8 @@ def make_phantom(seed: int, index: int = 0, *, size: int = 512, config: SynthCon
     an = draw_anatomy(rngs["anatomy"], cfg, geom)
     vessels = vessel_trees(rngs["vessels"], an, cfg)
     airways = airway_trees(rngs["vessels"], an, cfg)
-    specs = place_nodules(rngs["nodules"], an, cfg, vessels, draw_kinds(rngs["nodules"], cfg), airways)
+    kinds = substitute(rngs["lidc"], cfg, draw_kinds(rngs["nodules"], cfg))
+    specs = place_nodules(rngs["nodules"], an, cfg, vessels, kinds, airways)
     vol, labels = render_anatomy(an, geom)
     v = cfg.vessels
     canvas = Canvas(vol, labels, geom)

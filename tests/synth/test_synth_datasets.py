@@ -58,9 +58,10 @@ def test_luna_csv_headers_exact(dataset):
     # has a malignant nodule
     nodules = _rows(root / "nodules.csv")
     assert nodules[0][:5] == ["id", "coordX", "coordY", "coordZ", "diameter_mm"]
-    assert nodules[0][-2:] == ["malignant", "excluded"]
-    assert sorted(r[:5] for r in nodules[1:] if r[-1] == "0") == sorted(ann)
-    assert {r[0] for r in nodules[1:] if r[-2] == "1"} == {u for u, c in labels.items() if c == "1"}
+    assert nodules[0][8:11] == ["malignant", "excluded", "source"]
+    assert sorted(r[:5] for r in nodules[1:] if r[9] == "0") == sorted(ann)
+    assert {r[0] for r in nodules[1:] if r[8] == "1"} == {u for u, c in labels.items() if c == "1"}
+    assert {r[10] for r in nodules[1:]} == {"parametric"} and not any(any(r[11:]) for r in nodules[1:])
 
 
 def test_luna_annotations_hit_nodules_in_written_files(dataset):
@@ -154,6 +155,8 @@ def test_dsb_tables_follow_the_rule(dataset):
     nodules = _rows(root / "stage1_nodules.csv")
     assert nodules[0] == [
         "id", "coordX", "coordY", "coordZ", "diameter_mm", "type", "shape", "location", "malignant", "excluded",
+        "source", "malignancy", "spiculation", "lobulation", "texture", "calcification", "subtlety", "sphericity",
+        "margin", "internalStructure", "readers", "lidc_patient_id", "lidc_annotation_ids",
     ]  # fmt: skip
     rule = load_synth_config().cancer_rule
     ids = [r[0] for r in labels[1:]]
