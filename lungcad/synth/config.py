@@ -235,10 +235,9 @@ class SynthConfig:
             raise ValueError(f"lidc.fraction must be in [0, 1], got {lidc.fraction}")
         if lidc.split not in LIDC_SPLITS:
             raise ValueError(f"lidc.split must be one of {LIDC_SPLITS}, got {lidc.split!r}")
-        if self.cancer_rule.lidc_indeterminate not in INDETERMINATE:
-            raise ValueError(
-                f"cancer_rule.lidc_indeterminate must be one of {INDETERMINATE}, got {self.cancer_rule.lidc_indeterminate!r}"
-            )
+        rule = self.cancer_rule.lidc_indeterminate
+        if rule not in INDETERMINATE:
+            raise ValueError(f"cancer_rule.lidc_indeterminate must be one of {INDETERMINATE}, got {rule!r}")
         known = {
             "type": {"solid", "part_solid", "ggo", "calcified"},
             "shape": {"smooth", "lobulated", "spiculated"},

@@ -128,9 +128,7 @@ class _Reading:
 
     def points_mm(self, pixel_mm: float) -> np.ndarray:
         """All contour points ``(N, 3)`` as (x mm, y mm, z mm)."""
-        return np.concatenate(
-            [np.column_stack([xy * pixel_mm, np.full(len(xy), z)]) for z, _, xy in self.contours]
-        )
+        return np.concatenate([np.column_stack([xy * pixel_mm, np.full(len(xy), z)]) for z, _, xy in self.contours])
 
     def diameter_mm(self, pixel_mm: float) -> float:
         """Greatest axial diameter (``pylidc``'s ``Annotation.diameter``)."""
