@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lungcad.config import load_config
+from lungcad.errors import ConfigError
 
 Range = tuple[float, float]
 
@@ -256,6 +257,21 @@ def load_synth_config(path: str | Path | None = None, **overrides: Any) -> Synth
     Raises :class:`lungcad.errors.ConfigError` for unknown, missing or ill-typed keys.
     """
     return load_config(SynthConfig, "synth" if path is None else path, **overrides)
+
+
+def check_training_world(config: SynthConfig, what: str = "training data") -> SynthConfig:
+    """``config`` if it may make training data, else a :class:`ConfigError`.
+
+    LIDC-IDRI patients 0801-1012 are for testing only: a config that draws LIDC nodules (``lidc.fraction > 0``) from
+    the ``test`` split never reaches training, tuning or model selection. Every training path calls this.
+    """
+    if config.lidc.fraction > 0 and config.lidc.split != "train":
+        raise ConfigError(
+            f"this synth config draws LIDC-IDRI {config.lidc.split} nodules (patients 0801-1012), which are for "
+            f"testing only and never make {what}",
+            fix="use a training world (lidc.split: train), e.g. configs/world_train.yaml",
+        )
+    return config
 
 
 def with_overrides(config: SynthConfig, **overrides: Any) -> SynthConfig:
