@@ -44,3 +44,33 @@ def juxtapleural_coverage(phantom, mask: np.ndarray) -> list[tuple[float, float]
     diameters = np.array([n.diameter_mm for n in nodules])
     fractions = sphere_coverage(phantom.scan, mask, centres, diameters, within=lungs)
     return [(float(d), float(f)) for d, f in zip(diameters, fractions) if not np.isnan(f)]
+
+
+def nodule_mask_coverage(
+    grid: CTScan,
+    mask: np.ndarray,
+    labels: CTScan,
+    centres_xyz: np.ndarray,
+    diameters_mm: np.ndarray,
+    lung_labels: tuple[int, ...] = (3, 4),
+) -> np.ndarray:
+    """Fraction (N,) of each nodule's voxels that a lung ``mask`` on ``grid`` contains (NaN: no voxel).
+
+    A nodule's voxels are the voxels of ``grid`` inside its sphere (world mm centre, diameter) whose world position
+    falls in one of ``lung_labels`` of the truth volume ``labels`` (nearest label voxel; any grid or orientation:
+    e.g. a phantom's ``seg-lungs-LUNA16`` labels, where nodules lie inside labels 3 and 4), so the mask is judged on
+    the nodule's tissue, not on the chest wall its sphere reaches into.
+    """
+    from lungcad.candidates.targets import rasterise_spheres
+
+    fractions = []
+    for centre, diameter in zip(np.atleast_2d(centres_xyz), np.atleast_1d(diameters_mm)):
+        idx = np.argwhere(rasterise_spheres(grid, centre[None], np.array([diameter])))
+        ijk = labels.world_to_voxel(grid.voxel_to_world(idx), outside="nan")
+        inside = ~np.isnan(ijk).any(axis=1)
+        idx, ijk = idx[inside], np.rint(ijk[inside]).astype(int)
+        ijk = np.minimum(ijk, np.asarray(labels.shape) - 1)
+        tissue = np.isin(labels.array[ijk[:, 0], ijk[:, 1], ijk[:, 2]], lung_labels)
+        n = int(tissue.sum())
+        fractions.append(float(mask[tuple(idx[tissue].T)].sum()) / n if n else float("nan"))
+    return np.asarray(fractions, dtype=float)
