@@ -292,15 +292,18 @@ class _Grid:
         offsets = (np.arange(self.nsub) + 0.5) / self.nsub - 0.5
         self.zs = ((np.arange(geom.nz)[:, None] + offsets[None, :]) * geom.sz).ravel().astype(np.float32)
 
-    def box(self, lo_xyz: np.ndarray, hi_xyz: np.ndarray) -> Box | None:
-        """Voxel box covering the patient box ``lo``..``hi`` (mm), or None when it misses the volume."""
-        vlo = self.geom.to_voxel(np.asarray(lo_xyz, dtype=np.float64))
-        vhi = self.geom.to_voxel(np.asarray(hi_xyz, dtype=np.float64))
+    def boxes(self, lo_xyz: np.ndarray, hi_xyz: np.ndarray) -> list[Box | None]:
+        """Voxel boxes covering the patient boxes ``lo``..``hi`` ``(N, 3)`` mm; None for one missing the volume."""
+        vlo = self.geom.to_voxel(np.asarray(lo_xyz, dtype=np.float64).reshape(-1, 3))
+        vhi = self.geom.to_voxel(np.asarray(hi_xyz, dtype=np.float64).reshape(-1, 3))
         lo = np.maximum(np.ceil(vlo - 0.5).astype(int), 0)
         hi = np.minimum(np.floor(vhi + 0.5).astype(int) + 1, np.array(self.geom.shape))
-        if np.any(hi <= lo):
-            return None
-        return int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]), int(lo[2]), int(hi[2])
+        rows = np.stack([lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1], lo[:, 2], hi[:, 2]], axis=1).tolist()
+        return [tuple(b) if ok else None for b, ok in zip(rows, np.all(hi > lo, axis=1), strict=True)]
+
+    def box(self, lo_xyz: np.ndarray, hi_xyz: np.ndarray) -> Box | None:
+        """Voxel box covering the patient box ``lo``..``hi`` (mm), or None when it misses the volume."""
+        return self.boxes(lo_xyz, hi_xyz)[0]
 
     def coords(self, box: Box, sub: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Patient ``x (1, 1, nx)``, ``y (1, ny, 1)``, ``z (nz * nsub, 1, 1)`` mm (``sub=False``: slice centres)."""
@@ -336,13 +339,12 @@ class _Grid:
 def _render_balls(grid: _Grid, balls: Balls) -> None:
     """All lumens of ``balls``, then all walls."""
     h = grid.geom.h
+    pad = (balls.radii + h)[:, None]
+    boxes = grid.boxes(balls.centres - pad, balls.centres + pad)
     for walls in (False, True):
-        for n in range(len(balls)):
+        for n, box in enumerate(boxes):
             c, r, wall = balls.centres[n], float(balls.radii[n]), float(balls.wall[n])
-            if walls and wall <= 0:
-                continue
-            box = grid.box(c - r - h, c + r + h)
-            if box is None:
+            if box is None or (walls and wall <= 0):
                 continue
             x, y, z = grid.coords(box)
             dx, dy, dz = x - np.float32(c[0]), y - np.float32(c[1]), z - np.float32(c[2])
@@ -541,6 +543,24 @@ def _emphysema(rng: np.random.Generator, cfg: EmphysemaConfig, an: Anatomy) -> t
     return spots, bullae
 
 
+def _pack_cysts(
+    rng: np.random.Generator, an: Anatomy, seed: np.ndarray, label: int, radii: np.ndarray, tries: int = 12
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cysts of ``radii`` (mm) packed around ``seed`` (xyz mm), each touching an earlier one, none overlapping
+    (centres >= 0.9 of the radii sums apart), all inside lung ``label``: ``(centres (m, 3), radii (m,))``."""
+    centres, kept = [np.asarray(seed, float)], [float(radii[0])]
+    for r in radii[1:]:
+        for _ in range(tries):
+            j = int(rng.integers(len(kept)))
+            c = centres[j] + random_unit(rng, 1)[0] * (kept[j] + r)
+            gaps = np.linalg.norm(np.asarray(centres) - c, axis=1) - 0.9 * (np.asarray(kept) + r)
+            if gaps.min() >= 0 and lung_label_at(an, c[0], c[1], c[2]) == label:
+                centres.append(c)
+                kept.append(float(r))
+                break
+    return np.asarray(centres), np.asarray(kept)
+
+
 def _fibrosis(rng: np.random.Generator, cfg: FibrosisConfig, an: Anatomy) -> tuple[Reticulation, Balls]:
     """The reticular network's field and region, and honeycomb cysts."""
     frac = uniform(rng, cfg.height_fraction)
@@ -564,14 +584,10 @@ def _fibrosis(rng: np.random.Generator, cfg: FibrosisConfig, an: Anatomy) -> tup
         parts = []
         for c, lab in zip(seeds, seed_lab, strict=True):
             m = _count(rng, cfg.honeycomb_cysts)
-            r = 0.5 * _per(rng, cfg.cyst_diameter_mm, m)
-            spread = 0.8 * float(r.mean()) * np.cbrt(m)
-            p = c + random_unit(rng, m) * (spread * rng.random(m) ** (1 / 3))[:, None]
-            keep = lung_label_at(an, p[:, 0], p[:, 1], p[:, 2]) == lab
-            wall = _per(rng, cfg.cyst_wall_mm, m)
-            parts.append(
-                (p[keep], r[keep], _per(rng, cfg.cyst_hu, m)[keep], wall[keep], _per(rng, cfg.cyst_wall_hu, m)[keep])
-            )
+            p, r = _pack_cysts(rng, an, c, int(lab), 0.5 * _per(rng, cfg.cyst_diameter_mm, m))
+            n = len(r)
+            wall = np.minimum(_per(rng, cfg.cyst_wall_mm, n), 0.6 * r)
+            parts.append((p, r, _per(rng, cfg.cyst_hu, n), wall, _per(rng, cfg.cyst_wall_hu, n)))
         if parts:
             cysts = Balls(*(np.concatenate([q[i] for q in parts]) for i in range(5)))
     return ret, cysts
