@@ -285,6 +285,16 @@ class DiseaseConfig:
     consolidation: ConsolidationConfig
     effusion: EffusionConfig
 
+    def __post_init__(self) -> None:
+        for pattern in dataclasses.fields(self):
+            part = getattr(self, pattern.name)
+            for f in dataclasses.fields(part):
+                value, key = getattr(part, f.name), f"disease.{pattern.name}.{f.name}"
+                if f.name.endswith("probability") and not 0.0 <= value <= 1.0:
+                    raise ValueError(f"{key} must be in [0, 1], got {value}")
+                if isinstance(value, tuple) and (len(value) != 2 or value[0] > value[1]):
+                    raise ValueError(f"{key} must be a range [low, high] with low <= high, got {list(value)}")
+
 
 @dataclass(frozen=True)
 class SynthConfig:

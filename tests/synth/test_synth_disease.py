@@ -10,8 +10,11 @@ import dataclasses
 
 import numpy as np
 import pytest
+import yaml
 from scipy import ndimage
 
+from lungcad.config import CONFIG_DIR
+from lungcad.errors import ConfigError
 from lungcad.synth import load_synth_config, make_phantom
 from lungcad.synth.anatomy import LEFT_LUNG, RIGHT_LUNG, draw_anatomy
 from lungcad.synth.disease import KINDS, Disease, draw_disease
@@ -385,3 +388,16 @@ def test_hides_is_true_in_effusion_and_consolidation_and_false_in_clear_lung(wor
     assert np.mean(d.hides(patient_points(geom, fluid))) > 0.95
     assert np.mean(d.hides(patient_points(geom, solid))) > 0.95
     assert np.mean(d.hides(patient_points(geom, clear))) < 0.01
+
+
+@pytest.mark.parametrize(
+    ("pattern", "key", "value"),
+    [("effusion", "probability", 1.5), ("emphysema", "spots", [600, 100]), ("fibrosis", "honeycomb_probability", -0.1)],
+)
+def test_bad_disease_settings_raise_config_error(tmp_path, pattern, key, value):
+    data = yaml.safe_load((CONFIG_DIR / "synth.yaml").read_text())
+    data["disease"][pattern][key] = value
+    path = tmp_path / "synth.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=f"disease.{pattern}.{key}"):
+        load_synth_config(path)
