@@ -201,6 +201,122 @@ class LidcConfig:
 
 
 @dataclass(frozen=True)
+class EmphysemaConfig:
+    """Centrilobular / paraseptal low-attenuation spots (upper-lobe predominant) and bullae."""
+
+    probability: float  # per scan
+    spots: tuple[int, int]  # number of low-attenuation spots per scan (inclusive range): the severity
+    spot_diameter_mm: Range  # per spot
+    hu: Range  # HU at a spot's centre (per spot; < -950 for emphysema)
+    upper_power: Range  # spot density ~ h ** power, h = height fraction in the lung (0 base, 1 apex); 0 = uniform
+    paraseptal_fraction: Range  # share of the spots put subpleurally (within paraseptal_depth_mm of the pleura)
+    paraseptal_depth_mm: float
+    bullae: tuple[int, int]  # number of bullae per scan (inclusive range)
+    bulla_diameter_mm: Range
+    bulla_wall_mm: Range  # wall thickness
+    bulla_wall_hu: Range  # HU the thin wall is raised to
+    bulla_depth_mm: float  # a bulla's centre lies within this distance of the pleura (subpleural)
+
+
+@dataclass(frozen=True)
+class FibrosisConfig:
+    """Reticulation (a network of thickened interlobular septa), basal and subpleural, and honeycombing."""
+
+    probability: float  # per scan
+    cell_mm: Range  # lattice spacing of the random field whose zero set draws the network (~ cell size)
+    line_mm: Range  # apparent line thickness
+    line_hu: Range  # HU the lines are raised to
+    haze_hu: Range  # HU added to the whole fibrotic region (fine fibrosis below the resolution)
+    height_fraction: Range  # the region reaches this fraction of the lung height above the base
+    depth_mm: Range  # subpleural depth of the region (from the chest wall and the diaphragm)
+    honeycomb_probability: float  # per fibrotic scan
+    honeycomb_clusters: tuple[int, int]  # clusters of cysts (inclusive range)
+    honeycomb_cysts: tuple[int, int]  # cysts per cluster (inclusive range)
+    cyst_diameter_mm: Range
+    cyst_wall_mm: Range
+    cyst_wall_hu: Range
+    cyst_hu: Range  # HU inside a cyst
+
+
+@dataclass(frozen=True)
+class GroundGlassConfig:
+    """Patchy ground-glass opacity: clusters of soft-edged blobs raised to -750..-450 HU (vessels stay visible)."""
+
+    probability: float  # per scan
+    patches: tuple[int, int]  # number of patches (inclusive range)
+    lobes: tuple[int, int]  # overlapping blobs per patch (inclusive range)
+    patch_diameter_mm: Range  # diameter of the region a patch's blobs fill
+    hu: Range  # HU a blob raises the lung to (per blob)
+    edge_mm: Range  # width of the soft edge
+    height_fraction: Range  # where: height of a patch's centre as a fraction of the lung height (0 base, 1 apex)
+
+
+@dataclass(frozen=True)
+class AtelectasisConfig:
+    """Dense (soft-tissue) dependent bands at the posterior bases, and thin subsegmental plates."""
+
+    probability: float  # per scan
+    count: tuple[int, int]  # number of regions (inclusive range)
+    plate_probability: float  # share of the regions that are thin plates (the rest dependent bands)
+    hu: Range
+    band_thickness_mm: Range  # dependent band: depth from the posterior pleura
+    band_length_mm: Range  # dependent band: lateral and craniocaudal extent
+    plate_length_mm: Range  # plate: diameter
+    plate_thickness_mm: Range
+    plate_tilt: float  # plate: random spread of its normal away from craniocaudal (0 = horizontal plates)
+    height_fraction: Range  # where: height of a region's centre as a fraction of the lung height (0 base)
+
+
+@dataclass(frozen=True)
+class ConsolidationConfig:
+    """Soft-tissue regions around intrapulmonary airways (air bronchograms: the airways are drawn dark later)."""
+
+    probability: float  # per scan
+    count: tuple[int, int]  # number of regions (inclusive range)
+    diameter_mm: Range
+    hu: Range
+    edge_mm: Range
+    lumpiness: Range  # relative amplitude of the boundary's irregularity
+    height_fraction: Range  # where: height of the centre as a fraction of the lung height (0 base, 1 apex)
+
+
+@dataclass(frozen=True)
+class EffusionConfig:
+    """Pleural fluid layering in the dependent (posterior) base; it replaces lung (label 0 there)."""
+
+    probability: float  # per scan
+    bilateral_probability: float  # given an effusion: both sides (else one side at random)
+    thickness_mm: Range  # greatest depth of the fluid (posterior, at the base)
+    height_mm: Range  # how far the fluid reaches above the lowest point of the lung
+    hu: Range
+    anterior_reach: Range  # the crescent reaches this far round the wall (sine of the angle; -1 anterior, 1 back)
+    compression_mm: Range  # width of the compressed (denser) lung next to the fluid
+    compression_hu: Range  # HU the compressed lung is raised to (at the fluid)
+
+
+@dataclass(frozen=True)
+class DiseaseConfig:
+    """Lung disease backgrounds (:mod:`lungcad.synth.disease`); every pattern is off at probability 0."""
+
+    emphysema: EmphysemaConfig
+    fibrosis: FibrosisConfig
+    ground_glass: GroundGlassConfig
+    atelectasis: AtelectasisConfig
+    consolidation: ConsolidationConfig
+    effusion: EffusionConfig
+
+    def __post_init__(self) -> None:
+        for pattern in dataclasses.fields(self):
+            part = getattr(self, pattern.name)
+            for f in dataclasses.fields(part):
+                value, key = getattr(part, f.name), f"disease.{pattern.name}.{f.name}"
+                if f.name.endswith("probability") and not 0.0 <= value <= 1.0:
+                    raise ValueError(f"{key} must be in [0, 1], got {value}")
+                if isinstance(value, tuple) and (len(value) != 2 or value[0] > value[1]):
+                    raise ValueError(f"{key} must be a range [low, high] with low <= high, got {list(value)}")
+
+
+@dataclass(frozen=True)
 class SynthConfig:
     """Everything that shapes a synthetic dataset."""
 
@@ -215,6 +331,7 @@ class SynthConfig:
     candidates: CandidateConfig
     cancer_rule: CancerRuleConfig
     lidc: LidcConfig
+    disease: DiseaseConfig  # lung disease backgrounds, off in synth.yaml
 
     def __post_init__(self) -> None:
         if self.max_slices is not None and self.max_slices < 8:

@@ -26,6 +26,7 @@ one that still does not fit is dropped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -53,24 +54,31 @@ _BALL = _BALL[np.linalg.norm(_BALL, axis=1) <= 1.0]
 
 @dataclass(frozen=True)
 class Tubes:
-    """The tubes a nodule must mostly stay out of: vessels and airways (radius = lumen + wall), patient mm."""
+    """What a nodule must mostly stay out of: vessels and airways (radius = lumen + wall), patient mm, and the
+    regions where lung disease would hide it (``hidden``: bool ``(N,)`` of points ``(N, 3)``; None = none)."""
 
     a: np.ndarray  # (N, 3) start points
     b: np.ndarray  # (N, 3) end points
     ra: np.ndarray  # (N,) outer radius at the start
     rb: np.ndarray  # (N,) outer radius at the end
+    hidden: Callable[[np.ndarray], np.ndarray] | None = None
 
     @staticmethod
     def of(
-        vessels: Segments, airways: Segments | None = None, wall_fraction: float = 0.0, wall_min_mm: float = 0.0
+        vessels: Segments,
+        airways: Segments | None = None,
+        wall_fraction: float = 0.0,
+        wall_min_mm: float = 0.0,
+        hidden: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> Tubes:
         """Vessels as they are drawn, airways with their wall (radius ``r * (1 + wall_fraction) + wall_min_mm``, as
-        :func:`lungcad.synth.phantom.make_phantom` draws it)."""
+        :func:`lungcad.synth.phantom.make_phantom` draws it), and ``hidden`` (e.g.
+        :meth:`lungcad.synth.disease.Disease.hides`)."""
         parts = [(vessels.a, vessels.b, vessels.ra, vessels.rb)]
         if airways is not None and len(airways):
             ra, rb = (r * (1.0 + wall_fraction) + wall_min_mm for r in (airways.ra, airways.rb))
             parts.append((airways.a, airways.b, ra, rb))
-        return Tubes(*(np.concatenate([p[i] for p in parts]) for i in range(4)))
+        return Tubes(*(np.concatenate([p[i] for p in parts]) for i in range(4)), hidden=hidden)
 
     def contain(self, points: np.ndarray, centre: np.ndarray, reach: float) -> np.ndarray:
         """bool ``(M,)``: which ``points`` (all within ``reach`` mm of ``centre``) lie inside any tube."""
@@ -89,11 +97,15 @@ class Tubes:
 
 
 def free_fraction(an: Anatomy, label: int, centre: np.ndarray, radius: float, tubes: Tubes) -> float:
-    """Share of the ball (``centre``, ``radius`` mm) inside lung ``label`` and outside every tube: the part of a
-    nodule there that can show against aerated lung."""
+    """Share of the ball (``centre``, ``radius`` mm) inside lung ``label``, outside every tube and not hidden by
+    disease: the part of a nodule there that can show against aerated lung (0 when its centre is hidden)."""
+    if tubes.hidden is not None and tubes.hidden(np.asarray(centre, dtype=np.float64)[None])[0]:
+        return 0.0
     pts = centre + radius * _BALL
     free = _inside(an, label, pts)
     free[free] = ~tubes.contain(pts[free], centre, radius)
+    if tubes.hidden is not None and free.any():
+        free[free] = ~tubes.hidden(pts[free])
     return float(free.mean())
 
 
@@ -392,16 +404,18 @@ def place_nodules(
     vessels: Segments,
     kinds: list[NoduleKind],
     airways: Segments | None = None,
+    hidden: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[NoduleSpec]:
     """Place ``kinds`` in the lungs (right lung first with probability 0.55, else the left), each with at least
-    ``min_free_fraction`` of its ball clear of ``vessels`` and ``airways`` (lumen radii; walls added here).
+    ``min_free_fraction`` of its ball clear of ``vessels``, ``airways`` (lumen radii; walls added here) and the
+    ``hidden`` regions of lung disease (effusion, consolidation, atelectasis), and its centre not hidden.
 
     A nodule that fits nowhere at its location is tried in the other lung, then as intraparenchymal
     (its location is then recorded as such); one that still does not fit is dropped.
     """
     cfg = config.nodules
     v = config.vessels
-    tubes = Tubes.of(vessels, airways, v.airway_wall_fraction, v.airway_wall_min_mm)
+    tubes = Tubes.of(vessels, airways, v.airway_wall_fraction, v.airway_wall_min_mm, hidden)
     placed: list[NoduleSpec] = []
     for kind in kinds:
         lungs = an.lungs if rng.random() < 0.55 else an.lungs[::-1]

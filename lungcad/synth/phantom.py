@@ -18,6 +18,7 @@ from lungcad.synth.anatomy import LEFT_LUNG, draw_anatomy
 from lungcad.synth.cancer import patient_cancer
 from lungcad.synth.candidates import candidate_points
 from lungcad.synth.config import SynthConfig, load_synth_config
+from lungcad.synth.disease import draw_disease
 from lungcad.synth.geometry import Geometry, draw_geometry
 from lungcad.synth.lidc_nodules import substitute
 from lungcad.synth.nodule_render import draw_nodules
@@ -222,9 +223,12 @@ def make_phantom(seed: int, index: int = 0, *, size: int = 512, config: SynthCon
     an = draw_anatomy(rngs["anatomy"], cfg, geom)
     vessels = vessel_trees(rngs["vessels"], an, cfg)
     airways = airway_trees(rngs["vessels"], an, cfg)
+    disease = draw_disease(rngs["disease"], cfg.disease, an, airways)
     kinds = substitute(rngs["lidc"], cfg, draw_kinds(rngs["nodules"], cfg))
-    specs = place_nodules(rngs["nodules"], an, cfg, vessels, kinds, airways)
+    hidden = disease.hides if disease.present else None  # no nodule where disease would hide it
+    specs = place_nodules(rngs["nodules"], an, cfg, vessels, kinds, airways, hidden)
     vol, labels = render_anatomy(an, geom)
+    disease.render(vol, labels, geom)  # lung disease backgrounds; effusion voxels leave the lung labels
     v = cfg.vessels
     canvas = Canvas(vol, labels, geom)
     draw_segments(canvas, airways, an.hu["muscle"], "brighten", v.airway_wall_min_mm, v.airway_wall_fraction)
