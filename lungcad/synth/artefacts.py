@@ -10,8 +10,9 @@
 
 Motion (directional blur and shifts of some slices) is applied in Fourier space by :mod:`lungcad.synth.scanner`;
 its per-slice draws are made here (:func:`motion_plan`). Cupping and bands are computed on point samples every
-``size // 64`` pixels and interpolated (linearly here, trigonometrically in Fourier space), so their cost is
-small; streaks are splatted along their lines. Coordinates: slices ``(Y, X)``, pixel size ``h`` mm.
+``size // 64`` pixels, every ``FIELD_DZ_MM`` along z (reused in between), and interpolated (linearly here,
+trigonometrically in Fourier space), so their cost is small; streaks are splatted along their lines.
+Coordinates: slices ``(Y, X)``, pixel size ``h`` mm.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ TISSUE_HU = -500.0
 #: Bands join at most this many of the largest dense structures of a slice, at least BAND_MIN_MM apart.
 BAND_SOURCES = 4
 BAND_MIN_MM = 30.0
+#: The smooth fields are recomputed when the slice position has moved this far (mm) and reused in between.
+FIELD_DZ_MM = 2.5
 
 
 @dataclass(frozen=True)
@@ -129,35 +132,46 @@ def cupping_field(coarse: np.ndarray, step_mm: float, hu: float) -> np.ndarray:
     return (-hu * dmax / CUPPING_REFERENCE_MM * (1.0 - t * t) * body).astype(np.float32)
 
 
-def dense_sources(coarse_max: np.ndarray, bone_hu: float) -> list[tuple[float, float, int]]:
-    """Connected dense regions of a coarse slice: ``(row, col, n_pixels)``, largest first."""
-    labels, n = ndimage.label(coarse_max > bone_hu)
+def dense_sources(coarse: np.ndarray, bone_hu: float, count: int) -> list[tuple[np.ndarray, float]]:
+    """The ``count`` largest dense regions of a coarse slice: ``(pixels (K, 2) row, col, excess HU x pixels)``."""
+    labels, n = ndimage.label(coarse > bone_hu)
     if n == 0:
         return []
     idx = np.arange(1, n + 1)
-    sizes = ndimage.sum_labels(np.ones_like(labels), labels, idx)
-    centres = ndimage.center_of_mass(np.ones_like(labels), labels, idx)
-    order = np.argsort(-sizes, kind="stable")
-    return [(float(centres[i][0]), float(centres[i][1]), int(sizes[i])) for i in order]
+    mass = ndimage.sum_labels(coarse - bone_hu, labels, idx)
+    order = np.argsort(-mass, kind="stable")[:count]
+    return [(np.argwhere(labels == idx[i]).astype(np.float64), float(mass[i])) for i in order]
 
 
-def band_field(coarse_max: np.ndarray, step_mm: float, bone_hu: float, width_mm: float, hu: float) -> np.ndarray:
-    """Dark bands (``-hu`` on their axis, full width at half depth ``width_mm``) joining the largest dense regions."""
-    out = np.zeros(coarse_max.shape, dtype=np.float32)
-    src = dense_sources(coarse_max, bone_hu)[:BAND_SOURCES]
-    if len(src) < 2:
-        return out
-    rows, cols = np.arange(coarse_max.shape[0]) * step_mm, np.arange(coarse_max.shape[1]) * step_mm
-    radius = width_mm / 1.08  # (1 - (d/R)^2)^2 has its half maximum at d = 0.54 R
+def band_field(coarse: np.ndarray, step_mm: float, bone_hu: float, width_mm: float, hu: float) -> np.ndarray:
+    """Dark bands (full width at half depth ``width_mm``, at least 1.6 samples) bridging the gaps between the
+    largest dense regions.
+
+    A band runs between the nearest points of two regions at least ``BAND_MIN_MM`` apart; its depth is ``hu``
+    for the heaviest pair and scales with ``sqrt(mass_i mass_j)`` (excess HU x area) for the others.
+    """
+    out = np.zeros(coarse.shape, dtype=np.float32)
+    src = dense_sources(coarse, bone_hu, BAND_SOURCES)
+    pairs = []
     for i in range(len(src)):
         for j in range(i + 1, len(src)):
-            a = np.array([src[i][1] * step_mm, src[i][0] * step_mm, 0.0])
-            b = np.array([src[j][1] * step_mm, src[j][0] * step_mm, 0.0])
-            if np.hypot(*(a - b)[:2]) < BAND_MIN_MM:
-                continue
-            d, _ = segment_distance(cols[None, :], rows[:, None], np.zeros((1, 1)), a, b)
-            bump = np.clip(1.0 - (d / radius) ** 2, 0.0, 1.0) ** 2
-            out = np.minimum(out, (-hu * bump).astype(np.float32))
+            pi, pj = src[i][0], src[j][0]
+            d2 = ((pi[:, None, :] - pj[None, :, :]) ** 2).sum(axis=-1)
+            a, b = np.unravel_index(int(np.argmin(d2)), d2.shape)
+            if np.sqrt(d2[a, b]) * step_mm >= BAND_MIN_MM:
+                pairs.append((pi[a], pj[b], np.sqrt(src[i][1] * src[j][1])))
+    if not pairs:
+        return out
+    heaviest = max(w for _, _, w in pairs)
+    rows, cols = np.arange(coarse.shape[0]) * step_mm, np.arange(coarse.shape[1]) * step_mm
+    # (1 - (d/R)^2)^2 has its half maximum at d = 0.54 R; R >= 1.5 samples keeps the coarse field resolved
+    radius = max(width_mm / 1.08, 1.5 * step_mm)
+    for pa, pb, w in pairs:
+        a = np.array([pa[1] * step_mm, pa[0] * step_mm, 0.0])
+        b = np.array([pb[1] * step_mm, pb[0] * step_mm, 0.0])
+        d, _ = segment_distance(cols[None, :], rows[:, None], np.zeros((1, 1)), a, b)
+        bump = np.clip(1.0 - (d / radius) ** 2, 0.0, 1.0) ** 2
+        out = np.minimum(out, (-hu * w / heaviest * bump).astype(np.float32))
     return out
 
 
@@ -248,7 +262,9 @@ class ArtefactRenderer:
             if params.streak_hu is not None
             else np.zeros(geom.nz, bool)
         )
-        self.nz = geom.nz
+        self.nz, self.sz = geom.nz, geom.sz
+        self._low: np.ndarray | None = None  # the last smooth field and its slice (reused within FIELD_DZ_MM)
+        self._low_k = -1
         self.starvation_start = int(round(geom.nz * (1.0 - params.starvation_fraction)))
 
     @property
@@ -274,11 +290,14 @@ class ArtefactRenderer:
             sl = block[i]
             coarse = sl[c // 2 :: c, c // 2 :: c]  # point samples every c pixels (about 64 x 64)
             if p.cupping_hu > 0 or p.band_hu > 0:
-                low = np.zeros(coarse.shape, dtype=np.float32)
-                if p.cupping_hu > 0:
-                    low += cupping_field(coarse, step, p.cupping_hu)
-                if p.band_hu > 0:
-                    low += band_field(coarse, step, p.bone_hu, p.band_width_mm, p.band_hu)
+                low = self._low if self._low_k >= 0 and (k - self._low_k) * self.sz < FIELD_DZ_MM else None
+                if low is None:
+                    low = np.zeros(coarse.shape, dtype=np.float32)
+                    if p.cupping_hu > 0:
+                        low += cupping_field(coarse, step, p.cupping_hu)
+                    if p.band_hu > 0:
+                        low += band_field(coarse, step, p.bone_hu, p.band_width_mm, p.band_hu)
+                    self._low, self._low_k = low, k
                 if low_out is not None:
                     low_out[i] = low
                 else:

@@ -206,14 +206,18 @@ class NoiseConfig:
     dose_sigma_hu: Range | None  # noise SD (HU at a 512 matrix) drawn log-uniformly per scan; null: sigma_hu
     kernel: KernelConfig
     slice_profile: Literal["legacy", "box", "trapezoid", "gaussian"]  # z profile of FWHM = thickness; legacy: today
-    slice_profile_flat: float  # trapezoid: flat-top width / FWHM (0: triangle, 1: box)
+    slice_profile_flat: Range  # trapezoid: flat-top width / FWHM (0: triangle, 1: box), drawn per scan
     hu_offset: Range | None  # calibration: HU added to the reconstructed HU (per scan); null: off
     hu_scale: Range | None  # calibration: factor on the reconstructed HU (per scan); null: off
     artefacts: ArtefactConfig
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.slice_profile_flat <= 1.0:
-            raise ValueError(f"noise.slice_profile_flat must be in [0, 1], got {self.slice_profile_flat}")
+        if not 0.0 <= min(self.slice_profile_flat) <= max(self.slice_profile_flat) <= 1.0:
+            raise ValueError(f"noise.slice_profile_flat must lie in [0, 1], got {self.slice_profile_flat}")
+        if not 0.0 <= self.artefacts.starvation_angle_deg <= 45.0:
+            raise ValueError(
+                f"noise.artefacts.starvation_angle_deg must be in [0, 45], got {self.artefacts.starvation_angle_deg}"
+            )
         if self.dose_sigma_hu is not None and min(self.dose_sigma_hu) <= 0:
             raise ValueError(f"noise.dose_sigma_hu must be positive, got {self.dose_sigma_hu}")
         a = self.artefacts

@@ -49,6 +49,7 @@ SUBSTREAMS = (
     "streaks",
     "starvation",
     "motion",
+    "profile",
 )
 
 
@@ -68,6 +69,7 @@ class ScannerParams:
         kernel: ``(sigma_mm, boost)`` of the kernel, or None (today's Gaussian PSF and smoothed white noise).
         hu_scale, hu_offset: calibration ``HU' = hu_scale HU + hu_offset`` (1, 0: off).
         artefacts: the artefact settings.
+        profile_flat: trapezoidal slice profile's flat top / FWHM.
     """
 
     sigma_hu: float
@@ -75,6 +77,7 @@ class ScannerParams:
     hu_scale: float = 1.0
     hu_offset: float = 0.0
     artefacts: ArtefactParams = field(default_factory=ArtefactParams)
+    profile_flat: float = 0.5
 
     @property
     def fourier(self) -> bool:
@@ -149,7 +152,10 @@ def draw_scanner(rng: np.random.Generator, cfg: NoiseConfig, geom: Geometry, noi
         kernel = kernel_at(cfg.kernel, uniform(substream(rng, "kernel"), cfg.kernel.sharpness))
     scale = 1.0 if cfg.hu_scale is None else uniform(substream(rng, "hu_scale"), cfg.hu_scale)
     offset = 0.0 if cfg.hu_offset is None else uniform(substream(rng, "hu_offset"), cfg.hu_offset)
-    return ScannerParams(sigma, kernel, scale, offset, _draw_artefacts(rng, cfg.artefacts))
+    flat = 0.5
+    if cfg.slice_profile == "trapezoid":
+        flat = uniform(substream(rng, "profile"), cfg.slice_profile_flat)
+    return ScannerParams(sigma, kernel, scale, offset, _draw_artefacts(rng, cfg.artefacts), flat)
 
 
 def slice_profile(z_mm: np.ndarray, shape: str, fwhm_mm: float, flat: float) -> np.ndarray:
@@ -353,7 +359,7 @@ def apply_scanner(
     legacy_z = cfg.slice_profile == "legacy"
     weights = (np.ones(1), np.ones(1))
     if not legacy_z:
-        weights = profile_weights(cfg.slice_profile, geom.thickness, geom.sz, cfg.slice_profile_flat)
+        weights = profile_weights(cfg.slice_profile, geom.thickness, geom.sz, params.profile_flat)
     a = params.artefacts
     artefacts = None
     if a.image_domain:

@@ -440,3 +440,50 @@ def test_world_scanner_config_makes_deterministic_phantoms_unlike_todays():
     assert np.array_equal(a.scan.array, b.scan.array)
     assert not np.array_equal(a.scan.array, c.scan.array)
     assert a.nodules == c.nodules or a.scan.spacing != c.scan.spacing  # same patient unless the grid moved
+
+
+def test_heldout_world_lies_outside_every_training_range():
+    train = load_synth_config(CONFIG_DIR / "world_scanner.yaml")
+    held = load_synth_config(CONFIG_DIR / "world_scanner_heldout.yaml", max_slices=16)
+
+    def outside(a, b) -> bool:
+        return max(a) < min(b) or min(a) > max(b)
+
+    t, h = train.noise, held.noise
+    assert outside(t.kernel.sharpness, h.kernel.sharpness) and min(h.kernel.sharpness) > 1
+    assert outside(t.dose_sigma_hu, h.dose_sigma_hu)
+    assert outside(t.hu_offset, h.hu_offset) and outside(t.hu_scale, h.hu_scale)
+    tg, hg = train.geometry, held.geometry
+    assert outside(tg.slice_spacing_range_mm, hg.slice_spacing_range_mm)
+    assert outside(tg.inplane_spacing_range_mm, hg.inplane_spacing_range_mm)
+    thickest = max(tg.slice_spacing_range_mm) * max(tg.slice_thickness_factor)
+    assert min(hg.slice_spacing_range_mm) * min(hg.slice_thickness_factor) > thickest
+    assert h.slice_profile != t.slice_profile
+    for key in ("cupping_hu", "band_hu", "band_width_mm", "streak_hu", "starvation_hu", "motion_blur_mm"):
+        assert outside(getattr(t.artefacts, key), getattr(h.artefacts, key)), key
+    ph = make_phantom(4, 1, size=64, config=held)
+    assert ph.scan.spacing[0] >= 5.0 and ph.scan.array.dtype == np.int16
+
+
+def test_trapezoid_flat_top_is_drawn_per_scan(cfg):
+    noise_cfg = dataclasses.replace(cfg.noise, slice_profile="trapezoid", slice_profile_flat=(0.0, 1.0))
+    flats = [draw_scanner(scan_rngs(3, i)["scanner"], noise_cfg, _geom(), NoiseParams(0.5, 5.0)) for i in range(50)]
+    values = np.array([p.profile_flat for p in flats])
+    assert values.min() < 0.1 and values.max() > 0.9
+    # a triangle (flat 0) and a box (flat 1) of the same FWHM both give a plate that FWHM
+    for flat in (0.0, 1.0):
+        image, _ = profile_weights("trapezoid", 2.0, 0.1, flat)
+        assert _fwhm(np.pad(image, 2), 0.1) == pytest.approx(2.0, abs=0.1)
+
+
+def test_bad_scanner_settings_are_config_errors(tmp_path):
+    import yaml
+
+    from lungcad.errors import ConfigError
+
+    for key, value in (("starvation_angle_deg", 60), ("motion_probability", 1.5)):
+        data = {"base": str(CONFIG_DIR / "synth.yaml"), "noise": {"artefacts": {key: value}}}
+        path = tmp_path / f"{key}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        with pytest.raises(ConfigError, match=key):
+            load_synth_config(path)
