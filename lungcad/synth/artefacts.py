@@ -265,6 +265,7 @@ class ArtefactRenderer:
         self.nz, self.sz = geom.nz, geom.sz
         self._low: np.ndarray | None = None  # the last smooth field and its slice (reused within FIELD_DZ_MM)
         self._low_k = -1
+        self._full: np.ndarray | None = None  # its interpolation to the full grid (image-domain path)
         self.starvation_start = int(round(geom.nz * (1.0 - params.starvation_fraction)))
 
     @property
@@ -297,11 +298,13 @@ class ArtefactRenderer:
                         low += cupping_field(coarse, step, p.cupping_hu)
                     if p.band_hu > 0:
                         low += band_field(coarse, step, p.bone_hu, p.band_width_mm, p.band_hu)
-                    self._low, self._low_k = low, k
+                    self._low, self._low_k, self._full = low, k, None
                 if low_out is not None:
                     low_out[i] = low
                 else:
-                    sl += _upsample(low, self.plan_y, self.plan_x)
+                    if self._full is None:
+                        self._full = _upsample(low, self.plan_y, self.plan_x)
+                    sl += self._full
             if self.streak_slices[k]:
                 sl += streak_image(self.streak_rng, sl.shape, self._sources(coarse), p, self.h)
             if p.starvation_hu > 0 and k >= self.starvation_start:

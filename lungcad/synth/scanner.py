@@ -36,7 +36,8 @@ from lungcad.synth.geometry import Geometry
 from lungcad.synth.noise import CHUNK, NoiseParams, filter_z, filter_z_chunk, finish_volume, legacy_blur_z
 from lungcad.synth.util import uniform
 
-#: Substreams of the scanner stream, one per knob (spawn keys 1000 + value below the scanner stream's key).
+#: Substreams of the scanner stream: one per knob for its per-scan draws, and ``*_slices`` for the per-slice draws
+#: of the artefacts (spawn key: the scanner stream's key plus 1000 + the index here).
 SUBSTREAMS = (
     "geometry",
     "dose",
@@ -50,6 +51,9 @@ SUBSTREAMS = (
     "starvation",
     "motion",
     "profile",
+    "streak_slices",
+    "starvation_slices",
+    "motion_slices",
 )
 
 
@@ -292,7 +296,7 @@ def _fourier_finish(
     spectra = _NoiseSpectra(substream(rng, "noise_field"), (ny, nx // 2 + 1), noise_z)
     plan: MotionPlan | None = None
     if params.artefacts.motion_fraction > 0:
-        plan = motion_plan(substream(rng, "motion"), params.artefacts, nz)
+        plan = motion_plan(substream(rng, "motion_slices"), params.artefacts, nz)
     outside = ~geom.fov_mask()
     lo, hi = cfg.hu_clip
     cal = params.calibration
@@ -363,7 +367,8 @@ def apply_scanner(
     a = params.artefacts
     artefacts = None
     if a.image_domain:
-        artefacts = ArtefactRenderer(a, geom, substream(scanner_rng, "streaks"), substream(scanner_rng, "starvation"))
+        streaks, starvation = substream(scanner_rng, "streak_slices"), substream(scanner_rng, "starvation_slices")
+        artefacts = ArtefactRenderer(a, geom, streaks, starvation)
     if params.fourier:
         if legacy_z:
             legacy_blur_z(vol, geom, cfg)
