@@ -21,6 +21,9 @@ one ``irfft2`` per slice, the noise drawn directly as a spectrum; otherwise toda
 :func:`lungcad.synth.noise.finish_volume` runs with hooks for the artefacts and the calibration. Filters use
 vectorised ``exp``/``sinc`` (not the arithmetic-only rule of :mod:`lungcad.synth.util`): the world's phantoms are
 reproducible on one machine, and today's phantoms do not go through this code.
+
+``configs/world_scanner.yaml`` turns every knob on at wide training ranges; ``configs/world_scanner_heldout.yaml``
+moves each one outside them (a held-out test world).
 """
 
 from __future__ import annotations
@@ -359,7 +362,11 @@ def apply_scanner(
     noise: NoiseParams,
     params: ScannerParams,
 ) -> np.ndarray:
-    """:func:`finish_scan` with given per-scan ``params`` (see :func:`draw_scanner`)."""
+    """:func:`finish_scan` with given per-scan ``params`` (see :func:`draw_scanner`).
+
+    The slice profile filters the noiseless ``vol`` along z; the noise is correlated between overlapping slices
+    only in Fourier space (kernel or motion on); on today's path it stays independent per slice, as today.
+    """
     legacy_z = cfg.slice_profile == "legacy"
     weights = (np.ones(1), np.ones(1))
     if not legacy_z:

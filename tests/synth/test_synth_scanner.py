@@ -175,14 +175,18 @@ def test_kernel_noise_power_spectrum_peaks_higher_when_sharper_and_sd_is_the_dos
 # --- dose -------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sharpness", [None, 0.5])
+@pytest.mark.parametrize("path", ["today", "kernel", "fourier_today"])
 @pytest.mark.parametrize("sigma", [5.0, 90.0])
-def test_dose_sets_the_noise_sd_in_a_uniform_region(cfg, sharpness, sigma):
+def test_dose_sets_the_noise_sd_in_a_uniform_region(cfg, path, sigma):
+    """On today's path, with a kernel, and in Fourier space with today's PSF (motion on, no slice moving)."""
     size = 128
     geom = _geom(size=size, nz=8, h=0.7)
     noise_cfg = dataclasses.replace(cfg.noise, dose_sigma_hu=(sigma, sigma))
-    if sharpness is not None:
-        noise_cfg = _kernel(noise_cfg, sharpness)
+    if path == "kernel":
+        noise_cfg = _kernel(noise_cfg, 0.5)
+    if path == "fourier_today":
+        moving = dataclasses.replace(noise_cfg.artefacts, motion_probability=1.0, motion_slice_fraction=(1e-9, 1e-9))
+        noise_cfg = dataclasses.replace(noise_cfg, artefacts=moving)
     out = _finish(np.zeros(geom.shape, np.float32), geom, noise_cfg, sigma_hu=7.0)
     sd = out[:, 24:104, 24:104].astype(np.float64).std()
     assert sd == pytest.approx(_sd_at(sigma, size), rel=0.06, abs=0.3)  # abs: rounding to whole HU at 5 HU
