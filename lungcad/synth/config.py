@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lungcad.config import load_config
 from lungcad.errors import ConfigError
@@ -36,6 +36,9 @@ class GeometryConfig:
     flip_probability: float  # LUNA16 scans written with direction diag(-1, -1, 1)
     outside_fov_hu: tuple[int, ...]  # HU stored outside the scan circle in LUNA16 files (choices)
     outside_fov_weights: tuple[float, ...]
+    # Randomized scanner world (drawn from the scanner stream; null = off, the draws above decide):
+    inplane_spacing_range_mm: Range | None  # [low, high] pixel size at a 512 matrix, uniform; FOV = 512 x it
+    slice_spacing_range_mm: Range | None  # [low, high] slice spacing, uniform (thickness = it x thickness factor)
 
 
 @dataclass(frozen=True)
@@ -150,14 +153,79 @@ class NoduleConfig:
 
 
 @dataclass(frozen=True)
+class KernelConfig:
+    """Reconstruction kernel of the randomized scanner world (:mod:`lungcad.synth.scanner`).
+
+    The in-plane MTF is ``G(f, sigma) * (1 + boost * (1 - G(f, boost_sigma_mm)))`` with
+    ``G(f, s) = exp(-2 pi^2 s^2 f^2)`` (f in cycles/mm); the noise power spectrum is ``|f| * MTF(f)^2``
+    (filtered back-projection). ``sigma`` and ``boost`` are linear in the sharpness (0 soft, 1 sharp; values
+    outside [0, 1] extrapolate, sigma floored at 0.05 mm and boost at 0).
+    """
+
+    sharpness: Range | None  # unitless, drawn per scan; null: off (today's Gaussian PSF and smoothed white noise)
+    sigma_mm: tuple[float, float]  # Gaussian LSF sigma (mm) at sharpness 0 and at sharpness 1
+    boost: tuple[float, float]  # edge enhancement (MTF peak about 1 + boost) at sharpness 0 and at sharpness 1
+    boost_sigma_mm: float  # scale (mm) of the unsharp mask: the enhanced band starts near 1 / (2 pi it) cycles/mm
+
+
+@dataclass(frozen=True)
+class ArtefactConfig:
+    """Scanner artefacts of the randomized world; each is on for a scan with its probability (0: off, no draws)."""
+
+    cupping_probability: float  # beam-hardening cupping: the centre of the body darker
+    cupping_hu: Range  # HU depression at the centre of a body 150 mm deep (scales with the body's depth)
+    band_probability: float  # beam-hardening dark bands between dense bones
+    band_hu: Range  # HU depth of a band
+    band_width_mm: Range  # full width of a band
+    bone_hu: float  # HU above which a structure counts as dense (bands' and streaks' sources)
+    streak_probability: float  # thin bright/dark streaks through dense structures at random angles
+    streak_hu: Range  # peak HU of a streak (random sign), fading with distance from its source
+    streaks_per_slice: tuple[int, int]  # streaks in an affected slice (inclusive)
+    streak_slice_fraction: Range  # share of slices affected (per scan)
+    streak_fade_mm: float  # a streak's amplitude halves at this distance (mm) from its source
+    starvation_probability: float  # photon starvation through the shoulders: lateral streaky noise at the top
+    starvation_hu: Range  # SD (HU) of the lateral streaks in the topmost slice (fading to 0 at the zone's bottom)
+    starvation_fraction: Range  # top share of the slices in the shoulder zone
+    starvation_angle_deg: float  # streak directions spread +- this around the lateral (x) axis
+    motion_probability: float  # respiratory/cardiac motion: directional blur and shifts in some slices
+    motion_slice_fraction: Range  # share of slices affected (per scan)
+    motion_blur_mm: Range  # blur length (box) along the motion direction, per affected slice
+    motion_shift_mm: Range  # in-plane shift (mm) of an affected slice along the motion direction
+    motion_angle_deg: float  # motion direction spread +- this around antero-posterior (y)
+
+
+@dataclass(frozen=True)
 class NoiseConfig:
-    """Reconstruction blur and quantum noise."""
+    """Reconstruction blur and quantum noise (today's) plus the randomized scanner world's knobs (null/0: off)."""
 
     psf_sigma_mm: Range  # in-plane Gaussian point-spread function
     z_sigma_fraction: float  # extra slice-profile blur, as a fraction of the slice thickness
     sigma_hu: Range  # noise standard deviation at a 512 matrix (scales with 1 / pixel size)
     correlation_px: float  # in-plane noise correlation (sigma of the smoothing kernel, pixels)
     hu_clip: tuple[int, int]  # the scanner's HU range
+    # Randomized scanner world (lungcad.synth.scanner; drawn from the scanner stream):
+    dose_sigma_hu: Range | None  # noise SD (HU at a 512 matrix) drawn log-uniformly per scan; null: sigma_hu
+    kernel: KernelConfig
+    slice_profile: Literal["legacy", "box", "trapezoid", "gaussian"]  # z profile of FWHM = thickness; legacy: today
+    slice_profile_flat: Range  # trapezoid: flat-top width / FWHM (0: triangle, 1: box), drawn per scan
+    hu_offset: Range | None  # calibration: HU added to the reconstructed HU (per scan); null: off
+    hu_scale: Range | None  # calibration: factor on the reconstructed HU (per scan); null: off
+    artefacts: ArtefactConfig
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= min(self.slice_profile_flat) <= max(self.slice_profile_flat) <= 1.0:
+            raise ValueError(f"noise.slice_profile_flat must lie in [0, 1], got {self.slice_profile_flat}")
+        if not 0.0 <= self.artefacts.starvation_angle_deg <= 45.0:
+            raise ValueError(
+                f"noise.artefacts.starvation_angle_deg must be in [0, 45], got {self.artefacts.starvation_angle_deg}"
+            )
+        if self.dose_sigma_hu is not None and min(self.dose_sigma_hu) <= 0:
+            raise ValueError(f"noise.dose_sigma_hu must be positive, got {self.dose_sigma_hu}")
+        a = self.artefacts
+        for name in ("cupping", "band", "streak", "starvation", "motion"):
+            p = getattr(a, f"{name}_probability")
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"noise.artefacts.{name}_probability must be in [0, 1], got {p}")
 
 
 @dataclass(frozen=True)

@@ -125,12 +125,26 @@ def slice_count(chest_mm: float, sz: float, max_slices: int | None) -> tuple[int
     return nz, sz
 
 
-def draw_geometry(rng: np.random.Generator, config: SynthConfig, size: int) -> Geometry:
-    """Random scanner geometry for a ``size`` x ``size`` matrix (all draws independent of ``size``)."""
+def draw_geometry(
+    rng: np.random.Generator, config: SynthConfig, size: int, scanner: np.random.Generator | None = None
+) -> Geometry:
+    """Random scanner geometry for a ``size`` x ``size`` matrix (all draws independent of ``size``).
+
+    ``scanner`` (a generator of the scanner stream) draws the continuous pixel size and slice spacing of the
+    randomized world when ``inplane_spacing_range_mm`` / ``slice_spacing_range_mm`` are set; the draws from
+    ``rng`` are the same either way, so the rest of the patient does not move.
+    """
     g = config.geometry
     lo, mode, hi = g.inplane_spacing_mm
     fov = float(round(512 * rng.triangular(lo, mode, hi)))
     sz0 = float(choice(rng, g.slice_spacing_mm, g.slice_spacing_weights))
+    if g.inplane_spacing_range_mm is not None or g.slice_spacing_range_mm is not None:
+        if scanner is None:
+            raise ValueError("geometry.*_range_mm need the scanner stream (draw_geometry(..., scanner=...))")
+        if g.inplane_spacing_range_mm is not None:
+            fov = round(512 * uniform(scanner, g.inplane_spacing_range_mm), 1)
+        if g.slice_spacing_range_mm is not None:
+            sz0 = round(uniform(scanner, g.slice_spacing_range_mm), 3)
     thickness_factor = uniform(rng, g.slice_thickness_factor)
     chest = uniform(rng, g.chest_length_mm)
     body_offset = (uniform(rng, g.body_offset_mm), uniform(rng, g.body_offset_mm))

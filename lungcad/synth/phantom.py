@@ -23,8 +23,9 @@ from lungcad.synth.geometry import Geometry, draw_geometry
 from lungcad.synth.lidc_nodules import substitute
 from lungcad.synth.nodule_render import draw_nodules
 from lungcad.synth.nodules import NoduleSpec, draw_kinds, place_nodules
-from lungcad.synth.noise import draw_noise, finish_volume
+from lungcad.synth.noise import draw_noise
 from lungcad.synth.raster import Canvas, Segments, draw_segments
+from lungcad.synth.scanner import finish_scan, substream
 from lungcad.synth.slices import render_anatomy
 from lungcad.synth.vessels import airway_trees, vessel_trees
 
@@ -219,7 +220,7 @@ def make_phantom(seed: int, index: int = 0, *, size: int = 512, config: SynthCon
         raise ValueError(f"size must be >= 32, got {size}")
     cfg = config if config is not None else load_synth_config()
     rngs = scan_rngs(seed, index)
-    geom = draw_geometry(rngs["geometry"], cfg, size)
+    geom = draw_geometry(rngs["geometry"], cfg, size, substream(rngs["scanner"], "geometry"))
     an = draw_anatomy(rngs["anatomy"], cfg, geom)
     vessels = vessel_trees(rngs["vessels"], an, cfg)
     airways = airway_trees(rngs["vessels"], an, cfg)
@@ -237,7 +238,7 @@ def make_phantom(seed: int, index: int = 0, *, size: int = 512, config: SynthCon
     draw_nodules(canvas, specs, cfg.nodules.edge_mm)
     del canvas
     noise = draw_noise(rngs["noise"], cfg.noise, geom)
-    hu = finish_volume(vol, geom, rngs["noise"], cfg.noise, noise)
+    hu = finish_scan(vol, geom, rngs["noise"], rngs["scanner"], cfg.noise, noise)
     del vol
     uid, pid = series_uid(seed, index), patient_id(seed, index)
     meta = {"series_uid": uid, "patient_id": pid, "modality": "CT", "phantom_version": PHANTOM_VERSION}
