@@ -244,7 +244,7 @@ def _chest_parameters(rng: np.random.Generator, config: SynthConfig, geom: Geome
     rib_layer = uniform(rng, a.rib_layer_mm) * s
     breath = 1.0 - a.expiration_width_loss * body.expiration
     cavity_ax = (body_ax - fat - muscle - rib_layer) * (body.lung_width * breath)
-    cavity_ax = min(cavity_ax, body_ax - fat - rib_layer - 0.3 * muscle)  # keep the ribs inside the body wall
+    cavity_ax = min(cavity_ax, body_ax - fat - rib_layer - 0.15 * muscle)  # keep the ribs inside the body wall
     cavity_ay = (body_ay - fat - rib_layer - (muscle + back) / 2) * breath
     apex_z = geom.chest_mm - uniform(rng, g.apex_margin_mm)
     recess = uniform(rng, g.base_margin_mm)
@@ -271,9 +271,10 @@ def _airway_tubes(rng: np.random.Generator, p: dict, spine_y: float, vr: float) 
     """Trachea and main bronchi (air lumen, label 5) and the carina height."""
     a = p["config"].anatomy
     s, hu_wall = p["scale"], p["hu"]["muscle"]
-    rt = uniform(rng, a.trachea_radius_mm) * s * p["body"].airway_calibre
+    rt0 = uniform(rng, a.trachea_radius_mm) * s
+    rt = rt0 * p["body"].airway_calibre  # a wider lumen does not move the trachea
     wall = 1.8 * s
-    yt = spine_y - vr - 14 * s - rt
+    yt = spine_y - vr - 14 * s - rt0
     carina_z = p["apex_z"] - uniform(rng, a.carina_below_apex_mm) * s
     top = np.array([0.0, yt - 6 * s, p["apex_z"] + 200.0])
     carina = np.array([0.0, yt, carina_z])
