@@ -6,6 +6,11 @@ thoracic cavity an ellipse inside it that narrows towards the apex. Each lung is
 with its own deformed ellipse lateral to the mediastinum, rounded at the apex, cut below by a diaphragm
 dome (the right one higher), and carved by the heart, aorta and spine. Label values follow
 ``seg-lungs-LUNA16``: 3 left lung, 4 right lung, 5 trachea and main bronchi.
+
+Body knobs of the randomized world (:class:`BodyDraw`, drawn by :func:`draw_body` from the phantom's ``body``
+stream): habitus (fat thickness, body outline), body aspect, breathing state (lung height, dome height, cavity
+size, parenchymal HU), chest width, heart and mediastinum size, and the vessel/airway tree knobs read by
+:mod:`lungcad.synth.vessels`. Their neutral values in ``configs/synth.yaml`` leave every phantom as before.
 """
 
 from __future__ import annotations
@@ -225,18 +230,20 @@ def _draw_lung(rng: np.random.Generator, sign: float, label: int, p: dict) -> Lu
 def _chest_parameters(rng: np.random.Generator, config: SynthConfig, geom: Geometry, body: BodyDraw) -> dict:
     """Body, wall and cavity sizes (mm) shared by the other draws.
 
-    Habitus ``h``: the fat is ``h`` times the drawn ``fat_mm``; the extra ``fat_mm * (h - 1)`` rings a chest
-    whose scale ``s`` shrinks so the body keeps its drawn width (an obese patient fills the same field of view
-    with a smaller chest and a rounder outline). Expiration ``x`` raises the costophrenic recesses by
-    ``expiration_height_loss * x`` of the lung height, the domes by ``expiration_dome_gain * x`` and narrows
-    the cavity by ``expiration_width_loss * x``.
+    Habitus ``h``: the fat is ``h`` times the drawn ``fat_mm``. Of the extra ``fat_mm * (h - 1)``, the share
+    ``habitus_outward`` widens the body beyond its drawn width (it may leave the field of view) and the rest
+    shrinks the chest's scale ``s`` inside the drawn width (a scan framed on the body shows a smaller chest);
+    the outline gets rounder, as the extra fat rings the whole chest. Expiration ``x`` raises the costophrenic
+    recesses by ``expiration_height_loss * x`` of the lung height, the domes by ``expiration_dome_gain * x`` and
+    narrows the cavity by ``expiration_width_loss * x`` (``x < 0``: hyperinflation).
     """
     a, g = config.anatomy, config.geometry
     body_ax = geom.fov_mm / 2 * uniform(rng, g.body_width_fraction)
     aspect = uniform(rng, a.body_aspect) * body.body_aspect
     fat0 = uniform(rng, a.fat_mm)
     extra = fat0 * (body.habitus - 1.0)  # mm at scale 1 (0 at habitus 1)
-    s = body_ax / (a.reference_half_width_mm + extra)
+    s = body_ax / (a.reference_half_width_mm + (1.0 - a.habitus_outward) * extra)
+    body_ax = body_ax + a.habitus_outward * extra * s  # may pass the field of view, as in obese patients
     body_ay = (body_ax - extra * s) * aspect + extra * s
     fat = fat0 * body.habitus * s
     muscle = uniform(rng, a.muscle_mm) * s

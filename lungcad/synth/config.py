@@ -88,7 +88,8 @@ class AnatomyConfig:
     texture_cell_mm: float
     # Per-scan body knobs, drawn from the ``body`` stream (see ``lungcad.synth.anatomy.draw_body``); the neutral
     # values (scales [1, 1], expiration [0, 0]) reproduce the phantoms of before bit for bit.
-    habitus: Range  # subcutaneous fat / the drawn fat_mm (thin < 1 < obese); the extra fat rings a smaller chest
+    habitus: Range  # subcutaneous fat / the drawn fat_mm (thin < 1 < obese)
+    habitus_outward: float  # share of the extra fat that widens the body (the rest shrinks the chest inside it)
     body_aspect_scale: Range  # multiplies the drawn body_aspect (flat < 1 < barrel chest)
     expiration: Range  # breathing state: 0 full inspiration (as before) .. 1 full expiration (residual volume)
     expiration_height_loss: float  # share of the apex-to-recess lung height lost at full expiration

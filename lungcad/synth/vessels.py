@@ -7,7 +7,13 @@ Murray's law (``r^3 = r1^3 + r2^3``) with Murray-optimal branching angles plus j
 ~4 mm radius at the hilum to ``min_radius_mm`` at the periphery, so vessels cut across at an angle look
 like round dots of nodule size in an axial slice: the main hard negative for the nodule detector.
 
-Only arithmetic and ``sqrt`` are used (see :mod:`lungcad.synth.util`).
+Body knobs (``Anatomy.body``): radii scale with ``calibre`` (airways: ``airway_calibre``), bifurcations with
+``asymmetry`` and ``branch_cos_shift``, turning with ``tortuosity``; with ``tip_radius_mm`` set, blunt terminal
+vessels end in cones and every radius is capped by the distance to the pleura (:func:`taper_tree`), so vessels
+reach the pleura sub-millimetre thin instead of ending there 2-4 mm thick.
+
+Only arithmetic and ``sqrt`` are used (see :mod:`lungcad.synth.util`), the pleural taper's distance field included
+(scipy's exact Euclidean distance transform, trilinear interpolation).
 """
 
 from __future__ import annotations
