@@ -66,7 +66,7 @@ def test_world_body_config_turns_the_knobs_on_within_its_ranges():
     world = load_synth_config("configs/world_body.yaml")
     for i in range(5):
         b = draw_body(scan_rngs(9, i)["body"], world)
-        assert 0.3 <= b.habitus <= 3.5 and 0.0 <= b.expiration <= 1.0 and 0.25 <= b.tip_radius_mm <= 0.5
+        assert 0.3 <= b.habitus <= 3.5 and 0.0 <= b.expiration <= 1.0 and 0.2 <= b.tip_radius_mm <= 0.45
     heldout = load_synth_config("configs/world_body_heldout.yaml")
     b = draw_body(scan_rngs(9, 0)["body"], heldout)
     assert b.habitus > 3.5 and b.expiration < 0.0 and b.tortuosity > 2.5 and b.airway_wall > 2.5
