@@ -6,6 +6,11 @@ thoracic cavity an ellipse inside it that narrows towards the apex. Each lung is
 with its own deformed ellipse lateral to the mediastinum, rounded at the apex, cut below by a diaphragm
 dome (the right one higher), and carved by the heart, aorta and spine. Label values follow
 ``seg-lungs-LUNA16``: 3 left lung, 4 right lung, 5 trachea and main bronchi.
+
+Body knobs of the randomized world (:class:`BodyDraw`, drawn by :func:`draw_body` from the phantom's ``body``
+stream): habitus (fat thickness, body outline), body aspect, breathing state (lung height, dome height, cavity
+size, parenchymal HU), chest width, heart and mediastinum size, and the vessel/airway tree knobs read by
+:mod:`lungcad.synth.vessels`. Their neutral values in ``configs/synth.yaml`` leave every phantom as before.
 """
 
 from __future__ import annotations
@@ -41,6 +46,84 @@ class Tube:
     lumen: float = 0.0
     label: int = 0
     carve: float = 0.0
+
+
+@dataclass(frozen=True)
+class BodyDraw:
+    """One patient's body knobs (drawn from the ``body`` stream by :func:`draw_body`; see ``configs/synth.yaml``).
+
+    All neutral (1 for scales, 0 for ``expiration`` and ``branch_cos_shift``, None for ``tip_radius_mm``)
+    reproduces the phantoms of before bit for bit.
+    """
+
+    habitus: float  # subcutaneous fat / drawn fat_mm
+    body_aspect: float  # multiplies the drawn AP / lateral aspect
+    expiration: float  # 0 full inspiration .. 1 full expiration
+    lung_width: float  # multiplies the cavity's lateral semi-axis
+    cardiac: float  # multiplies the heart's semi-axes
+    mediastinum: float  # multiplies the mediastinum half-width
+    calibre: float  # multiplies vessel radii
+    asymmetry: float  # multiplies the bifurcation radius ratio
+    branch_cos_shift: float  # added to the branching cosines
+    tortuosity: float  # multiplies the direction jitter
+    tip_radius_mm: float | None  # vessels taper to this radius (mm) at the pleura; None: off
+    pleura_taper: float  # radius cap gained per mm from the pleura (mm / mm)
+    tip_taper_length: float  # appended terminal cone length / end radius
+    airway_calibre: float  # multiplies airway lumen radii
+    airway_wall: float  # multiplies airway wall thickness
+
+
+#: ``BodyDraw`` field -> (config section, key) of its per-scan range, in the order of the ``body`` stream's draws.
+BODY_KNOBS = (
+    ("habitus", "anatomy", "habitus"),
+    ("body_aspect", "anatomy", "body_aspect_scale"),
+    ("expiration", "anatomy", "expiration"),
+    ("lung_width", "anatomy", "lung_width_scale"),
+    ("cardiac", "anatomy", "cardiac_scale"),
+    ("mediastinum", "anatomy", "mediastinum_scale"),
+    ("calibre", "vessels", "calibre_scale"),
+    ("asymmetry", "vessels", "asymmetry_scale"),
+    ("branch_cos_shift", "vessels", "branch_cos_shift"),
+    ("tortuosity", "vessels", "tortuosity"),
+    ("tip_radius_mm", "vessels", "tip_radius_mm"),
+    ("pleura_taper", "vessels", "pleura_taper"),
+    ("tip_taper_length", "vessels", "tip_taper_length"),
+    ("airway_calibre", "vessels", "airway_calibre_scale"),
+    ("airway_wall", "vessels", "airway_wall_scale"),
+)
+#: Knobs that are "on" when their range is not the neutral point (the taper ones count only with tip_radius_mm set).
+_NEUTRAL = {"expiration": 0.0, "branch_cos_shift": 0.0}
+_TAPER_ONLY = ("pleura_taper", "tip_taper_length")
+
+
+def body_knobs_on(config: SynthConfig) -> bool:
+    """Whether any body knob of ``config`` differs from its neutral value (then the ``body`` stream is drawn)."""
+    for name, section, key in BODY_KNOBS:
+        bounds = getattr(getattr(config, section), key)
+        if name in _TAPER_ONLY:
+            continue
+        if name == "tip_radius_mm":
+            if bounds is not None:
+                return True
+            continue
+        neutral = _NEUTRAL.get(name, 1.0)
+        if bounds[0] != neutral or bounds[1] != neutral:
+            return True
+    return False
+
+
+def draw_body(rng: np.random.Generator | None, config: SynthConfig) -> BodyDraw:
+    """One patient's body knobs: ``low + (high - low) * u`` with one uniform ``u`` per knob of :data:`BODY_KNOBS`.
+
+    The ``body`` stream ``rng`` is drawn (a fixed vector, so a knob's value does not depend on the others being
+    on) only when :func:`body_knobs_on`; otherwise, or with ``rng`` None, every knob takes its low value.
+    """
+    u = rng.random(len(BODY_KNOBS)) if rng is not None and body_knobs_on(config) else np.zeros(len(BODY_KNOBS))
+    values: dict[str, float | None] = {}
+    for k, (name, section, key) in enumerate(BODY_KNOBS):
+        bounds = getattr(getattr(config, section), key)
+        values[name] = None if bounds is None else float(bounds[0] + (bounds[1] - bounds[0]) * u[k])
+    return BodyDraw(**values)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -102,14 +185,17 @@ class Anatomy:
     table_y: float | None
     hu: dict[str, float]
     texture: Lattice
+    body: BodyDraw  # the per-scan body knobs (vessel calibre, taper, branching are read by the tree growth)
+    airway_wall: tuple[float, float]  # airway wall: (minimum mm, fraction of the lumen radius)
 
 
-def draw_tissue_hu(rng: np.random.Generator, config: SynthConfig) -> dict[str, float]:
-    """The HU of each tissue for one patient."""
+def draw_tissue_hu(rng: np.random.Generator, config: SynthConfig, expiration: float = 0.0) -> dict[str, float]:
+    """The HU of each tissue for one patient; the lung is denser by ``lung_expiration_hu * expiration``."""
     t = config.hu
     out = {"air": t.air, "csf": t.csf, "table": t.table}
     for name in ("fat", "muscle", "blood", "liver", "cartilage", "bone_cortex", "bone_marrow", "lung"):
         out[name] = uniform(rng, getattr(t, name))
+    out["lung"] = out["lung"] + t.lung_expiration_hu * expiration
     out["lung_gradient"] = uniform(rng, t.lung_gradient)
     out["lung_texture"] = uniform(rng, t.lung_texture)
     return out
@@ -141,20 +227,35 @@ def _draw_lung(rng: np.random.Generator, sign: float, label: int, p: dict) -> Lu
     )
 
 
-def _chest_parameters(rng: np.random.Generator, config: SynthConfig, geom: Geometry) -> dict:
-    """Body, wall and cavity sizes (mm) shared by the other draws."""
+def _chest_parameters(rng: np.random.Generator, config: SynthConfig, geom: Geometry, body: BodyDraw) -> dict:
+    """Body, wall and cavity sizes (mm) shared by the other draws.
+
+    Habitus ``h``: the fat is ``h`` times the drawn ``fat_mm``. Of the extra ``fat_mm * (h - 1)``, the share
+    ``habitus_outward`` widens the body beyond its drawn width (it may leave the field of view) and the rest
+    shrinks the chest's scale ``s`` inside the drawn width (a scan framed on the body shows a smaller chest);
+    the outline gets rounder, as the extra fat rings the whole chest. Expiration ``x`` raises the costophrenic
+    recesses by ``expiration_height_loss * x`` of the lung height, the domes by ``expiration_dome_gain * x`` and
+    narrows the cavity by ``expiration_width_loss * x`` (``x < 0``: hyperinflation).
+    """
     a, g = config.anatomy, config.geometry
     body_ax = geom.fov_mm / 2 * uniform(rng, g.body_width_fraction)
-    s = body_ax / a.reference_half_width_mm
-    body_ay = body_ax * uniform(rng, a.body_aspect)
-    fat = uniform(rng, a.fat_mm) * s
+    aspect = uniform(rng, a.body_aspect) * body.body_aspect
+    fat0 = uniform(rng, a.fat_mm)
+    extra = fat0 * (body.habitus - 1.0)  # mm at scale 1 (0 at habitus 1)
+    s = body_ax / (a.reference_half_width_mm + (1.0 - a.habitus_outward) * extra)
+    body_ax = body_ax + a.habitus_outward * extra * s  # may pass the field of view, as in obese patients
+    body_ay = (body_ax - extra * s) * aspect + extra * s
+    fat = fat0 * body.habitus * s
     muscle = uniform(rng, a.muscle_mm) * s
     back = uniform(rng, a.back_muscle_mm) * s
     rib_layer = uniform(rng, a.rib_layer_mm) * s
-    cavity_ax = body_ax - fat - muscle - rib_layer
-    cavity_ay = body_ay - fat - rib_layer - (muscle + back) / 2
+    breath = 1.0 - a.expiration_width_loss * body.expiration
+    cavity_ax = (body_ax - fat - muscle - rib_layer) * (body.lung_width * breath)
+    cavity_ax = min(cavity_ax, body_ax - fat - rib_layer - 0.15 * muscle)  # keep the ribs inside the body wall
+    cavity_ay = (body_ay - fat - rib_layer - (muscle + back) / 2) * breath
     apex_z = geom.chest_mm - uniform(rng, g.apex_margin_mm)
     recess = uniform(rng, g.base_margin_mm)
+    recess = recess + (apex_z - recess) * (a.expiration_height_loss * body.expiration)
     return {
         "config": config,
         "scale": s,
@@ -165,10 +266,11 @@ def _chest_parameters(rng: np.random.Generator, config: SynthConfig, geom: Geome
         "cavity_ax": cavity_ax,
         "cavity_ay": cavity_ay,
         "cavity_cy": (muscle - back) / 2,
-        "mediastinum": uniform(rng, a.mediastinum_half_width_mm) * s,
+        "mediastinum": uniform(rng, a.mediastinum_half_width_mm) * s * body.mediastinum,
         "apex_z": apex_z,
         "recess": recess,
-        "dome_h": uniform(rng, a.dome_height_mm) * s,
+        "dome_h": uniform(rng, a.dome_height_mm) * s * (1.0 + a.expiration_dome_gain * body.expiration),
+        "body": body,
     }
 
 
@@ -176,9 +278,10 @@ def _airway_tubes(rng: np.random.Generator, p: dict, spine_y: float, vr: float) 
     """Trachea and main bronchi (air lumen, label 5) and the carina height."""
     a = p["config"].anatomy
     s, hu_wall = p["scale"], p["hu"]["muscle"]
-    rt = uniform(rng, a.trachea_radius_mm) * s
+    rt0 = uniform(rng, a.trachea_radius_mm) * s
+    rt = rt0 * p["body"].airway_calibre  # a wider lumen does not move the trachea
     wall = 1.8 * s
-    yt = spine_y - vr - 14 * s - rt
+    yt = spine_y - vr - 14 * s - rt0
     carina_z = p["apex_z"] - uniform(rng, a.carina_below_apex_mm) * s
     top = np.array([0.0, yt - 6 * s, p["apex_z"] + 200.0])
     carina = np.array([0.0, yt, carina_z])
@@ -221,7 +324,7 @@ def _mediastinal_tubes(rng: np.random.Generator, p: dict, spine_y: float, vr: fl
 def _heart(rng: np.random.Generator, p: dict, lungs: tuple[Lung, Lung]) -> tuple:
     """Heart centre, semi-axes and in-plane rotation; it sits on the left dome."""
     a = p["config"].anatomy
-    k = uniform(rng, a.heart_scale) * p["scale"]
+    k = uniform(rng, a.heart_scale) * p["scale"] * p["body"].cardiac
     axes = tuple(v * k for v in a.heart_size_mm)
     left = lungs[1]
     z = left.recess_z + left.dome_h + 0.45 * axes[2]
@@ -267,11 +370,18 @@ def _extras(rng: np.random.Generator, p: dict, lungs: tuple[Lung, Lung]) -> tupl
     return gastric, table_y
 
 
-def draw_anatomy(rng: np.random.Generator, config: SynthConfig, geom: Geometry) -> Anatomy:
-    """Draw one patient's anatomy (independent of the matrix size)."""
+def draw_anatomy(
+    rng: np.random.Generator, config: SynthConfig, geom: Geometry, body_rng: np.random.Generator | None = None
+) -> Anatomy:
+    """Draw one patient's anatomy (independent of the matrix size).
+
+    ``body_rng`` (the phantom's ``body`` stream) draws the body knobs (:func:`draw_body`); None keeps them at
+    their low values. The anatomy stream's draws are the same whatever the knobs.
+    """
     a = config.anatomy
-    p = _chest_parameters(rng, config, geom)
-    p["hu"] = draw_tissue_hu(rng, config)
+    body = draw_body(body_rng, config)
+    p = _chest_parameters(rng, config, geom, body)
+    p["hu"] = draw_tissue_hu(rng, config, body.expiration)
     s = p["scale"]
     lungs = (_draw_lung(rng, -1.0, RIGHT_LUNG, p), _draw_lung(rng, 1.0, LEFT_LUNG, p))
     vr = uniform(rng, a.vertebra_radius_mm) * s
@@ -317,6 +427,11 @@ def draw_anatomy(rng: np.random.Generator, config: SynthConfig, geom: Geometry) 
         table_y=table_y,
         hu=p["hu"],
         texture=texture,
+        body=body,
+        airway_wall=(
+            config.vessels.airway_wall_min_mm * body.airway_wall,
+            config.vessels.airway_wall_fraction * body.airway_wall,
+        ),
     )
 
 

@@ -58,6 +58,7 @@ class TissueHU:
     lung_gradient: Range  # extra HU in the posterior (dependent) lung
     lung_texture: Range  # amplitude of the low-frequency parenchymal texture
     table: float
+    lung_expiration_hu: float  # HU added to the parenchyma at full expiration (anatomy.expiration = 1); 0 = none
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,18 @@ class AnatomyConfig:
     gastric_bubble_probability: float
     table_probability: float
     texture_cell_mm: float
+    # Per-scan body knobs, drawn from the ``body`` stream (see ``lungcad.synth.anatomy.draw_body``); the neutral
+    # values (scales [1, 1], expiration [0, 0]) reproduce the phantoms of before bit for bit.
+    habitus: Range  # subcutaneous fat / the drawn fat_mm (thin < 1 < obese)
+    habitus_outward: float  # share of the extra fat that widens the body (the rest shrinks the chest inside it)
+    body_aspect_scale: Range  # multiplies the drawn body_aspect (flat < 1 < barrel chest)
+    expiration: Range  # breathing state: 0 full inspiration (as before) .. 1 full expiration (residual volume)
+    expiration_height_loss: float  # share of the apex-to-recess lung height lost at full expiration
+    expiration_dome_gain: float  # relative rise of the diaphragm domes at full expiration
+    expiration_width_loss: float  # share of the thoracic cavity's width and depth lost at full expiration
+    lung_width_scale: Range  # multiplies the thoracic cavity's lateral semi-axis (narrow < 1 < wide chest)
+    cardiac_scale: Range  # multiplies the heart's semi-axes (> 1.3: cardiomegaly)
+    mediastinum_scale: Range  # multiplies the mediastinum half-width
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,18 @@ class VesselConfig:
     airway_min_radius_mm: float
     airway_wall_fraction: float  # wall thickness / lumen radius
     airway_wall_min_mm: float
+    # Per-scan tree knobs, drawn from the ``body`` stream; neutral: scales [1, 1], shift [0, 0], tip_radius_mm null.
+    calibre_scale: Range  # multiplies every vessel radius after growth
+    asymmetry_scale: Range  # multiplies each bifurcation's minor/major radius ratio (< 1: more asymmetric)
+    branch_cos_shift: Range  # added to the Murray branching cosines (< 0: wider branching angles)
+    tortuosity: Range  # multiplies direction_jitter (how much a branch turns from one segment to the next)
+    tip_radius_mm: Range | None  # null: off (vessels end as grown); else the radius vessels taper to at the pleura
+    pleura_taper: Range  # radius cap gained per mm of distance from the pleura (mm / mm), when tip_radius_mm is set
+    tip_taper_length: Range  # length of the cone appended to a blunt terminal vessel / its end radius
+    hilum_relief_mm: float  # within this distance (x body scale) of a tree's root the cap is relaxed to its radius
+    taper_grid_mm: float  # spacing of the grid of the distance-to-pleura field
+    airway_calibre_scale: Range  # multiplies the airway lumen radii (trachea, bronchi and the intrapulmonary tree)
+    airway_wall_scale: Range  # multiplies the airway wall thickness (> 1: bronchial wall thickening)
 
 
 @dataclass(frozen=True)

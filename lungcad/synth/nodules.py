@@ -414,8 +414,8 @@ def place_nodules(
     (its location is then recorded as such); one that still does not fit is dropped.
     """
     cfg = config.nodules
-    v = config.vessels
-    tubes = Tubes.of(vessels, airways, v.airway_wall_fraction, v.airway_wall_min_mm, hidden)
+    wall_min_mm, wall_fraction = an.airway_wall  # this patient's airway wall, as make_phantom draws it
+    tubes = Tubes.of(vessels, airways, wall_fraction, wall_min_mm, hidden)
     placed: list[NoduleSpec] = []
     for kind in kinds:
         lungs = an.lungs if rng.random() < 0.55 else an.lungs[::-1]

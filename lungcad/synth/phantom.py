@@ -221,7 +221,7 @@ def make_phantom(seed: int, index: int = 0, *, size: int = 512, config: SynthCon
     cfg = config if config is not None else load_synth_config()
     rngs = scan_rngs(seed, index)
     geom = draw_geometry(rngs["geometry"], cfg, size, substream(rngs["scanner"], "geometry"))
-    an = draw_anatomy(rngs["anatomy"], cfg, geom)
+    an = draw_anatomy(rngs["anatomy"], cfg, geom, rngs["body"])
     vessels = vessel_trees(rngs["vessels"], an, cfg)
     airways = airway_trees(rngs["vessels"], an, cfg)
     disease = draw_disease(rngs["disease"], cfg.disease, an, airways)
@@ -230,9 +230,8 @@ def make_phantom(seed: int, index: int = 0, *, size: int = 512, config: SynthCon
     specs = place_nodules(rngs["nodules"], an, cfg, vessels, kinds, airways, hidden)
     vol, labels = render_anatomy(an, geom)
     disease.render(vol, labels, geom)  # lung disease backgrounds; effusion voxels leave the lung labels
-    v = cfg.vessels
     canvas = Canvas(vol, labels, geom)
-    draw_segments(canvas, airways, an.hu["muscle"], "brighten", v.airway_wall_min_mm, v.airway_wall_fraction)
+    draw_segments(canvas, airways, an.hu["muscle"], "brighten", *an.airway_wall)
     draw_segments(canvas, airways, an.hu["air"], "darken")
     draw_segments(canvas, vessels, an.hu["blood"], "brighten")
     draw_nodules(canvas, specs, cfg.nodules.edge_mm)
