@@ -13,7 +13,9 @@ A file may start from another one with a top-level ``base:`` key, so a variant l
     patches:
       scales: [1.0, 0.5]      # nested mappings merge key by key; lists and scalars replace
 
-Bases may themselves have a base; a loop is a :class:`ConfigError`.
+Bases may themselves have a base; a loop is a :class:`ConfigError`. ``base:`` may also be a list that combines
+variants of one config: ``base: [synth, world_scanner, world_disease]`` is ``synth`` with the keys that each listed
+variant sets itself laid over it in order (each variant must have ``base: synth``), then this file's own keys.
 """
 
 from __future__ import annotations
@@ -78,11 +80,39 @@ def read_config_file(path: Path, *, _chain: tuple[Path, ...] = ()) -> dict[str, 
     if "base" not in data:
         return data
     base = data.pop("base")
+    chain = (*_chain, path.resolve())
+    if isinstance(base, list) and base and all(isinstance(b, str) and b for b in base):
+        merged = read_config_file(_base_path(path, base[0]), _chain=chain)
+        for name in base[1:]:
+            merged = merge_mappings(merged, _variant_changes(_base_path(path, name), _base_path(path, base[0]), chain))
+        return merge_mappings(merged, data)
     if not isinstance(base, str) or not base:
-        raise ConfigError(f"'base' must be a config name or a .yaml path, got {base!r}", path=path)
+        raise ConfigError(f"'base' must be a config name, a .yaml path or a list of them, got {base!r}", path=path)
+    return merge_mappings(read_config_file(_base_path(path, base), _chain=chain), data)
+
+
+def _base_path(path: Path, base: str) -> Path:
+    """Where ``base:`` entry ``base`` of the file ``path`` lives: a name in configs/ or a path relative to the file."""
     is_file = Path(base).suffix in (".yaml", ".yml")
-    base_path = path.parent / base if is_file else CONFIG_DIR / f"{base}.yaml"  # an absolute path stays absolute
-    return merge_mappings(read_config_file(base_path, _chain=(*_chain, path.resolve())), data)
+    return path.parent / base if is_file else CONFIG_DIR / f"{base}.yaml"  # an absolute path stays absolute
+
+
+def _variant_changes(variant: Path, first: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """The keys a variant file of ``first`` sets itself (its ``base:`` must resolve to ``first``)."""
+    if variant.resolve() in chain:
+        loop = " -> ".join(p.name for p in (*chain, variant.resolve()))
+        raise ConfigError(f"'base' chain loops ({loop})", path=variant)
+    if not variant.is_file():
+        raise ConfigError(f"config file not found (a base of {chain[-1]})", path=variant)
+    data = dict(yaml.safe_load(variant.read_text()) or {})
+    own = data.pop("base", None)
+    if not isinstance(own, str) or _base_path(variant, own).resolve() != first.resolve():
+        raise ConfigError(
+            f"a 'base:' list combines variants of its first entry, but this file's base is {own!r}",
+            path=variant,
+            fix=f"give it 'base: {first.stem}', or list it first",
+        )
+    return data
 
 
 def merge_mappings(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:

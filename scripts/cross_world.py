@@ -4,8 +4,9 @@
 Worlds, each generated once and seeded, none ever drawn by training:
 
 - ``heldout``: ``configs/world_heldout.yaml``: generator settings outside every training range (kernel, slice
-  thickness, disease, body) with LIDC-IDRI **test** nodules only (patients 0801-1012); LUNA16 layout (seed 9100,
-  30 scans) and DSB 2017 layout (DICOM; seed 9200, 64 patients);
+  profile, HU calibration, heart, lungs, vessels, disease) with LIDC-IDRI **test** nodules only (patients
+  0801-1012); LUNA16 layout (seed 9100, 30 scans of 3-6 nodules) and DSB 2017 layout (DICOM; seed 9200, 72
+  patients of ``world_heldout_patients.yaml``, about 60% of them labelled);
 - ``phantoms``: today's held-out phantoms (``configs/synth.yaml``, phantom version 2): the seven sets of the FPR
   table (seeds 5000, 5700, 5500, 6000, 8000, 8500, 8800; 200 scans), LUNA16 layout.
 
@@ -56,18 +57,23 @@ LUNA_TABLES = ("annotations.csv", "annotations_excluded.csv", "nodules.csv", "se
 
 @dataclass(frozen=True)
 class World:
-    """A world: its synth config and its sets ``(seed, scans)`` in each layout."""
+    """A world: its sets ``(seed, scans)`` in each layout and the synth config of each layout."""
 
     name: str
-    synth: str
+    luna_synth: str
     luna: tuple[tuple[int, int], ...]
+    dsb_synth: str
     dsb: tuple[tuple[int, int], ...]
 
 
 WORLDS = {
-    "heldout": World("heldout", "world_heldout", ((9100, 30),), ((9200, 64),)),
+    "heldout": World("heldout", "world_heldout", ((9100, 30),), "world_heldout_patients", ((9200, 72),)),
     "phantoms": World(
-        "phantoms", "synth", ((5000, 10), (5700, 20), (5500, 20), (6000, 20), (8000, 50), (8500, 40), (8800, 40)), ()
+        "phantoms",
+        "synth",
+        ((5000, 10), (5700, 20), (5500, 20), (6000, 20), (8000, 50), (8500, 40), (8800, 40)),
+        "synth",
+        (),
     ),
 }
 
@@ -88,8 +94,9 @@ def synth_set(work: Path, world: World, layout: str, seed: int, scans: int, work
     """The set's data folder (``luna16`` or ``dsb2017``), generated once."""
     out = work / "data" / world.name / f"{layout}_{seed}"
     compress = ["--compress"] if layout == "luna" else []
-    lungcad("synth", str(out), "--scans", str(scans), "--seed", str(seed), "--format", layout, "--config",
-            world.synth, "--workers", str(workers), "--no-progress", *compress)  # fmt: skip
+    config = world.luna_synth if layout == "luna" else world.dsb_synth
+    lungcad("synth", str(out), "--scans", str(scans), "--seed", str(seed), "--format", layout, "--config", config,
+            "--workers", str(workers), "--no-progress", *compress)  # fmt: skip
     return out / ("luna16" if layout == "luna" else "dsb2017")
 
 
@@ -256,8 +263,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"--worlds: unknown world {name!r}; known: {', '.join(WORLDS)}")
         w = WORLDS[name]
         luna, dsb = getattr(args, f"{name}_luna"), getattr(args, f"{name}_dsb")
-        worlds.append(World(w.name, w.synth, w.luna if luna is None else parse_sets(luna),
-                            w.dsb if dsb is None else parse_sets(dsb)))  # fmt: skip
+        worlds.append(replace(w, luna=w.luna if luna is None else parse_sets(luna),
+                              dsb=w.dsb if dsb is None else parse_sets(dsb)))  # fmt: skip
     args.work.mkdir(parents=True, exist_ok=True)
     table = run(args.work, model_sets(args.models), worlds, args.bootstrap, args.workers)
     print(markdown(table), flush=True)

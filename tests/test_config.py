@@ -70,6 +70,16 @@ def test_base_chain_merges_nested_keys(tmp_path):
     assert load_config(Outer, sub / "top.yaml", limit=3) == Outer("y", "b", Inner(2.0, (9,)), 3)
 
 
+def test_a_base_list_combines_variants_of_its_first_entry(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: y\nmode: a\ninner:\n  sigma: 2\n  sizes: [3, 4, 5]\n")
+    (tmp_path / "v1.yaml").write_text("base: base.yaml\ninner:\n  sigma: 7\n")
+    (tmp_path / "v2.yaml").write_text("base: base.yaml\nmode: b\ninner:\n  sizes: [1]\n")
+    (tmp_path / "both.yaml").write_text("base: [base.yaml, v1.yaml, v2.yaml]\nlimit: 4\n")
+    # each variant's own keys laid over the first entry in order; the base's values the variants repeat do not
+    # undo an earlier variant's change (v2 would restore sigma 2 if whole resolved files were merged)
+    assert load_config(Outer, tmp_path / "both.yaml") == Outer("y", "b", Inner(7.0, (1,)), 4)
+
+
 def test_base_by_bundled_name_keeps_the_bundled_values(tmp_path):
     from lungcad.fpr.train import FprTrainConfig
 
@@ -85,7 +95,9 @@ def test_base_by_bundled_name_keeps_the_bundled_values(tmp_path):
     [
         ({"a.yaml": "base: b.yaml\n", "b.yaml": "base: a.yaml\n"}, r"chain loops \(a.yaml -> b.yaml -> a.yaml\)"),
         ({"a.yaml": "base: gone.yaml\n"}, r"config file not found \(the base of .*a.yaml\)"),
-        ({"a.yaml": "base: [fpr]\n"}, "'base' must be a config name or a .yaml path"),
+        ({"a.yaml": "base: [fpr, 3]\n"}, "'base' must be a config name, a .yaml path or a list of them"),
+        ({"a.yaml": "base: [b.yaml, a.yaml]\n", "b.yaml": "name: x\n"}, r"chain loops \(a.yaml -> a.yaml\)"),
+        ({"a.yaml": "base: [b.yaml, c.yaml]\n", "b.yaml": "name: x\n", "c.yaml": "mode: c\n"}, "variants of its first"),
         ({"a.yaml": "base: b.yaml\n", "b.yaml": "inner:\n  sigm: 1\n"}, "unknown key 'inner.sigm'"),
     ],
 )
@@ -108,7 +120,7 @@ def _shipped_config_classes() -> dict[str, type]:
     from lungcad.synth.config import SynthConfig
     from lungcad.visualize import PictureConfig
 
-    prefixes = {"fpr": FprTrainConfig, "unet": UNetTrainConfig, "synth": SynthConfig}
+    prefixes = {"fpr": FprTrainConfig, "unet": UNetTrainConfig, "synth": SynthConfig, "world": SynthConfig}
     names = {"blobs": BlobConfig, "evaluate": EvaluateConfig, "merge": MergeConfig, "pictures": PictureConfig,
              "preprocess": PreprocessConfig, "malignancy": ClassifierTrainConfig, "shape": ClassifierTrainConfig,
              "risk": RiskTrainConfig, "risk_classifiers": RiskTrainConfig}  # fmt: skip
@@ -126,5 +138,5 @@ def test_every_shipped_config_loads_with_its_base():
     for name, cls in classes.items():
         cfg = load_config(cls, name)
         base = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text()).get("base")
-        if base is not None:  # a variant of the same stage that changes something
-            assert classes[base] is cls and cfg != load_config(cls, base), name
+        for entry in [base] if isinstance(base, str) else base or []:  # variants of one stage that change something
+            assert classes[entry] is cls and cfg != load_config(cls, entry), name

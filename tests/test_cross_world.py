@@ -22,7 +22,9 @@ def test_parse_sets_and_the_default_worlds():
         with pytest.raises(SystemExit, match="SEED:SCANS"):
             parse_sets(bad)
     held = WORLDS["heldout"]
-    assert held.synth == "world_heldout" and sum(n for _, n in held.luna) >= 20 and sum(n for _, n in held.dsb) >= 40
+    assert (
+        held.luna_synth == "world_heldout" and sum(n for _, n in held.luna) >= 20 and sum(n for _, n in held.dsb) >= 40
+    )
     assert sum(n for _, n in WORLDS["phantoms"].luna) == 200
 
 
@@ -81,7 +83,7 @@ def test_measure_world_pools_the_sets_of_a_world(tmp_path):
         _set(tmp_path, 1, [("p1", 6.0), ("p2", 8.0)], {"p1": 1, "p2": 0}),
         _set(tmp_path, 2, [("q1", 5.0)], {"q1": 0, "q2": 1}),
     ]
-    world = World("tiny", "synth", ((1, 2), (2, 2)), ())
+    world = World("tiny", "synth", ((1, 2), (2, 2)), "synth", ())
     results = tmp_path / "work" / "results" / "m" / "tiny"
     results.mkdir(parents=True)
     for data, _ in sets:  # the lung-mask coverage of each set, as a finished run leaves it (no preprocessing here)

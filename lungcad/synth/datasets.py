@@ -320,13 +320,35 @@ def _check_manifest(path: Path, new: dict) -> dict:
     except json.JSONDecodeError as exc:
         raise DataLayoutError(f"not valid JSON ({exc})", path=path) from exc
     for key in ("phantom_version", "seed", "size", "config"):
-        if old.get(key) != new[key]:
+        same = _same_config(old.get(key), new[key], _neutral()) if key == "config" else old.get(key) == new[key]
+        if not same:
             raise DataLayoutError(
                 f"this folder holds a synthetic dataset made with another {key}",
                 path=path,
                 fix="write into an empty folder, or rerun with the same seed, size and config",
             )
     return {**new, "formats": sorted(set(old.get("formats", [])) | set(new["formats"]))}
+
+
+def _neutral() -> dict:
+    """``configs/synth.yaml`` as a dict: the neutral value of every knob."""
+    return to_dict(load_synth_config())
+
+
+def _same_config(old: Any, new: Any, neutral: Any) -> bool:
+    """Whether a dataset made with config ``old`` continues under ``new``: equal, except that a key ``old`` lacks
+    (a knob added to lungcad after the dataset was begun) must hold its neutral value (``configs/synth.yaml``'s),
+    which reproduces the old phantoms bit for bit."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        neutral = neutral if isinstance(neutral, dict) else {}
+        for key, value in new.items():
+            if key in old:
+                if not _same_config(old[key], value, neutral.get(key)):
+                    return False
+            elif key not in neutral or value != neutral[key]:
+                return False
+        return set(old) <= set(new)
+    return old == new
 
 
 def _validate(n_scans: int, seed: int, size: int) -> None:

