@@ -58,11 +58,11 @@ class SynthSource:
     config: str = "synth"
     seed: int = 0
     size: int = 512
-    patches_per_phantom: int = 32
-    workers: int = 1
+    patches_per_phantom: int = 128
+    workers: int = 2
     validation_scans: int = 4
     max_slices: int | None = None
-    mix_phantoms: int = 4
+    mix_phantoms: int = 2
 
     def __post_init__(self) -> None:
         for name, low in (("seed", 0), ("size", 32), ("patches_per_phantom", 1), ("workers", 0), ("mix_phantoms", 1)):
@@ -215,7 +215,7 @@ class ExampleStream:
         per = self.source.patches_per_phantom
         indices = epoch_indices(epoch, math.ceil(count / per))
         rng = np.random.default_rng([self.seed, self.source.seed, epoch])
-        window = self.source.mix_phantoms * per
+        window = min(self.source.mix_phantoms * per, count)
         buffer: list = []
         given = 0
         for examples in self.results(indices):
