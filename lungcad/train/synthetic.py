@@ -170,6 +170,7 @@ class ExampleStream:
         self.seed = seed
         self.signature = signature
         self._pool = None
+        self._pending: deque = deque()  # ((index, validation), AsyncResult) started, in job order
         self._reset()
 
     def _reset(self) -> None:
@@ -188,22 +189,33 @@ class ExampleStream:
             self._pool.terminate()
             self._pool.join()
             self._pool = None
+            self._pending = deque()
 
-    def results(self, indices: list[int], validation: bool = False) -> Iterator[Any]:
-        """``maker``'s results for phantoms ``indices``, in that order; at most ``2 * workers`` in flight."""
+    def results(self, indices: list[int], validation: bool = False, then: list[int] = ()) -> Iterator[Any]:
+        """``maker``'s results for phantoms ``indices``, in that order; at most ``2 * workers`` in flight. Phantoms
+        ``then`` (the next epoch's) are started as soon as there is room, so the workers go on while the epoch's
+        last steps, its validation and its checkpoint run; a later call picks them up (or drops them unused)."""
         pool = self.pool()
-        jobs = [(self.maker, self.source.seed, int(i), validation) for i in indices]
         if pool is None:
-            yield from (_call(*job) for job in jobs)
+            yield from (_call(self.maker, self.source.seed, int(i), validation) for i in indices)
             return
-        pending: deque = deque()
-        ahead = 2 * self.source.workers
-        for job in jobs:
-            pending.append(pool.apply_async(_call, job))
-            if len(pending) >= ahead:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+        wanted = [(int(i), validation) for i in indices]
+        queue = wanted + [(int(i), False) for i in then]
+        kept: deque = deque()
+        for key, job in self._pending:  # started earlier: kept when they are the first ones wanted now
+            if len(kept) < len(wanted) and wanted[len(kept)] == key:
+                kept.append((key, job))
+            else:
+                break
+        self._pending = kept
+        ahead, started = 2 * self.source.workers, len(kept)
+        for _ in wanted:
+            while started < len(queue) and len(self._pending) < ahead:
+                index, val = queue[started]
+                job = pool.apply_async(_call, (self.maker, self.source.seed, index, val))
+                self._pending.append((queue[started], job))
+                started += 1
+            yield self._pending.popleft()[1].get()
 
     def validation(self) -> list[Any]:
         """``maker``'s validation results for phantoms ``0 .. validation_scans - 1`` (generated in parallel)."""
@@ -214,11 +226,12 @@ class ExampleStream:
         phantoms at a time shuffled together (seeded by the training seed, the synth seed and the epoch)."""
         per = self.source.patches_per_phantom
         indices = epoch_indices(epoch, math.ceil(count / per))
+        following = epoch_indices(epoch + 1, len(indices))
         rng = np.random.default_rng([self.seed, self.source.seed, epoch])
         window = min(self.source.mix_phantoms * per, count)
         buffer: list = []
         given = 0
-        for examples in self.results(indices):
+        for examples in self.results(indices, then=following):
             self._phantoms += 1
             self._busy += examples.seconds
             self._positives += examples.positives

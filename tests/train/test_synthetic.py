@@ -109,6 +109,14 @@ def test_same_seeds_give_the_same_batches_and_each_epoch_new_phantoms():
     assert min(epoch_indices(1, 50)) >= SOURCE.validation_scans  # nor a validation phantom
     other = list(_stream(config, dataclasses.replace(SOURCE, seed=4)).epoch_examples(8, epoch=1))
     assert not np.array_equal(np.stack([e[0] for e in first]), np.stack([e[0] for e in other]))
+    worker = _stream(config, dataclasses.replace(SOURCE, workers=1))  # spawned; the next epoch started early
+    try:
+        for epoch, want in ((1, first), (2, second)):
+            got = list(worker.epoch_examples(8, epoch=epoch))
+            np.testing.assert_array_equal(np.stack([e[0] for e in got]), np.stack([e[0] for e in want]))
+        assert [key for key, _ in worker._pending] == [(epoch_indices(3, 1)[0], False)]  # 2 in flight, 1 taken
+    finally:
+        worker.close()
 
 
 @pytest.mark.slow
