@@ -19,6 +19,16 @@ uninterrupted run sees.
 Phantoms can be made at a reduced matrix (``size``, e.g. 256 instead of 512): the patient is the same, its pixels
 coarser (about 1.3 instead of 0.65 mm in-plane), and the preprocessing resamples them to the model's grid: faster,
 with small nodules and vessel edges blurrier than on real-resolution scans.
+
+Speed (2 shared cores, load average ~4.5 from other jobs, default configs, 2 workers; epoch 2 of short runs): the
+U-Net trains at 0.25 s per step of 16 patches (64 patches/s wanted) while its generator makes 13 patches/s at
+``size`` 512 (0.10 phantoms/s, 128 patches each) and 22 patches/s at 256 (0.17 phantoms/s): a phantom and its
+preprocessing take 6-15 s, so training waits for data unless ``patches_per_phantom`` is raised (about 384 at 256
+keeps up). The FPR trains at 0.78 s per step of 32 patches (41 patches/s wanted); its generator makes 13 patches/s at
+512 (0.21 phantoms/s, 64 each) and 35 patches/s at 256 (0.55 phantoms/s); running the bundled U-Net on every phantom
+(``--unet``) makes a phantom about 10 times as dear (0.04-0.06 phantoms/s at 256: 3.5 patches/s with 64 each, 10-15
+with 256 each). Each epoch's ``history.csv`` row has these numbers (``s_per_step``, ``data_wait_s``,
+``gen_patches_per_s``, ``gen_phantoms_per_s``).
 """
 
 from __future__ import annotations
