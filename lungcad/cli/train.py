@@ -13,7 +13,37 @@ def _model_parser(
 ) -> argparse.ArgumentParser:
     """A ``lungcad train <name>`` parser with the options every model shares."""
     p = models.add_parser(name, help=help_text, description=description)
-    p.add_argument("--data", required=True, help="LUNA16-layout folder")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="LUNA16-layout folder")
+    source.add_argument(
+        "--synth",
+        metavar="SYNTH_CONFIG",
+        help="no data folder: phantoms of this synth config (e.g. synth) are generated as training asks for them, "
+        "new ones each epoch (seeded by --synth-seed and the epoch, so --resume continues with the next epoch's)",
+    )
+    g = p.add_argument_group("on-the-fly synthetic data (--synth)")
+    g.add_argument("--synth-seed", type=int, default=0, help="synthetic dataset seed (default 0)")
+    g.add_argument(
+        "--synth-size",
+        type=int,
+        default=512,
+        help="phantom matrix (default 512; 256: about half the generation time, coarser pixels)",
+    )
+    g.add_argument(
+        "--synth-patches",
+        type=int,
+        default=128 if name == "unet" else 64,
+        help="training patches cut from each phantom (default: %(default)s; more: a faster generator, fewer "
+        "different phantoms per epoch)",
+    )
+    g.add_argument(
+        "--synth-workers",
+        type=int,
+        default=2,
+        help="generator processes beside the training (0: generate between steps; default 2)",
+    )
+    g.add_argument("--synth-val", type=int, default=4, help="validation phantoms, made once at the start (default 4)")
+    g.add_argument("--synth-max-slices", type=int, help="cap on slices per phantom (quick runs)")
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="model directory")
     config = default_config or name
     p.add_argument("--config", default=config, help=f"YAML config (default: configs/{config}.yaml)")
@@ -54,6 +84,32 @@ def _strategy(args: argparse.Namespace):
     return strategy
 
 
+def _synth_source(args: argparse.Namespace):
+    """The :class:`lungcad.train.synthetic.SynthSource` of the ``--synth*`` options (None without ``--synth``)."""
+    if not args.synth:
+        return None
+    from lungcad.train.synthetic import SynthSource
+
+    return SynthSource(
+        config=args.synth,
+        seed=args.synth_seed,
+        size=args.synth_size,
+        patches_per_phantom=args.synth_patches,
+        workers=args.synth_workers,
+        validation_scans=args.synth_val,
+        max_slices=args.synth_max_slices,
+    )
+
+
+def _only_with_data(args: argparse.Namespace, *names: str) -> None:
+    """ConfigError when an option that reads the data folder is given with ``--synth``."""
+    from lungcad.errors import ConfigError
+
+    for name in names:
+        if args.synth and getattr(args, name, None):
+            raise ConfigError(f"--{name} reads a data folder's tables: not with --synth")
+
+
 def _model_options(args: argparse.Namespace) -> dict:
     """The keyword arguments of the options every :func:`_model_parser` command shares (strategy made first)."""
     return {"strategy": _strategy(args), "cache": args.cache, "resume": args.resume, "init": args.init}
@@ -85,6 +141,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "patch cache folder (default: MODEL_DIR/patch_cache)",
     )
     f.add_argument("--candidates", help="extra candidate table (seriesuid,coordX,coordY,coordZ,...) to label and use")
+    f.add_argument(
+        "--unet",
+        metavar="UNET_DIR",
+        help="--synth: run this U-Net model on each generated phantom; its candidates (labelled by the phantom's truth)"
+        " are the hard negatives, and on the validation phantoms the val_cpm and fusion weight's marks",
+    )
     f.set_defaults(func=run_fpr)
     c = _model_parser(
         models,
@@ -139,9 +201,23 @@ def _report(name: str, result, output: str) -> None:
 def run_fpr(args: argparse.Namespace) -> int:
     from lungcad.fpr.train import FprTrainConfig, train_fpr
 
+    _only_with_data(args, "candidates")
+    if args.unet and not args.synth:
+        from lungcad.errors import ConfigError
+
+        raise ConfigError(
+            "--unet runs a U-Net on generated phantoms: give it with --synth (or --candidates with --data)"
+        )
+    source = _synth_source(args)
     options = _model_options(args)
     config = _with_overrides(load_config(FprTrainConfig, args.config), args)
-    result = train_fpr(args.data, args.output, config, candidates=args.candidates, **options)
+    if source is not None:
+        from lungcad.fpr.synthetic import train_fpr_synth
+
+        options.pop("cache")
+        result = train_fpr_synth(source, args.output, config, unet=args.unet, **options)
+    else:
+        result = train_fpr(args.data, args.output, config, candidates=args.candidates, **options)
     _report("fpr", result, args.output)
     return 0
 
@@ -149,9 +225,17 @@ def run_fpr(args: argparse.Namespace) -> int:
 def run_classifier(args: argparse.Namespace) -> int:
     from lungcad.risk.classifiers import ClassifierTrainConfig, train_classifier
 
+    _only_with_data(args, "nodules")
+    source = _synth_source(args)
     options = _model_options(args)
     config = _with_overrides(load_config(ClassifierTrainConfig, args.config), args)
-    result = train_classifier(args.data, args.output, config, nodules=args.nodules, **options)
+    if source is not None:
+        from lungcad.risk.synthetic import train_classifier_synth
+
+        options.pop("cache")
+        result = train_classifier_synth(source, args.output, config, **options)
+    else:
+        result = train_classifier(args.data, args.output, config, nodules=args.nodules, **options)
     _report(f"classifier ({config.target})", result, args.output)
     return 0
 
@@ -186,9 +270,16 @@ def run_risk(args: argparse.Namespace) -> int:
 def run_unet(args: argparse.Namespace) -> int:
     from lungcad.candidates.train import UNetTrainConfig, train_unet
 
+    source = _synth_source(args)
     options = _model_options(args)
     config = _with_overrides(load_config(UNetTrainConfig, args.config), args)
-    result = train_unet(args.data, args.output, config, workers=args.workers, **options)
+    if source is not None:
+        from lungcad.candidates.synthetic import train_unet_synth
+
+        options.pop("cache")
+        result = train_unet_synth(source, args.output, config, **options)
+    else:
+        result = train_unet(args.data, args.output, config, workers=args.workers, **options)
     _report("unet", result, args.output)
     return 0
 

@@ -393,6 +393,33 @@ def train_fpr(
     )
 
 
+def patch_loss(y: tf.Tensor, p: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
+    """Per-example (B,) weighted binary cross-entropy of the patch classifiers."""
+    return keras.losses.binary_crossentropy(y, p) * w
+
+
+def monitored_loop(config: FprTrainConfig, cpm: ValidationMarks | None) -> LoopConfig:
+    """The loop settings, monitoring ``val_auc`` instead of ``val_cpm`` when there are no U-Net marks to rank."""
+    if cpm is None and config.train.monitor == "val_cpm":
+        log.info("no U-Net candidates of validation scans: best epoch by val_auc instead of val_cpm")
+        return replace(config.train, monitor="val_auc", monitor_mode="max")
+    return config.train
+
+
+def patch_validator(config: FprTrainConfig, val_x: np.ndarray, labels: np.ndarray, cpm: ValidationMarks | None):
+    """Validation callback: ``val_auc`` of the centred validation patches ``val_x`` (N, ...) with ``labels`` (N,)
+    and, with U-Net marks, ``val_cpm``; one view per patch, so the epoch choice does not depend on test-time views."""
+
+    def validate(model) -> dict[str, float]:
+        scorer = FprScorer(model, replace(config.scorer(), test_time_transforms=1))
+        metrics = {"val_auc": roc_auc(labels, scorer.score_patches(val_x))}
+        if cpm is not None:
+            metrics["val_cpm"] = cpm(scorer)
+        return metrics
+
+    return validate
+
+
 def train_patch_classifier(
     data: str | Path,
     out_dir: str | Path,
@@ -425,23 +452,12 @@ def train_patch_classifier(
     size, dims = config.patches.size, 3 if config.patches.mode == "3d" else 2
     val_x = center_crop(val_set.patches, size, dims).astype(np.float32)
     cpm = val_cpm(val_ids) if val_cpm is not None else None
-    loop = config.train
-    if cpm is None and loop.monitor == "val_cpm":
-        log.info("no U-Net candidates of validation scans: best epoch by val_auc instead of val_cpm")
-        loop = replace(loop, monitor="val_auc", monitor_mode="max")
-
-    def validate(model) -> dict[str, float]:  # one view per patch: the epoch choice does not depend on test-time views
-        scorer = FprScorer(model, replace(config.scorer(), test_time_transforms=1))
-        metrics = {"val_auc": roc_auc(val_set.labels, scorer.score_patches(val_x))}
-        if cpm is not None:
-            metrics["val_cpm"] = cpm(scorer)
-        return metrics
-
+    loop = monitored_loop(config, cpm)
     task = Task(
         build_model=lambda: initial_wideresnet(config.scorer(), init),
-        loss=lambda y, p, w: keras.losses.binary_crossentropy(y, p) * w,
+        loss=patch_loss,
         dataset=lambda batch, seed: make_dataset(train_set, size, dims, config.sampling, batch, seed),
-        validate=validate if len(val_set.labels) else None,
+        validate=patch_validator(config, val_x, val_set.labels, cpm) if len(val_set.labels) else None,
     )
     result = fit(task, loop, out, strategy=strategy, resume=resume)
     info = {

@@ -60,7 +60,13 @@ def read_nodules(path: str | Path, config: ClassifierTrainConfig) -> pd.DataFram
     path = Path(path)
     if not path.is_file():
         raise DataLayoutError("nodule table not found", path=path, expected=",".join([*NODULE_COLUMNS, config.target]))
-    table = pd.read_csv(path, dtype={"id": str})
+    return label_nodules(pd.read_csv(path, dtype={"id": str}), config, path)
+
+
+def label_nodules(table: pd.DataFrame, config: ClassifierTrainConfig, path: str | Path | None = None) -> pd.DataFrame:
+    """Rows of a nodule table (``nodules.csv`` columns) as (seriesuid, coordX..Z mm, label 0/1, diameter_mm):
+    excluded findings dropped, the configured types and sizes kept, ``label`` from the ``target`` column; ``path``
+    names the table in errors."""
     needed = [*NODULE_COLUMNS, config.target]
     needed += ["type"] if config.types else []
     needed += ["diameter_mm"] if config.min_diameter_mm > 0 else []

@@ -6,8 +6,13 @@ every epoch (model, optimizer, epoch) with ``resume``, ``history.csv``, TensorBo
 weights by a monitored validation metric, a training-curve PNG, and ``metrics.json``.
 
 Reproducibility: the seed fixes weight initialisation and dropout (``keras.utils.set_random_seed``) and
-each epoch's data stream is seeded by ``(seed, epoch)``, so a resumed run sees the same batches as an
-uninterrupted one.
+each epoch's data stream is seeded by ``(seed, epoch)`` (or made for the epoch by ``Task.epoch_dataset``), so a
+resumed run sees the same batches as an uninterrupted one.
+
+Speed: each epoch's row records ``s_per_step`` (median seconds inside one training step: the first step's tracing
+left out) and ``data_wait_s``
+(seconds the loop waited for batches: the data stream is the bottleneck when it is large), plus what
+``Task.data_stats`` reports (e.g. the on-the-fly generator's ``gen_patches_per_s``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,20 @@ from lungcad.errors import ConfigError
 from lungcad.fileio import write_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
+
+
+#: History columns about speed, not quality: left out of the training curve's validation panel.
+SPEED_KEYS = (
+    "seconds",
+    "s_per_step",
+    "data_wait_s",
+    "gen_patches_per_s",
+    "gen_phantoms_per_s",
+    "gen_patches",
+    "gen_phantoms",
+    "gen_workers",
+    "gen_positive_fraction",
+)
 
 
 @dataclass(frozen=True)
@@ -76,14 +95,22 @@ class Task:
     Attributes:
         build_model: () -> keras.Model, called inside the strategy scope.
         loss: (y_true, y_pred, weight) -> per-example loss (B,), float32.
-        dataset: (global_batch_size, seed) -> finite or infinite ``tf.data.Dataset`` of (x, y, weight).
+        dataset: (global_batch_size, seed) -> finite or infinite ``tf.data.Dataset`` of (x, y, weight); None when
+            ``epoch_dataset`` is given.
         validate: (model) -> {metric: value}, run on the host after each epoch (may be None).
+        epoch_dataset: optional (global_batch_size, epoch) -> the ``tf.data.Dataset`` of that (1-based) epoch, used
+            instead of ``dataset``: a stream that makes each epoch's data from the epoch number (the on-the-fly
+            generator of :mod:`lungcad.train.synthetic`), so a resumed run continues with the next epoch's data.
+        data_stats: optional () -> {name: value} about the data stream since the last call (e.g. the generator's
+            throughput), added to each epoch's row after its steps.
     """
 
     build_model: Callable[[], keras.Model]
     loss: Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
-    dataset: Callable[[int, int], tf.data.Dataset]
+    dataset: Callable[[int, int], tf.data.Dataset] | None
     validate: Callable[[keras.Model], dict[str, float]] | None = None
+    epoch_dataset: Callable[[int, int], tf.data.Dataset] | None = None
+    data_stats: Callable[[], dict[str, float]] | None = None
 
 
 @dataclass
@@ -181,7 +208,7 @@ def plot_history(history: list[dict[str, float]], path: Path, title: str) -> Non
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(epochs, [r["loss"] for r in history], marker="o")
     ax1.set(xlabel="epoch", ylabel="training loss", title=title)
-    for key in sorted({k for r in history for k in r} - {"epoch", "loss", "seconds", "learning_rate"}):
+    for key in sorted({k for r in history for k in r} - {"epoch", "loss", "learning_rate"} - set(SPEED_KEYS)):
         ax2.plot(epochs, [r.get(key, math.nan) for r in history], marker="o", label=key)
     ax2.set(xlabel="epoch", title="validation")
     if ax2.lines:
@@ -244,6 +271,7 @@ def fit(task: Task, config: LoopConfig, out_dir: str | Path, *, strategy=None, r
         if _is_best(row, history, config):
             model.save_weights(out / "best.weights.h5")
         log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
+        log.info("epoch %d: %s", epoch, speed_line(row))
     model.save_weights(out / "last.weights.h5")
     best = _best_row(history, config)
     if history:
@@ -258,20 +286,50 @@ def fit(task: Task, config: LoopConfig, out_dir: str | Path, *, strategy=None, r
     return FitResult(model, history, best, out)
 
 
+def speed_line(row: dict[str, float]) -> str:
+    """The epoch's speed in words: seconds per training step, waiting for data, the generator's throughput."""
+    text = f"training {row.get('s_per_step', math.nan):.3f} s/step, waited {row.get('data_wait_s', math.nan):.1f} s"
+    text += " for data"
+    if "gen_patches_per_s" in row:
+        text += (
+            f"; generator {row['gen_patches_per_s']:.1f} patches/s, {row['gen_phantoms_per_s']:.3f} phantoms/s "
+            f"({int(row['gen_patches'])} patches from {int(row['gen_phantoms'])} phantoms, "
+            f"{int(row['gen_workers'])} worker(s))"
+        )
+    return text
+
+
 def _run_epoch(task: Task, config: LoopConfig, strategy, step_fn, model, global_batch: int, epoch: int) -> dict:
     t0 = time.perf_counter()
-    data = task.dataset(global_batch, config.seed * 100_003 + epoch).take(config.steps_per_epoch)
-    losses = []
-    for batch in tqdm(
-        strategy.experimental_distribute_dataset(data),
-        total=config.steps_per_epoch,
-        desc=f"epoch {epoch}/{config.epochs}",
-        unit="step",
-        leave=False,
-        disable=None,
-    ):
-        losses.append(float(step_fn(batch)))
+    if task.epoch_dataset is not None:
+        data = task.epoch_dataset(global_batch, epoch)
+    else:
+        data = task.dataset(global_batch, config.seed * 100_003 + epoch)
+    data = data.take(config.steps_per_epoch)
+    losses, step_s, wait_s = [], [], 0.0
+    batches = iter(
+        tqdm(
+            strategy.experimental_distribute_dataset(data),
+            total=config.steps_per_epoch,
+            desc=f"epoch {epoch}/{config.epochs}",
+            unit="step",
+            leave=False,
+            disable=None,
+        )
+    )
+    while True:
+        t = time.perf_counter()
+        batch = next(batches, None)
+        wait_s += time.perf_counter() - t
+        if batch is None:
+            break
+        t = time.perf_counter()
+        losses.append(float(step_fn(batch)))  # float() waits for the step
+        step_s.append(time.perf_counter() - t)
     row = {"epoch": float(epoch), "loss": float(np.mean(losses)) if losses else math.nan}
+    row |= {"s_per_step": float(np.median(step_s)) if step_s else math.nan, "data_wait_s": wait_s}
+    if task.data_stats is not None:
+        row.update({k: float(v) for k, v in task.data_stats().items()})
     if task.validate is not None:
         row.update({k: float(v) for k, v in task.validate(model).items()})
     row["seconds"] = time.perf_counter() - t0
