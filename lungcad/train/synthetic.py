@@ -82,10 +82,12 @@ class SynthSource:
             raise ConfigError(f"synthetic data: validation_scans must be >= 1, got {self.validation_scans}")
 
     def synth_config(self):
-        """The :class:`lungcad.synth.SynthConfig` the phantoms are drawn from."""
+        """The :class:`lungcad.synth.SynthConfig` the phantoms are drawn from; a :class:`ConfigError` for a config
+        that draws LIDC-IDRI test patients' nodules (0801-1012 never reach training)."""
         from lungcad.synth import load_synth_config
+        from lungcad.synth.config import check_training_world
 
-        return load_synth_config(self.config, max_slices=self.max_slices)
+        return check_training_world(load_synth_config(self.config, max_slices=self.max_slices))
 
     def info(self) -> dict[str, Any]:
         """What ``run.json`` records about the data (``synth``)."""

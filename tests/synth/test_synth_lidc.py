@@ -19,6 +19,7 @@ from lungcad.synth.cancer import is_indeterminate, is_malignant, patient_cancer
 from lungcad.synth.config import check_training_world
 from lungcad.synth.lidc_nodules import lidc_shape_label, lidc_type, substitute
 from lungcad.synth.nodules import NoduleKind
+from lungcad.train.synthetic import SynthSource
 
 ROOT = Path(__file__).resolve().parents[2]
 PIXEL_MM, SLICE_MM = 0.7, 1.0
@@ -226,6 +227,10 @@ def test_no_training_config_can_draw_test_nodules():
             assert check_training_world(cfg) is cfg
     assert checked >= 6 and "world_heldout" in refused
     assert load_synth_config("world_train").lidc.fraction > 0  # the training world does draw LIDC nodules
+    # training on phantoms made on the fly (lungcad train ... --synth CONFIG) goes through the guard
+    assert SynthSource(config="world_train").synth_config().lidc.split == "train"
+    with pytest.raises(ConfigError, match="testing only"):
+        SynthSource(config="world_heldout").synth_config()
 
 
 @needs_pylidc
