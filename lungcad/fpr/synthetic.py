@@ -29,6 +29,7 @@ from lungcad.fpr.train import (
     FprTrainConfig,
     ValidationMarks,
     choose_fusion,
+    finish_patch_classifier,
     initial_wideresnet,
     monitored_loop,
     patch_loss,
@@ -36,7 +37,6 @@ from lungcad.fpr.train import (
 )
 from lungcad.patches import extract_patches
 from lungcad.train.loop import FitResult, Task, fit
-from lungcad.train.modeldir import load_best_weights, write_run_record
 from lungcad.train.synthetic import (
     Examples,
     ExampleStream,
@@ -227,13 +227,7 @@ def train_patch_synth(
         "speed": speed_summary(result.history),
         "init": str(init) if init else None,
     }
-    load_best_weights(result, out)
-    scorer = FprScorer(result.model, config.scorer())
-    if finalize is not None:
-        scorer, extra = finalize(scorer, cpm)
-        info |= extra
-    write_run_record(result, out, config, info)
-    scorer.save(out)
+    finish_patch_classifier(result, out, config, info, finalize, cpm)
     return result
 
 

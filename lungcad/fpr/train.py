@@ -470,6 +470,13 @@ def train_patch_classifier(
         "data_fingerprint": patch_fingerprint(patches),
         "init": str(init) if init else None,
     }
+    finish_patch_classifier(result, out, config, info, finalize, cpm)
+    return result
+
+
+def finish_patch_classifier(result, out: Path, config, info: dict, finalize, cpm) -> None:
+    """The end of a patch classifier's training: the kept epoch's weights, the ``finalize`` hook (e.g. the FPR's
+    fusion choice; its entries join ``info``), ``run.json`` and the scorer's files in ``out``."""
     load_best_weights(result, out)
     scorer = FprScorer(result.model, config.scorer())
     if finalize is not None:
@@ -477,4 +484,3 @@ def train_patch_classifier(
         info |= extra
     write_run_record(result, out, config, info)
     scorer.save(out)
-    return result
