@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """Benchmark: seconds to generate one 512x512 phantom, per synth config (today's phantoms and the randomized worlds).
 
-For each config, phantoms ``(seed, 0 .. scans-1)`` are made once to warm up (LIDC-IDRI index, imports) and then
-timed; slice counts differ from scan to scan, so the figure that compares is seconds per 300 slices (wall and CPU
-time: on a loaded machine the CPU time is the steadier one). Prints the peak memory of the process.
+For each config, phantoms ``(seed, 0 .. scans-1)`` are timed after a warm-up (LIDC-IDRI index, imports). Slice counts
+differ from scan to scan (the worlds draw 0.6-3 mm slices), so ``--slice-mm 1`` fixes every config's slice spacing
+at 1 mm (250-350 slices: the 512x512x300 scan of the budget); the figure that compares is seconds per 300 slices
+(wall and CPU time: on a loaded machine the CPU time is the steadier one). Prints the peak memory of the process.
 
-    python scripts/benchmark_synth.py [--configs synth,world_train,world_heldout] [--scans 4] [--seed 11]
+    python scripts/benchmark_synth.py [--configs synth,world_train,world_heldout] [--scans 4] [--slice-mm 1]
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from lungcad.synth import load_synth_config, make_phantom
 
 
-def time_config(name: str, seed: int, scans: int, size: int) -> dict:
-    """Wall and CPU seconds per scan and per 300 slices of ``scans`` phantoms of config ``name``."""
+def time_config(name: str, seed: int, scans: int, size: int, slice_mm: float | None) -> dict:
+    """Wall and CPU seconds per scan and per 300 slices of ``scans`` phantoms of config ``name`` (slice spacing
+    ``slice_mm`` when given)."""
     config = load_synth_config(name)
+    if slice_mm is not None:
+        config = replace(config, geometry=replace(config.geometry, slice_spacing_range_mm=(slice_mm, slice_mm)))
     make_phantom(seed + 1, 0, size=64, config=config)  # warm-up: the LIDC index, first-call costs
     wall, cpu, slices = [], [], []
     for index in range(scans):
@@ -48,10 +53,11 @@ def main() -> None:
     ap.add_argument("--scans", type=int, default=4, help="phantoms per config")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--slice-mm", type=float, help="fix the slice spacing (mm) of every config, e.g. 1")
     args = ap.parse_args()
     print(f"{args.scans} phantoms per config, {args.size}x{args.size}, seed {args.seed}")
     for name in args.configs.split(","):
-        r = time_config(name, args.seed, args.scans, args.size)
+        r = time_config(name, args.seed, args.scans, args.size, args.slice_mm)
         print(
             f"{r['config']:>15}: {r['slices']} slices; per scan {r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU; "
             f"per 300 slices {r['wall_s_per_300']:.2f} s wall (max {r['max_wall_s_per_300']:.2f}), "
