@@ -190,6 +190,7 @@ def measure_world(
     if labelled:
         lab = pd.concat([pd.read_csv(a, dtype={"id": str}) for a, _ in labelled], ignore_index=True)
         pred = pd.concat([pd.read_csv(p, dtype={"id": str}) for _, p in labelled], ignore_index=True)
+        pred = pred[pred["id"].isin(lab["id"])]  # patients left unlabelled (indeterminate LIDC nodules) not scored
         lab.to_csv(results / "labels.csv", index=False)
         pred.to_csv(results / "patients.csv", index=False)
         dsb = compute_dsb_files(results / "labels.csv", results / "patients.csv", only_predicted=False)

@@ -64,7 +64,10 @@ def _set(root: Path, seed: int, nodules: list[tuple[str, float]], labels: dict[s
     ann.head(0).to_csv(data / "annotations_excluded.csv", index=False)
     ann.to_csv(data / "nodules.csv", index=False)
     pd.Series(uids).to_csv(data / "seriesuids.csv", index=False, header=False)
-    pd.DataFrame({"id": uids, "cancer": [labels[u] for u in uids]}).to_csv(data / "cancer_labels.csv", index=False)
+    labelled = [u for u in uids if labels[u] is not None]  # None: an unlabelled patient (indeterminate nodules)
+    pd.DataFrame({"id": labelled, "cancer": [labels[u] for u in labelled]}).to_csv(
+        data / "cancer_labels.csv", index=False
+    )
     with_nodule = {u for u, _ in nodules}
     cands = pd.concat([
         _candidates(u, [(0.5, 0, 0), (80.0, 0, 0)], [0.9, 0.6], [0.95, 0.5]) if u in with_nodule
@@ -81,7 +84,7 @@ def _set(root: Path, seed: int, nodules: list[tuple[str, float]], labels: dict[s
 def test_measure_world_pools_the_sets_of_a_world(tmp_path):
     sets = [
         _set(tmp_path, 1, [("p1", 6.0), ("p2", 8.0)], {"p1": 1, "p2": 0}),
-        _set(tmp_path, 2, [("q1", 5.0)], {"q1": 0, "q2": 1}),
+        _set(tmp_path, 2, [("q1", 5.0)], {"q1": 0, "q2": 1, "q3": None}),
     ]
     world = World("tiny", "synth", ((1, 2), (2, 2)), "synth", ())
     results = tmp_path / "work" / "results" / "m" / "tiny"
@@ -91,7 +94,7 @@ def test_measure_world_pools_the_sets_of_a_world(tmp_path):
             {"seriesuid": ["x"], "diameter_mm": [6.0], "inside": [0.97 if data.parent.name == "data_1" else 0.5]}
         ).to_csv(results / f"mask_{data.parent.name}.csv", index=False)
     row = measure_world(tmp_path / "work", "m", tmp_path, world, sets, bootstrap=50)
-    assert row["scans"] == 4 and row["nodules"] == 3 and row["recall_at_30"] == 1.0
+    assert row["scans"] == 5 and row["nodules"] == 3 and row["recall_at_30"] == 1.0
     assert row["cpm"] == 1.0 and row["sens_1fp"] == 1.0  # every nodule found above every false positive
     assert row["mask_worst"] == 0.5 and row["mask_under_95"] == 1
     assert row["patients"] == 4 and row["cancer_rate"] == 0.5 and row["auc"] == 1.0
