@@ -54,23 +54,25 @@ def nodule_mask_coverage(
     diameters_mm: np.ndarray,
     lung_labels: tuple[int, ...] = (3, 4),
 ) -> np.ndarray:
-    """Fraction (N,) of each nodule's voxels that a lung ``mask`` on ``grid`` contains (NaN: no voxel).
+    """Fraction (N,) of each nodule's voxels that a lung ``mask`` on ``grid`` contains (NaN: the nodule has none).
 
-    A nodule's voxels are the voxels of ``grid`` inside its sphere (world mm centre, diameter) whose world position
-    falls in one of ``lung_labels`` of the truth volume ``labels`` (nearest label voxel; any grid or orientation:
-    e.g. a phantom's ``seg-lungs-LUNA16`` labels, where nodules lie inside labels 3 and 4), so the mask is judged on
-    the nodule's tissue, not on the chest wall its sphere reaches into.
+    A nodule's voxels are the voxels of the truth volume ``labels`` (any grid or orientation: e.g. a phantom's
+    ``seg-lungs-LUNA16`` labels, where nodules lie inside labels 3 and 4) inside its sphere (world mm centre,
+    diameter) that carry one of ``lung_labels``: the mask is judged on the nodule's tissue, not on the chest wall its
+    sphere reaches into. Each is looked up in ``mask`` at the nearest voxel of ``grid``; one outside ``grid`` (a
+    preprocessing crop that lost part of the lung) is not covered.
     """
     from lungcad.candidates.targets import rasterise_spheres
 
     fractions = []
     for centre, diameter in zip(np.atleast_2d(centres_xyz), np.atleast_1d(diameters_mm)):
-        idx = np.argwhere(rasterise_spheres(grid, centre[None], np.array([diameter])))
-        ijk = labels.world_to_voxel(grid.voxel_to_world(idx), outside="nan")
-        inside = ~np.isnan(ijk).any(axis=1)
-        idx, ijk = idx[inside], np.rint(ijk[inside]).astype(int)
-        ijk = np.minimum(ijk, np.asarray(labels.shape) - 1)
-        tissue = np.isin(labels.array[ijk[:, 0], ijk[:, 1], ijk[:, 2]], lung_labels)
-        n = int(tissue.sum())
-        fractions.append(float(mask[tuple(idx[tissue].T)].sum()) / n if n else float("nan"))
+        idx = np.argwhere(rasterise_spheres(labels, centre[None], np.array([diameter])))
+        idx = idx[np.isin(labels.array[tuple(idx.T)], lung_labels)]
+        if not len(idx):
+            fractions.append(float("nan"))
+            continue
+        ijk = grid.world_to_voxel(labels.voxel_to_world(idx), outside="nan")
+        ijk = ijk[~np.isnan(ijk).any(axis=1)]
+        ijk = np.minimum(np.rint(ijk).astype(int), np.asarray(grid.shape) - 1)
+        fractions.append(float(mask[tuple(ijk.T)].sum()) / len(idx))
     return np.asarray(fractions, dtype=float)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lungcad.evaluate.segmentation import dice, nodule_mask_coverage, sphere_coverage
 from lungcad.scan import CTScan
@@ -31,21 +32,23 @@ def test_sphere_coverage_half_a_sphere_and_one_outside(linear_scan):
 
 
 def test_nodule_mask_coverage_reads_truth_labels_on_another_grid_and_orientation(linear_scan):
-    """The mask is on a 1 mm grid, the truth labels on a flipped 0.5 mm grid: a nodule's voxels are its sphere within
-    the labelled lung, so a sphere reaching into the (unlabelled) chest wall is judged on its lung part only."""
+    """The mask is on a 1 mm grid, the truth labels on a flipped 0.5 mm grid: a nodule's voxels are the label voxels
+    in its sphere that are lung, so a sphere reaching into the (unlabelled) chest wall is judged on its lung part
+    only, and lung outside the mask's grid (a crop that lost it) counts as missed."""
     grid = linear_scan(shape=(20, 20, 20), spacing=(1.0, 1.0, 1.0), origin=(-10.0, -10.0, -10.0))
     flip = np.diag([-1.0, -1.0, 1.0])
     labels = CTScan(np.zeros((40, 40, 40), np.uint8), (0.5, 0.5, 0.5), (9.75, 9.75, -9.75), flip)
-    world_x = labels.voxel_to_world(np.argwhere(np.ones(labels.shape, bool)))[:, 0].reshape(labels.shape)
-    labels = labels.with_array(np.where(world_x < 1.6, 3, 0).astype(np.uint8))  # lung where x < 1.6 mm, wall beyond
+    world = labels.voxel_to_world(np.argwhere(np.ones(labels.shape, bool))).reshape(*labels.shape, 3)
+    labels = labels.with_array(np.where(world[..., 0] < 1.6, 3, 0).astype(np.uint8))  # lung where x < 1.6 mm
     centre = np.array([[0.0, 0.0, 0.0]])
     full = np.ones(grid.shape, bool)
     assert nodule_mask_coverage(grid, full, labels, centre, np.array([8.0]))[0] == 1.0
     mask = np.zeros(grid.shape, bool)
-    mask[:, :, :10] = True  # voxel centres x <= -1 mm: misses the lung columns x = 0, 1
+    mask[:, :, :10] = True  # voxel centres x <= -1 mm: holds the label voxels at x < -0.5 mm
     part = nodule_mask_coverage(grid, mask, labels, centre, np.array([8.0]))[0]
-    x = np.arange(-4, 5)  # the sphere's voxel columns; voxels per column by counting the sphere's voxels
-    per_column = np.array([(np.add.outer(np.arange(-4, 5) ** 2, np.arange(-4, 5) ** 2) <= 16 - c * c).sum() for c in x])
-    assert part == per_column[x <= -1].sum() / per_column[x <= 1].sum()  # the wall part (x >= 2) counts for nothing
-    assert part > sphere_coverage(grid, mask, centre, np.array([8.0]))[0]
+    tissue = (np.linalg.norm(world, axis=-1) <= 4.0) & (world[..., 0] < 1.6)  # the nodule's lung voxels
+    assert part == pytest.approx((tissue & (world[..., 0] < -0.5)).sum() / tissue.sum(), abs=1e-9)
+    assert part > sphere_coverage(grid, mask, centre, np.array([8.0]))[0]  # the wall part counts for nothing
+    cropped = linear_scan(shape=(20, 20, 20), spacing=(1.0, 1.0, 1.0), origin=(30.0, 30.0, 30.0))  # misses it
+    assert nodule_mask_coverage(cropped, np.ones(cropped.shape, bool), labels, centre, np.array([8.0]))[0] == 0.0
     assert np.isnan(nodule_mask_coverage(grid, full, labels, centre + 50.0, np.array([4.0]))[0])
