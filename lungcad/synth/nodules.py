@@ -10,15 +10,17 @@ Placement (:func:`place_nodules`) works in the patient frame (mm):
 
 - intraparenchymal: a ball of radius ``r + pleura_margin_mm`` around the centre lies inside the lung;
 - juxtapleural: the centre sits 0.45-0.75 r (at least 1.5 mm) inside the pleura on a ray through the
-  chest wall, so the nodule is flattened against the wall it touches;
+  chest wall, so the nodule is flattened against the wall it touches; an LIDC-IDRI nodule with a flat face
+  (:mod:`lungcad.synth.lidc_nodules`) is turned so that the face looks along the ray and set with it on the pleura;
 - juxtavascular: the centre sits ``r_vessel + (0.5-0.85) r`` from the axis of a 1-3.5 mm vessel, so the
   nodule touches and overlaps it.
 
 Every location also needs ``min_free_fraction`` of the nodule's ball in aerated lung: inside the lung and
-outside every vessel and airway (lumen and wall). Nodules only brighten what is darker than they are, so one
-set inside a large vessel, an airway wall or mostly in the chest wall would be annotated but not be in the
-image (generator version 1 drew some: a 6 mm part-solid nodule inside a hilar vessel, ground-glass nodules
-adding 25-40 HU on average).
+outside every vessel and airway (lumen and wall) and every region where lung disease would hide it (effusion,
+consolidation, atelectasis: ``Tubes.hidden``), with its centre not hidden. Nodules only brighten what is darker
+than they are, so one set inside a large vessel, an airway wall or mostly in the chest wall would be annotated
+but not be in the image (generator version 1 drew some: a 6 mm part-solid nodule inside a hilar vessel,
+ground-glass nodules adding 25-40 HU on average).
 
 A nodule that does not fit at its location is tried in the other lung, then as intraparenchymal;
 one that still does not fit is dropped.
