@@ -114,3 +114,23 @@ def confident_unet(path, bias: float = 5.0, **detector_changes):
     kernel, last_bias = last.get_weights()
     last.set_weights([np.zeros_like(kernel), np.full_like(last_bias, bias)])
     return CandidateDetector(model, dataclasses.replace(cfg.detector(), **detector_changes)).save(path)
+
+
+def tiny_unet_config(epochs: int = 2, steps_per_epoch: int = 3):
+    """The bundled U-Net training config shrunk for tests: depth 3, 4 base filters, 32-pixel patches, no resampling,
+    ``epochs`` x ``steps_per_epoch`` steps of 4 patches, 6 validation patches, recall on 1 scan."""
+    import dataclasses
+
+    from lungcad.candidates.train import UNetTrainConfig
+    from lungcad.config import load_config
+
+    cfg = load_config(UNetTrainConfig, "unet")
+    return dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, depth=3, base_filters=4),
+        preprocess=dataclasses.replace(cfg.preprocess, target_spacing_mm=None),
+        sampling=dataclasses.replace(cfg.sampling, patch_size=32),
+        train=dataclasses.replace(cfg.train, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=4),
+        validation_patches=6,
+        recall_scans=1,
+    )

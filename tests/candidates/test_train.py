@@ -8,26 +8,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import simple_chest
+from helpers import simple_chest, tiny_unet_config
 
 from lungcad.candidates.inference import CandidateDetector
 from lungcad.candidates.train import UNetTrainConfig, initial_unet, split_ids, train_unet
 from lungcad.config import load_config
 from lungcad.errors import ConfigError
 from lungcad.io import write_mhd
-
-
-def _tiny_config() -> UNetTrainConfig:
-    cfg = load_config(UNetTrainConfig, "unet")
-    return dataclasses.replace(
-        cfg,
-        model=dataclasses.replace(cfg.model, depth=3, base_filters=4),
-        preprocess=dataclasses.replace(cfg.preprocess, target_spacing_mm=None),
-        sampling=dataclasses.replace(cfg.sampling, patch_size=32),
-        train=dataclasses.replace(cfg.train, epochs=2, steps_per_epoch=3, batch_size=4),
-        validation_patches=6,
-        recall_scans=1,
-    )
 
 
 def _luna_folder(root, n=3):
@@ -48,7 +35,7 @@ def _luna_folder(root, n=3):
 def test_tiny_training_run_writes_a_usable_model(tmp_path):
     _luna_folder(tmp_path / "data")
     out = tmp_path / "model"
-    result = train_unet(tmp_path / "data", out, _tiny_config())
+    result = train_unet(tmp_path / "data", out, tiny_unet_config())
     assert [r["epoch"] for r in result.history] == [1.0, 2.0]
     assert {"val_loss", "val_dice", "val_recall", "val_candidates"} <= set(result.history[-1])
     for name in ("model.keras", "detector.yaml", "train_config.yaml", "run.json", "training_curve.png"):
@@ -58,25 +45,25 @@ def test_tiny_training_run_writes_a_usable_model(tmp_path):
     table = detector.detect(scan)
     assert list(table.columns[:6]) == ["seriesuid", "coordX", "coordY", "coordZ", "probability", "diameter_mm"]
     assert (table.seriesuid == scan.id).all()
-    again = train_unet(tmp_path / "data", out, _tiny_config(), resume=True)  # nothing left: epochs done
+    again = train_unet(tmp_path / "data", out, tiny_unet_config(), resume=True)  # nothing left: epochs done
     assert [r["epoch"] for r in again.history] == [1.0, 2.0]
     # fine-tuning (--init) starts from the trained weights, and only with the same architecture
-    start = initial_unet(_tiny_config().model, out)
+    start = initial_unet(tiny_unet_config().model, out)
     for a, b in zip(start.get_weights(), detector.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-    fresh = initial_unet(_tiny_config().model)
+    fresh = initial_unet(tiny_unet_config().model)
     assert any(not np.array_equal(a, b) for a, b in zip(fresh.get_weights(), start.get_weights()))
     with pytest.raises(ConfigError, match="model settings"):
-        initial_unet(dataclasses.replace(_tiny_config().model, base_filters=8), out)
+        initial_unet(dataclasses.replace(tiny_unet_config().model, base_filters=8), out)
     # ... or one with a wider 2.5-D context, which starts out computing what the trained one does
-    wide = initial_unet(dataclasses.replace(_tiny_config().model, context_slices=3), out)
+    wide = initial_unet(dataclasses.replace(tiny_unet_config().model, context_slices=3), out)
     x = np.random.default_rng(1).random((1, 32, 32, 7)).astype("float32")
     want = np.asarray(detector.model(x[..., 1:6], training=False))
     np.testing.assert_allclose(np.asarray(wide(x, training=False)), want, atol=1e-5)
     with pytest.raises(ConfigError, match="model settings"):
-        initial_unet(dataclasses.replace(_tiny_config().model, context_slices=1), out)
+        initial_unet(dataclasses.replace(tiny_unet_config().model, context_slices=1), out)
     # hard-positive mining: the fine-tuning run scores its training nodules with the starting model first
-    tiny = _tiny_config()
+    tiny = tiny_unet_config()
     mining = dataclasses.replace(
         tiny,
         sampling=dataclasses.replace(tiny.sampling, positive_miss_boost=3.0),

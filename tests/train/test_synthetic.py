@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 import yaml
-from helpers import confident_unet
+from helpers import confident_unet, tiny_unet_config
 
 from lungcad.candidates.synthetic import UNetMaker, signature, train_unet_synth
 from lungcad.candidates.train import UNetTrainConfig
@@ -26,19 +26,6 @@ from lungcad.train.synthetic import EPOCH_STRIDE, ExampleStream, SynthSource, ep
 SOURCE = SynthSource(
     "synth", seed=3, size=96, patches_per_phantom=4, workers=0, validation_scans=2, max_slices=32, mix_phantoms=2
 )
-
-
-def _unet_config(epochs: int = 2) -> UNetTrainConfig:
-    cfg = load_config(UNetTrainConfig, "unet")
-    return dataclasses.replace(
-        cfg,
-        model=dataclasses.replace(cfg.model, depth=3, base_filters=4),
-        preprocess=dataclasses.replace(cfg.preprocess, target_spacing_mm=None),
-        sampling=dataclasses.replace(cfg.sampling, patch_size=32),
-        train=dataclasses.replace(cfg.train, epochs=epochs, steps_per_epoch=2, batch_size=4),
-        validation_patches=6,
-        recall_scans=1,
-    )
 
 
 def _patch_config(cls=FprTrainConfig, name: str = "fpr"):
@@ -75,7 +62,7 @@ def _stream(config: UNetTrainConfig, source: SynthSource = SOURCE) -> ExampleStr
 def unet_dir(tmp_path_factory):
     """``lungcad train unet --synth`` into a fresh folder, no data folder anywhere."""
     tmp = tmp_path_factory.mktemp("unet")
-    config = _write(_unet_config(), tmp / "unet.yaml")
+    config = _write(tiny_unet_config(steps_per_epoch=2), tmp / "unet.yaml")
     assert main(["train", "unet", *_synth_args(), "--config", config, "-o", str(tmp / "model")]) == 0
     return tmp / "model"
 
@@ -96,7 +83,7 @@ def test_train_unet_synth_needs_no_data_folder_and_writes_a_model(unet_dir):
 
 
 def test_same_seeds_give_the_same_batches_and_each_epoch_new_phantoms():
-    config = _unet_config()
+    config = tiny_unet_config(steps_per_epoch=2)
     first = list(_stream(config).epoch_examples(8, epoch=1))
     again = list(_stream(config).epoch_examples(8, epoch=1))
     for a, b in zip(first, again, strict=True):
@@ -123,7 +110,7 @@ def test_same_seeds_give_the_same_batches_and_each_epoch_new_phantoms():
 def test_resume_from_the_checkpoint_alone_continues_with_the_next_epochs_data(tmp_path, monkeypatch):
     """A run cut off in epoch 2 (its generator in a worker process) and continued elsewhere from its checkpoints
     alone ends with the weights of the uninterrupted run."""
-    full = train_unet_synth(SOURCE, tmp_path / "full", _unet_config(epochs=2))
+    full = train_unet_synth(SOURCE, tmp_path / "full", tiny_unet_config(steps_per_epoch=2))
     run_epoch = loop._run_epoch
 
     def cut_off(*args):
@@ -133,12 +120,12 @@ def test_resume_from_the_checkpoint_alone_continues_with_the_next_epochs_data(tm
 
     monkeypatch.setattr(loop, "_run_epoch", cut_off)
     with pytest.raises(KeyboardInterrupt):
-        train_unet_synth(dataclasses.replace(SOURCE, workers=1), tmp_path / "cut", _unet_config(epochs=2))
+        train_unet_synth(dataclasses.replace(SOURCE, workers=1), tmp_path / "cut", tiny_unet_config(steps_per_epoch=2))
     monkeypatch.undo()
     shutil.copytree(tmp_path / "cut" / "checkpoints", tmp_path / "moved" / "checkpoints")
     size = sum(f.stat().st_size for f in (tmp_path / "moved" / "checkpoints").rglob("*") if f.is_file())
     assert size < 5e6
-    resumed = train_unet_synth(SOURCE, tmp_path / "moved", _unet_config(epochs=2), resume=True)
+    resumed = train_unet_synth(SOURCE, tmp_path / "moved", tiny_unet_config(steps_per_epoch=2), resume=True)
     assert [r["epoch"] for r in resumed.history] == [2.0]
     assert resumed.history[-1]["loss"] == pytest.approx(full.history[-1]["loss"], abs=1e-5)
     for a, b in zip(full.model.get_weights(), resumed.model.get_weights(), strict=True):
@@ -146,7 +133,7 @@ def test_resume_from_the_checkpoint_alone_continues_with_the_next_epochs_data(tm
 
 
 def test_unet_patches_hold_the_nodule_targets():
-    config = _unet_config()
+    config = tiny_unet_config(steps_per_epoch=2)
     maker = UNetMaker(SOURCE.synth_config(), 128, config, 16, 1)
     x, y, w = maker(3, 5).arrays  # phantom (3, 5) has nodules
     assert x.shape == (16, 32, 32, 5) and y.shape == w.shape == (16, 32, 32, 1)
