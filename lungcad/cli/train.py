@@ -85,8 +85,12 @@ def _strategy(args: argparse.Namespace):
 
 
 def _synth_source(args: argparse.Namespace):
-    """The :class:`lungcad.train.synthetic.SynthSource` of the ``--synth*`` options (None without ``--synth``)."""
+    """The :class:`lungcad.train.synthetic.SynthSource` of the ``--synth*`` options (None without ``--synth``, after
+    refusing a ``--data`` folder synthesized from LIDC-IDRI test patients)."""
     if not args.synth:
+        from lungcad.synth.datasets import check_training_folder
+
+        check_training_folder(args.data)
         return None
     from lungcad.train.synthetic import SynthSource
 
@@ -243,7 +247,9 @@ def run_classifier(args: argparse.Namespace) -> int:
 def run_risk(args: argparse.Namespace) -> int:
     from lungcad.risk.classifiers import parse_classifier_options
     from lungcad.risk.train import RiskTrainConfig, train_risk
+    from lungcad.synth.datasets import check_training_folder
 
+    check_training_folder(args.data)
     config = load_config(RiskTrainConfig, args.config)
     summary = train_risk(
         args.data,

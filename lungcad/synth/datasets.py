@@ -330,6 +330,27 @@ def _check_manifest(path: Path, new: dict) -> dict:
     return {**new, "formats": sorted(set(old.get("formats", [])) | set(new["formats"]))}
 
 
+def check_training_folder(data: str | Path) -> None:
+    """Refuse to train on a folder that ``lungcad synth`` wrote with LIDC-IDRI test patients' nodules.
+
+    ``data`` is a dataset's root, its ``luna16/`` or ``dsb2017/stage1/``; the ``synth.json`` found there or up to two
+    folders above says which config made it. Folders without one (real data) pass. Raises :class:`ConfigError`.
+    """
+    data = Path(data)
+    for folder in (data, *list(data.parents)[:2]):
+        manifest = folder / "synth.json"
+        if manifest.is_file():
+            lidc = (json.loads(manifest.read_text()).get("config") or {}).get("lidc") or {}
+            if lidc.get("fraction", 0) > 0 and lidc.get("split", "train") != "train":
+                raise ConfigError(
+                    "this synthetic dataset holds LIDC-IDRI test patients' nodules (0801-1012), which are for testing "
+                    "only and never make training data",
+                    path=manifest,
+                    fix="train on data of a training world (lidc.split: train): lungcad synth --config world_train",
+                )
+            return
+
+
 def _neutral() -> dict:
     """``configs/synth.yaml`` as a dict: the neutral value of every knob."""
     return to_dict(load_synth_config())

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from lungcad.cli.main import main
 from lungcad.errors import ConfigError
 from lungcad.synth import lidc, load_synth_config, make_phantom, write_dataset
 from lungcad.synth.cancer import is_indeterminate, is_malignant, patient_cancer
 from lungcad.synth.config import check_training_world
+from lungcad.synth.datasets import check_training_folder
 from lungcad.synth.lidc_nodules import lidc_shape_label, lidc_type, substitute
 from lungcad.synth.nodules import NoduleKind
 from lungcad.train.synthetic import SynthSource
@@ -279,3 +281,20 @@ def test_dataset_tables_carry_the_lidc_labels(tmp_path):
             assert pid not in labels  # indeterminate: left out ('exclude')
         else:
             assert labels[pid] == 0
+
+
+@needs_pylidc
+def test_a_dataset_of_lidc_test_patients_never_becomes_training_data(tmp_path, capsys):
+    """`lungcad synth --config world_heldout` data (LIDC test patients) is refused by every `lungcad train` that takes
+    --data, from the dataset root or its layout folders; a training world's data is not."""
+    held = _lidc_config("test")
+    write_dataset(tmp_path / "held", 1, 41, size=48, fmt="both", config=held, progress=False)
+    for folder in ("held", "held/luna16", "held/dsb2017/stage1"):
+        with pytest.raises(ConfigError, match="testing only"):
+            check_training_folder(tmp_path / folder)
+    for command in (["unet"], ["fpr"], ["classifier"], ["risk", "--labels", "x.csv"]):
+        code = main(["train", *command, "--data", str(tmp_path / "held" / "luna16"), "-o", str(tmp_path / "m")])
+        assert code == 2 and "testing only" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    write_dataset(tmp_path / "train", 1, 41, size=48, fmt="luna", config=_lidc_config("train"), progress=False)
+    check_training_folder(tmp_path / "train" / "luna16")
+    check_training_folder(tmp_path)  # no synth.json: real data passes
