@@ -160,7 +160,8 @@ def z_merge(det: SliceDetections, scan: CTScan, config: MergeConfig) -> pd.DataF
     """Step 5: chain detections across nearby slices into 3-D candidates.
 
     Returns a table with one row per candidate: ``coordX, coordY, coordZ`` (world mm, probability-weighted
-    centroid), ``voxel_z, voxel_y, voxel_x``, ``probability`` (peak), ``mean_probability``,
+    centroid), ``grid_z, grid_y, grid_x`` (fractional voxel index on ``scan``'s grid), ``probability`` (peak),
+    ``mean_probability``,
     ``diameter_mm`` (largest per-slice equivalent diameter, at least the slice extent for round shapes),
     ``z_first``, ``z_last``, ``n_slices``; sorted by probability, highest first.
     """
@@ -171,9 +172,9 @@ def z_merge(det: SliceDetections, scan: CTScan, config: MergeConfig) -> pd.DataF
         "probability",
         "diameter_mm",
         "mean_probability",
-        "voxel_z",
-        "voxel_y",
-        "voxel_x",
+        "grid_z",
+        "grid_y",
+        "grid_x",
         "z_first",
         "z_last",
         "n_slices",
@@ -209,9 +210,9 @@ def z_merge(det: SliceDetections, scan: CTScan, config: MergeConfig) -> pd.DataF
             "probability": peak,
             "diameter_mm": diameter,
             "mean_probability": mass / np.bincount(inverse, det.pixels),
-            "voxel_z": voxel[:, 0],
-            "voxel_y": voxel[:, 1],
-            "voxel_x": voxel[:, 2],
+            "grid_z": voxel[:, 0],
+            "grid_y": voxel[:, 1],
+            "grid_x": voxel[:, 2],
             "z_first": z_first,
             "z_last": z_last,
             "n_slices": n_slices,

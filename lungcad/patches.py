@@ -135,6 +135,12 @@ def extract_patches(
         unit = patch_points(replace(config, spacing_mm=1.0))
         offsets = unit[None] * np.asarray(spacing_mm, dtype=np.float64).reshape((-1,) + (1,) * unit.ndim)
     world = centres.reshape((-1,) + (1,) * (offsets.ndim - 2) + (3,)) + offsets
-    voxels = scan.world_to_voxel(world.reshape(-1, 3), outside="keep")  # (M, 3) z, y, x
-    values = ndimage.map_coordinates(scan.array, voxels.T, order=1, mode="constant", cval=PADDING_HU, output=np.float32)
+    values = sample_hu(scan, world.reshape(-1, 3))
     return window_normalise(values, config.hu_window).reshape(world.shape[:-1])
+
+
+def sample_hu(scan: CTScan, world_xyz: np.ndarray, outside_hu: float = PADDING_HU) -> np.ndarray:
+    """HU (M,) float32 of ``scan`` at world points (M, 3) mm (x, y, z), trilinear; ``outside_hu`` beyond the volume.
+    The one world-grid sampler of the per-candidate stages (patches, risk features)."""
+    voxels = scan.world_to_voxel(np.asarray(world_xyz, dtype=np.float64), outside="keep")  # (M, 3) z, y, x
+    return ndimage.map_coordinates(scan.array, voxels.T, order=1, mode="constant", cval=outside_hu, output=np.float32)

@@ -22,9 +22,9 @@ import pandas as pd
 
 from lungcad.fileio import write_text_atomic
 from lungcad.scan import CTScan
+from lungcad.schema import XYZ
 
 LUNG_WINDOW_HU = (-1350.0, 150.0)
-XYZ = ["coordX", "coordY", "coordZ"]
 
 
 @dataclass(frozen=True)
@@ -97,11 +97,10 @@ def reported_findings(table: pd.DataFrame, config: PictureConfig) -> pd.DataFram
     return table[table["probability"] >= config.min_probability].head(config.max_findings)
 
 
-def scan_pictures(scan: CTScan, pre, table: pd.DataFrame, folder: Path, config: PictureConfig) -> dict:
+def scan_pictures(scan: CTScan, pre, shown: pd.DataFrame, folder: Path, config: PictureConfig) -> dict:
     """Overview (on the preprocessed scan ``pre``: its grid and lung mask) and finding PNGs (on ``scan``) of the
-    ``max_findings`` most probable findings at or above ``min_probability``; returns ``{"overview": name,
-    "findings": [names]}`` relative to ``folder``'s parent."""
-    shown = reported_findings(table, config)
+    findings ``shown`` (:func:`reported_findings`, in rank order); returns ``{"overview": name, "findings": [names]}``
+    relative to ``folder``'s parent."""
     overview = overview_picture(pre.scan, np.asarray(pre.lung_mask), shown, folder / "overview.png")
     findings = [
         finding_picture(scan, row, rank, folder / f"finding_{rank}.png", config.crop_mm)

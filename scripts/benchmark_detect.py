@@ -23,7 +23,7 @@ from pathlib import Path
 from benchmark_unet import seed_design_seconds
 
 from lungcad.batch import ScanRef
-from lungcad.detect import default_stage, detect_one, stage_models
+from lungcad.detect import default_stage, detect_one, model_set
 from lungcad.io import write_mhd
 from lungcad.synth import make_phantom
 
@@ -40,14 +40,14 @@ def main() -> None:
     scan = make_phantom(args.seed, size=512).scan
     path = write_mhd(scan.with_array(scan.array, id="bench"), work / "bench.mhd")
     stage = default_stage()
-    model, fpr, risk = stage_models(stage, args.model, None, None)
+    models = model_set(stage, args.model)
     ref = ScanRef("bench", path)
     print(f"scan {scan.shape} (z, y, x), spacing {tuple(round(s, 3) for s in scan.spacing)} mm; stages up to {stage}")
-    detect_one(ref, out=work / "warmup", model_dir=model, fpr_dir=fpr, risk_dir=risk)  # graph building
+    detect_one(ref, out=work / "warmup", models=models)  # graph building
     runs = []
     for i in range(args.repeats):
         t0 = time.perf_counter()
-        table = detect_one(ref, out=work / f"run{i}", model_dir=model, fpr_dir=fpr, risk_dir=risk)
+        table = detect_one(ref, out=work / f"run{i}", models=models)
         runs.append({"total_s": time.perf_counter() - t0, "candidates": len(table)})
 
     timings = json.loads((work / "run0" / "scans" / "bench.json").read_text())["timings_s"]

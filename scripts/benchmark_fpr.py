@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark: false-positive reduction of 30 candidates of a 512x512x~300 synthetic scan.
 
-Times ``FprScorer.score`` (patch extraction from the scan in HU + WideResNet inference; median of
+Times ``PatchScorer.score`` (patch extraction from the scan in HU + WideResNet inference; median of
 ``--repeats`` after one warm-up call) and, separately, loading the model, and prints the process's peak resident
 memory (the phantom included). Candidates: the phantom's nodules plus points from its LUNA16-style candidate list,
 ``--candidates`` in all.
@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from lungcad.detect import default_model_dir
-from lungcad.fpr.train import FprScorer
+from lungcad.fpr.inference import PatchScorer
 from lungcad.patches import extract_patches
 from lungcad.synth import make_phantom
 
@@ -37,7 +37,7 @@ def main() -> None:
     if len(centres) < args.candidates:
         raise SystemExit(f"the phantom has only {len(centres)} candidate points")
     t0 = time.perf_counter()
-    scorer = FprScorer.load(args.model or default_model_dir("fpr"))
+    scorer = PatchScorer.load(args.model or default_model_dir("fpr"))
     load_s = time.perf_counter() - t0
     print(f"scan {scan.shape} (z, y, x); model {scorer.model.name} ({scorer.model.count_params()} parameters)")
     scorer.score(scan, centres)  # warm-up

@@ -39,9 +39,9 @@ import pandas as pd
 from pipeline_steps import concat_tables, lungcad
 from tqdm import tqdm
 
-from lungcad.candidates.inference import DETECTOR_FILE, DetectorConfig
 from lungcad.config import load_config
 from lungcad.detect import default_model_dir
+from lungcad.detect.detector import DETECTOR_FILE, DetectorConfig
 from lungcad.evaluate import compute_dsb_files, compute_froc_files, load_evaluate_config
 from lungcad.evaluate.matching import radius_squared, within
 from lungcad.evaluate.plots import plot_calibration

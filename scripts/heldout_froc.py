@@ -28,7 +28,7 @@ import pandas as pd
 from pipeline_steps import concat_tables, lungcad
 from tqdm import tqdm
 
-from lungcad.detect import default_model_dir, score_candidates
+from lungcad.detect import default_model_dir, load_scorer, score_candidates
 from lungcad.fileio import write_atomic
 from lungcad.io import load_scan
 
@@ -68,7 +68,7 @@ def rescore(luna: Path, detections: Path, fpr: str, out: Path) -> Path:
     scored = []
     for uid, rows in tqdm(table.groupby("seriesuid", sort=True), desc=f"FPR {out.stem}", unit="scan"):
         path = next(luna.glob(f"subset*/{uid}.mhd"))
-        scored.append(score_candidates(load_scan(path), rows.reset_index(drop=True), fpr, {}))
+        scored.append(score_candidates(load_scan(path), rows.reset_index(drop=True), load_scorer(fpr)))
     write_atomic(out, lambda f: pd.concat(scored, ignore_index=True).to_csv(f, index=False))
     return out
 
@@ -107,8 +107,10 @@ def write_table(work: Path, name: str, rows: list[dict], pooled: dict) -> Path:
     boot = pooled.get("bootstrap")
     if boot:
         cpm, sens = boot["cpm"], boot["sensitivity"]["1"]
-        lines.append(f"\npooled, 95% CIs over {boot['samples']} bootstrap resamplings of scans: CPM {cpm['low']:.3f}-"
-                     f"{cpm['high']:.3f}, sensitivity at 1 FP per scan {sens['low']:.3f}-{sens['high']:.3f}")
+        lines.append(
+            f"\npooled, 95% CIs over {boot['samples']} bootstrap resamplings of scans: CPM {cpm['low']:.3f}-"
+            f"{cpm['high']:.3f}, sensitivity at 1 FP per scan {sens['low']:.3f}-{sens['high']:.3f}"
+        )
     out = work / f"{name}_froc.md"
     out.write_text("\n".join(lines) + "\n")
     return out

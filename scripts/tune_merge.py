@@ -29,13 +29,14 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from lungcad.candidates.inference import DETECTOR_FILE, CandidateDetector, DetectorConfig
-from lungcad.candidates.train import candidate_recall, read_tables
 from lungcad.config import to_dict
+from lungcad.detect.detector import DETECTOR_FILE, CandidateDetector, DetectorConfig
+from lungcad.evaluate.tables import read_annotation_tables
 from lungcad.fileio import write_text_atomic
 from lungcad.merge import MergeConfig, SliceDetections, distance_merge, slice_detections, z_merge
 from lungcad.preprocess.pipeline import load_preprocessed
 from lungcad.scan import CTScan
+from lungcad.train.candidates.train import candidate_recall
 
 #: Settings swept (the others stay as the model's detector.yaml says).
 GRID = {
@@ -75,7 +76,7 @@ def main() -> None:
     loaded = CandidateDetector.load(args.model)
     detector = CandidateDetector(loaded.model, with_flips(loaded.config, args.test_time_flips))
     ids = json.loads((args.model / "run.json").read_text())["validation_scans"][: args.max_scans]
-    annotations, _ = read_tables(args.data)
+    annotations, _ = read_annotation_tables(args.data)
     cache = args.cache or args.model / "cache"
     maps = []
     for sid in tqdm(ids, desc="U-Net on validation scans"):

@@ -78,8 +78,9 @@ def tiny_scorer(path, config: str = "fpr"):
     import dataclasses
 
     from lungcad.config import load_config
-    from lungcad.fpr.train import FprScorer, FprTrainConfig
+    from lungcad.fpr.inference import PatchScorer
     from lungcad.fpr.wideresnet import build_wideresnet
+    from lungcad.train.fpr.train import FprTrainConfig
 
     cfg = load_config(FprTrainConfig, config)
     cfg = dataclasses.replace(
@@ -87,7 +88,7 @@ def tiny_scorer(path, config: str = "fpr"):
         model=dataclasses.replace(cfg.model, depth=10, widen_factor=1, patch_size=16),
         patches=dataclasses.replace(cfg.patches, size=16),
     )
-    scorer = FprScorer(build_wideresnet(cfg.model), cfg.scorer())
+    scorer = PatchScorer(build_wideresnet(cfg.model), cfg.scorer())
     scorer.save(path)
     return scorer
 
@@ -98,10 +99,10 @@ def confident_unet(path, bias: float = 5.0, **detector_changes):
     whatever the random initialisation."""
     import dataclasses
 
-    from lungcad.candidates.inference import CandidateDetector
-    from lungcad.candidates.train import UNetTrainConfig
     from lungcad.candidates.unet import build_unet
     from lungcad.config import load_config
+    from lungcad.detect.detector import CandidateDetector
+    from lungcad.train.candidates.train import UNetTrainConfig
 
     cfg = load_config(UNetTrainConfig, "unet")
     cfg = dataclasses.replace(
@@ -121,8 +122,8 @@ def tiny_unet_config(epochs: int = 2, steps_per_epoch: int = 3):
     ``epochs`` x ``steps_per_epoch`` steps of 4 patches, 6 validation patches, recall on 1 scan."""
     import dataclasses
 
-    from lungcad.candidates.train import UNetTrainConfig
     from lungcad.config import load_config
+    from lungcad.train.candidates.train import UNetTrainConfig
 
     cfg = load_config(UNetTrainConfig, "unet")
     return dataclasses.replace(

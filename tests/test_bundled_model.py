@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lungcad.candidates.inference import CandidateDetector
-from lungcad.detect import default_model_dir, score_candidates
+from lungcad.detect import default_model_dir, load_scorer, score_candidates
+from lungcad.detect.detector import CandidateDetector
 from lungcad.evaluate.matching import within
 from lungcad.io import load_scan
 
@@ -49,7 +49,7 @@ def _nodule_hits(coords_mm: np.ndarray) -> np.ndarray:
 @pytest.mark.slow
 def test_bundled_fpr_ranks_sample_nodules_first(unet_on_sample):
     scan, table, _ = unet_on_sample
-    ranked = score_candidates(scan, table, str(default_model_dir("fpr")), {})
+    ranked = score_candidates(scan, table, load_scorer(str(default_model_dir("fpr"))))
     assert ranked["probability"].is_monotonic_decreasing
     assert ranked["fpr_probability"].between(0, 1).all()
     ranks = _nodule_hits(ranked[["coordX", "coordY", "coordZ"]].to_numpy(float))

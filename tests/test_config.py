@@ -81,7 +81,7 @@ def test_a_base_list_combines_variants_of_its_first_entry(tmp_path):
 
 
 def test_base_by_bundled_name_keeps_the_bundled_values(tmp_path):
-    from lungcad.fpr.train import FprTrainConfig
+    from lungcad.train.fpr.train import FprTrainConfig
 
     path = tmp_path / "narrow.yaml"
     path.write_text("base: fpr\nmodel:\n  widen_factor: 2\n")
@@ -110,14 +110,14 @@ def test_bad_base_is_a_config_error(tmp_path, files, message):
 
 def _shipped_config_classes() -> dict[str, type]:
     from lungcad.candidates.blobs import BlobConfig
-    from lungcad.candidates.train import UNetTrainConfig
     from lungcad.evaluate.config import EvaluateConfig
-    from lungcad.fpr.train import FprTrainConfig
     from lungcad.merge import MergeConfig
     from lungcad.preprocess.config import PreprocessConfig
-    from lungcad.risk.classifiers import ClassifierTrainConfig
-    from lungcad.risk.train import RiskTrainConfig
     from lungcad.synth.config import SynthConfig
+    from lungcad.train.candidates.train import UNetTrainConfig
+    from lungcad.train.fpr.train import FprTrainConfig
+    from lungcad.train.risk.classifiers import ClassifierTrainConfig
+    from lungcad.train.risk.train import RiskTrainConfig
     from lungcad.visualize import PictureConfig
 
     prefixes = {"fpr": FprTrainConfig, "unet": UNetTrainConfig, "synth": SynthConfig, "world": SynthConfig}

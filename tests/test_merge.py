@@ -105,7 +105,7 @@ def test_saturated_peaks_ranked_by_mean_probability():
     prob[4, 15, 15] = prob[4, 45, 45] = 1.0  # both peak at 1.0
     table = merge_candidates(prob, scan)
     assert list(table.probability) == [1.0, 1.0]
-    np.testing.assert_allclose(table.loc[0, ["voxel_y", "voxel_x"]].to_numpy(float), [45, 45], atol=0.2)
+    np.testing.assert_allclose(table.loc[0, ["grid_y", "grid_x"]].to_numpy(float), [45, 45], atol=0.2)
 
 
 def test_empty_map_gives_empty_table_with_columns():

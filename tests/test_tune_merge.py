@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lungcad.candidates.inference import DETECTOR_FILE, DetectorConfig
 from lungcad.config import load_config
 from lungcad.detect import BUNDLED_MODELS
+from lungcad.detect.detector import DETECTOR_FILE, DetectorConfig
 from lungcad.merge import default_merge_config, merge_candidates
 from lungcad.scan import CTScan
 

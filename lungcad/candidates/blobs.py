@@ -120,7 +120,7 @@ def blob_candidates(
 
     Returns:
         columns ``coordX, coordY, coordZ`` (world mm), ``blob_response``, ``diameter_mm`` (from the winning
-        scale), ``voxel_z, voxel_y, voxel_x``; at most ``config.max_candidates`` rows.
+        scale), ``grid_z, grid_y, grid_x`` (voxel index on ``scan``'s grid); at most ``config.max_candidates`` rows.
     """
     response, scale = blob_response(hu, scan.spacing, lung, config)
     window = [max(1, int(round(config.peak_window_mm / s))) | 1 for s in scan.spacing]  # odd sizes
@@ -142,8 +142,8 @@ def blob_candidates(
             "coordZ": xyz[:, 2],
             "blob_response": values.astype(np.float64),
             "diameter_mm": DIAMETER_PER_SIGMA * sigmas[scale[tuple(peaks.T)]],
-            "voxel_z": peaks[:, 0].astype(np.float64),
-            "voxel_y": peaks[:, 1].astype(np.float64),
-            "voxel_x": peaks[:, 2].astype(np.float64),
+            "grid_z": peaks[:, 0].astype(np.float64),
+            "grid_y": peaks[:, 1].astype(np.float64),
+            "grid_x": peaks[:, 2].astype(np.float64),
         }
     )

@@ -203,7 +203,7 @@ def _report(name: str, result, output: str) -> None:
 
 
 def run_fpr(args: argparse.Namespace) -> int:
-    from lungcad.fpr.train import FprTrainConfig, train_fpr
+    from lungcad.train.fpr.train import FprTrainConfig, train_fpr
 
     _only_with_data(args, "candidates")
     if args.unet and not args.synth:
@@ -216,7 +216,7 @@ def run_fpr(args: argparse.Namespace) -> int:
     options = _model_options(args)
     config = _with_overrides(load_config(FprTrainConfig, args.config), args)
     if source is not None:
-        from lungcad.fpr.synthetic import train_fpr_synth
+        from lungcad.train.fpr.synthetic import train_fpr_synth
 
         options.pop("cache")
         result = train_fpr_synth(source, args.output, config, unet=args.unet, **options)
@@ -227,14 +227,14 @@ def run_fpr(args: argparse.Namespace) -> int:
 
 
 def run_classifier(args: argparse.Namespace) -> int:
-    from lungcad.risk.classifiers import ClassifierTrainConfig, train_classifier
+    from lungcad.train.risk.classifiers import ClassifierTrainConfig, train_classifier
 
     _only_with_data(args, "nodules")
     source = _synth_source(args)
     options = _model_options(args)
     config = _with_overrides(load_config(ClassifierTrainConfig, args.config), args)
     if source is not None:
-        from lungcad.risk.synthetic import train_classifier_synth
+        from lungcad.train.risk.synthetic import train_classifier_synth
 
         options.pop("cache")
         result = train_classifier_synth(source, args.output, config, **options)
@@ -245,9 +245,9 @@ def run_classifier(args: argparse.Namespace) -> int:
 
 
 def run_risk(args: argparse.Namespace) -> int:
-    from lungcad.risk.classifiers import parse_classifier_options
-    from lungcad.risk.train import RiskTrainConfig, train_risk
     from lungcad.synth.datasets import check_training_folder
+    from lungcad.train.risk.classifiers import parse_classifier_options
+    from lungcad.train.risk.train import RiskTrainConfig, train_risk
 
     check_training_folder(args.data)
     config = load_config(RiskTrainConfig, args.config)
@@ -274,13 +274,13 @@ def run_risk(args: argparse.Namespace) -> int:
 
 
 def run_unet(args: argparse.Namespace) -> int:
-    from lungcad.candidates.train import UNetTrainConfig, train_unet
+    from lungcad.train.candidates.train import UNetTrainConfig, train_unet
 
     source = _synth_source(args)
     options = _model_options(args)
     config = _with_overrides(load_config(UNetTrainConfig, args.config), args)
     if source is not None:
-        from lungcad.candidates.synthetic import train_unet_synth
+        from lungcad.train.candidates.synthetic import train_unet_synth
 
         options.pop("cache")
         result = train_unet_synth(source, args.output, config, **options)

@@ -17,13 +17,13 @@ from lungcad.evaluate.matching import FP, MatchResult, check_candidate_ids, matc
 from lungcad.evaluate.tables import (
     ANNOTATION_COLUMNS,
     CANDIDATE_COLUMNS,
-    COORDS,
     empty_annotations,
     read_annotations,
     read_candidates,
     read_seriesuids,
     require_columns,
 )
+from lungcad.schema import XYZ
 
 
 @dataclass(frozen=True)
@@ -144,10 +144,10 @@ def kind_table(r: FrocResult, kinds: pd.DataFrame, tolerance_mm: float = 0.5) ->
     ``tolerance_mm``; a nodule without one counts as ``unknown``. An attribute with one value for every nodule is
     left out.
     """
-    m, attributes = r.match, [c for c in kinds.columns if c not in ("seriesuid", *COORDS)]
+    m, attributes = r.match, [c for c in kinds.columns if c not in ("seriesuid", *XYZ)]
     nearest = np.full(len(m.nodules), -1)
-    uids, xyz = kinds["seriesuid"].to_numpy(), kinds[list(COORDS)].to_numpy(float)
-    for i, (uid, point) in enumerate(zip(m.nodules["seriesuid"], m.nodules[list(COORDS)].to_numpy(float))):
+    uids, xyz = kinds["seriesuid"].to_numpy(), kinds[XYZ].to_numpy(float)
+    for i, (uid, point) in enumerate(zip(m.nodules["seriesuid"], m.nodules[XYZ].to_numpy(float))):
         rows = np.flatnonzero(uids == uid)
         if len(rows):
             d = np.linalg.norm(xyz[rows] - point, axis=1)

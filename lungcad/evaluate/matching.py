@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from lungcad.errors import DataLayoutError
-from lungcad.evaluate.tables import COORDS, few
+from lungcad.evaluate.tables import few
+from lungcad.schema import XYZ
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def _groups(df: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def _xyz(df: pd.DataFrame) -> np.ndarray:
-    return df[list(COORDS)].to_numpy(dtype=np.float64).reshape(-1, 3)
+    return df[XYZ].to_numpy(dtype=np.float64).reshape(-1, 3)
 
 
 def match(
@@ -195,7 +196,7 @@ def _nodule_table(
     out["hits"] = hits
     picked = cand.reindex(best)  # -1 -> NaN row
     out["probability"] = picked["probability"].to_numpy()
-    for c in COORDS:
+    for c in XYZ:
         out[f"hit_{c}"] = picked[c].to_numpy()
     return out
 

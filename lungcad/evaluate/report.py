@@ -17,8 +17,8 @@ import pandas as pd
 from lungcad.evaluate.analysis import FrocResult, point_label, size_bins
 from lungcad.evaluate.dsb import DsbResult
 from lungcad.evaluate.matching import DOUBLE, EXCLUDED, FP, OVER_LIMIT, TP
-from lungcad.evaluate.tables import COORDS
 from lungcad.fileio import write_text_atomic
+from lungcad.schema import XYZ
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
@@ -104,12 +104,12 @@ def operating_point_table(r: FrocResult) -> pd.DataFrame:
 def nodule_table(r: FrocResult) -> pd.DataFrame:
     """``nodules.csv``: every included nodule with its size bin, hit flag, best score and best-hit position."""
     n = r.match.nodules
-    out = n[["seriesuid", *COORDS, "diameter_mm", "radius_mm"]].copy()
+    out = n[["seriesuid", *XYZ, "diameter_mm", "radius_mm"]].copy()
     out["size_bin"] = size_bins(n["diameter_mm"].to_numpy(float), r.config.size_bins_mm)
     out["detected"] = n["detected"].astype(int)
     out["probability"] = n["probability"]
     out["hits"] = n["hits"]
-    for c in COORDS:
+    for c in XYZ:
         out[f"hit_{c}"] = n[f"hit_{c}"]
     return out
 
@@ -131,7 +131,7 @@ def write_froc_outputs(r: FrocResult, out_dir: str | Path, *, title: str = "FROC
             "sensitivity": c.sensitivity,
         }
     )
-    missed = nodules.loc[nodules["detected"] == 0, ["seriesuid", *COORDS, "diameter_mm", "size_bin"]]
+    missed = nodules.loc[nodules["detected"] == 0, ["seriesuid", *XYZ, "diameter_mm", "size_bin"]]
     fps = cands[cands["status"] == FP].sort_values("probability", ascending=False, kind="stable")
     ignored = cands[cands["status"].isin([DOUBLE, EXCLUDED, OVER_LIMIT])].rename(columns={"status": "reason"})
     paths = {
@@ -140,8 +140,8 @@ def write_froc_outputs(r: FrocResult, out_dir: str | Path, *, title: str = "FROC
         "curve": write_csv(curve, out / "froc_curve.csv"),
         "nodules": write_csv(nodules, out / "nodules.csv"),
         "missed": write_csv(missed, out / "missed_nodules.csv"),
-        "false_positives": write_csv(fps[["seriesuid", *COORDS, "probability"]], out / "false_positives.csv"),
-        "ignored": write_csv(ignored[["seriesuid", *COORDS, "probability", "reason"]], out / "ignored_marks.csv"),
+        "false_positives": write_csv(fps[["seriesuid", *XYZ, "probability"]], out / "false_positives.csv"),
+        "ignored": write_csv(ignored[["seriesuid", *XYZ, "probability", "reason"]], out / "ignored_marks.csv"),
         "by_size": write_csv(r.by_size, out / "sensitivity_by_size.csv"),
     }
     if r.bootstrap is not None:

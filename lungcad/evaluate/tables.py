@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from lungcad.errors import DataLayoutError
+from lungcad.schema import XYZ
 
-COORDS = ("coordX", "coordY", "coordZ")
-ANNOTATION_COLUMNS = ("seriesuid", *COORDS, "diameter_mm")
-CANDIDATE_COLUMNS = ("seriesuid", *COORDS, "probability")
+ANNOTATION_COLUMNS = ("seriesuid", *XYZ, "diameter_mm")
+CANDIDATE_COLUMNS = ("seriesuid", *XYZ, "probability")
 
 
 def few(ids: Iterable[object], n: int = 3) -> str:
@@ -136,13 +136,13 @@ def read_nodule_kinds(path: str | Path, *, max_values: int = 12) -> pd.DataFrame
     2 to ``max_values`` distinct values, as text (``diameter_mm`` is left out: the FROC bins sizes itself)."""
     df = read_csv_text(path)
     uid = "seriesuid" if any(c.lower() == "seriesuid" for c in df.columns) else "id"
-    out = select_columns(df, path, [uid], list(COORDS), {uid: "name the scans in a 'seriesuid' or 'id' column"})
+    out = select_columns(df, path, [uid], XYZ, {uid: "name the scans in a 'seriesuid' or 'id' column"})
     out = out.rename(columns={uid: "seriesuid"})
-    skip = {c.lower() for c in (uid, *COORDS, "diameter_mm")}
+    skip = {c.lower() for c in (uid, *XYZ, "diameter_mm")}
     for col in df.columns:
         if col.lower() not in skip and 2 <= df[col].nunique() <= max_values:
             out[col] = df[col].to_numpy(dtype=object).astype(str)
-    if len(out.columns) == 1 + len(COORDS):  # the id and coordinates only
+    if len(out.columns) == 1 + len(XYZ):  # the id and coordinates only
         raise DataLayoutError(
             "no attribute column", path=path, expected=f"columns with 2 to {max_values} distinct values"
         )
@@ -165,7 +165,7 @@ def read_candidates(path: str | Path, *, score_column: str = "probability") -> p
             )
         else:
             hint = "name the score column with --score-column"
-    out = select_columns(df, path, ["seriesuid"], [*COORDS, score_column], hints={score_column: hint})
+    out = select_columns(df, path, ["seriesuid"], [*XYZ, score_column], hints={score_column: hint})
     return out.rename(columns={score_column: "probability"})
 
 
@@ -205,3 +205,14 @@ def read_dsb_table(path: str | Path, id_column: str, value_column: str) -> pd.Da
     if out.empty:
         raise DataLayoutError("no rows", path=path, expected=f"columns {id_column},{value_column}")
     return out
+
+
+def read_annotation_tables(data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``annotations.csv`` and (optional) ``annotations_excluded.csv`` of a LUNA16-layout folder."""
+    ann_path = data / "annotations.csv"
+    if not ann_path.is_file():
+        raise DataLayoutError("annotations.csv not found", path=data, expected="a LUNA16-layout folder")
+    annotations = read_annotations(ann_path)
+    excluded_path = data / "annotations_excluded.csv"
+    excluded = read_annotations(excluded_path, excluded=True) if excluded_path.is_file() else annotations.iloc[:0]
+    return annotations, excluded

@@ -11,7 +11,7 @@ clipped to a ball of radius ``search_radius_factor * diameter_mm + search_margin
 - ``compactness``: its volume over the volume of the ball reaching its farthest voxel (1 for a sphere, low
   for spiculated or lobulated outlines);
 - ``fpr_logit``: the false-positive reducer's probability as a logit (clipped);
-- ``NAME_logit``: for each nodule classifier ``NAME`` given (:mod:`lungcad.risk.classifiers`: malignancy, shape),
+- ``NAME_logit``: for each nodule classifier ``NAME`` given (:mod:`lungcad.train.risk.classifiers`: malignancy, shape),
   its probability as a logit (clipped): what the hand-made measures above see only roughly.
 """
 
@@ -25,12 +25,13 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from lungcad.patches import sample_hu
 from lungcad.scan import CTScan
+from lungcad.schema import XYZ
 
 if TYPE_CHECKING:
-    from lungcad.fpr.train import FprScorer
+    from lungcad.fpr.inference import PatchScorer
 
-XYZ = ["coordX", "coordY", "coordZ"]
 REGION_FEATURES = ("log_diameter_mm", "mean_hu", "solid_fraction", "calcified_fraction", "compactness")
 FEATURES = ("fpr_logit", *REGION_FEATURES)  # plus NAME_logit per nodule classifier
 
@@ -61,9 +62,7 @@ def hu_cube(scan: CTScan, centre_xyz: np.ndarray, side: int) -> np.ndarray:
     offsets = np.arange(side, dtype=float) - (side - 1) / 2
     zz, yy, xx = np.meshgrid(offsets, offsets, offsets, indexing="ij")
     world = np.stack([xx, yy, zz], -1).reshape(-1, 3) + np.asarray(centre_xyz, float)
-    voxels = scan.world_to_voxel(world, outside="keep")
-    values = ndimage.map_coordinates(scan.array, voxels.T, order=1, mode="constant", cval=-1000.0, output=np.float32)
-    return values.reshape(side, side, side)
+    return sample_hu(scan, world, outside_hu=-1000.0).reshape(side, side, side)
 
 
 def nodule_region(cube: np.ndarray, diameter_mm: float, config: FeatureConfig) -> np.ndarray:
@@ -123,7 +122,7 @@ def fpr_logit(probability: np.ndarray, clip: float) -> np.ndarray:
 
 
 def candidate_features(
-    scan: CTScan, candidates: pd.DataFrame, config: FeatureConfig, classifiers: Mapping[str, FprScorer] | None = None
+    scan: CTScan, candidates: pd.DataFrame, config: FeatureConfig, classifiers: Mapping[str, PatchScorer] | None = None
 ) -> pd.DataFrame:
     """``candidates`` (coordX..Z mm, probability, diameter_mm) with the :data:`FEATURES` columns added, and
     ``NAME_logit`` for each of the nodule ``classifiers`` (``{NAME: scorer}``)."""

@@ -4,7 +4,7 @@ Features (see :mod:`lungcad.risk.features`) are standardised with the training s
 deviation; the noisy-OR is :class:`lungcad.risk.noisy_or.NoisyOrRisk`. A model directory holds
 ``risk.json``: the config, the feature statistics and the fitted parameters (a few numbers), and, for each
 feature ``NAME_logit`` of a nodule classifier, that classifier in ``classifiers/NAME/`` (a WideResNet model
-directory, see :mod:`lungcad.risk.classifiers`).
+directory, see :mod:`lungcad.train.risk.classifiers`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from lungcad.errors import ConfigError
 from lungcad.fileio import write_text_atomic
 from lungcad.risk.features import FEATURES, FeatureConfig, candidate_features, classifier_names
 from lungcad.risk.noisy_or import NoisyOrRisk
+from lungcad.schema import by_probability
 
 RISK_FILE = "risk.json"
 CLASSIFIERS_DIR = "classifiers"  # the nodule classifiers' folders inside a risk model directory
@@ -54,7 +55,7 @@ class RiskConfig:
 
 def patient_matrices(candidates: pd.DataFrame, ids: Sequence[str], config: NoisyOrConfig) -> list[np.ndarray]:
     """Per patient id: the (n <= top_k, F) feature rows of their most probable candidates (``seriesuid`` = id)."""
-    ordered = candidates.sort_values("probability", ascending=False, kind="stable")
+    ordered = by_probability(candidates)
     groups = {uid: g for uid, g in ordered.groupby("seriesuid", sort=False)}
     empty = np.zeros((0, len(config.features)))
     return [groups[i][list(config.features)].to_numpy(float)[: config.top_k] if i in groups else empty for i in ids]
@@ -67,7 +68,7 @@ class RiskModel:
         self, config: RiskConfig, mean: np.ndarray, std: np.ndarray, noisy_or: NoisyOrRisk, classifiers=None
     ) -> None:
         self.config, self.mean, self.std, self.noisy_or = config, np.asarray(mean), np.asarray(std), noisy_or
-        self.classifiers = dict(classifiers or {})  # {NAME: FprScorer} of the nodule classifiers
+        self.classifiers = dict(classifiers or {})  # {NAME: PatchScorer} of the nodule classifiers
 
     def features(self, scan, candidates: pd.DataFrame) -> pd.DataFrame:
         """:func:`~lungcad.risk.features.candidate_features` of ``candidates``, as this model measures them."""
@@ -135,9 +136,9 @@ class RiskModel:
 
 
 def load_classifiers(folders: dict[str, Path]) -> dict:
-    """``{NAME: FprScorer}`` of nodule classifier model directories; ConfigError naming a missing one."""
-    from lungcad.fpr.train import FprScorer
-    from lungcad.fpr.train import check_model_dir as check_classifier
+    """``{NAME: PatchScorer}`` of nodule classifier model directories; ConfigError naming a missing one."""
+    from lungcad.fpr.inference import PatchScorer
+    from lungcad.fpr.inference import check_model_dir as check_classifier
 
     out = {}
     for name, folder in folders.items():
@@ -147,7 +148,7 @@ def load_classifiers(folders: dict[str, Path]) -> dict:
                 path=folder,
                 fix=f"train one with 'lungcad train classifier' and give 'lungcad train risk --classifier {name}=DIR'",
             )
-        out[name] = FprScorer.load(check_classifier(folder))
+        out[name] = PatchScorer.load(check_classifier(folder))
     return out
 
 

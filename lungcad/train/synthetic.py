@@ -1,8 +1,8 @@
 """Training data made on the fly: examples cut from phantoms generated as training asks for them.
 
 No phantom set is written first. A *maker* (a picklable callable, one per model: the U-Net's in
-:mod:`lungcad.candidates.synthetic`, the FPR's and the classifiers' in :mod:`lungcad.fpr.synthetic`) turns phantom
-``(synth_seed, index)`` into ``patches_per_phantom`` training examples: it generates the phantom
+:mod:`lungcad.train.candidates.synthetic`, the FPR's and the classifiers' in :mod:`lungcad.train.fpr.synthetic`) turns
+phantom ``(synth_seed, index)`` into ``patches_per_phantom`` training examples: it generates the phantom
 (:func:`lungcad.synth.make_phantom`), runs the preprocessing inference runs, and cuts augmented patches with their
 targets. :class:`ExampleStream` runs the maker in ``workers`` spawned processes (``workers`` 0: in this process),
 keeps at most ``2 * workers`` phantoms in flight (a bounded queue), takes their results in job order and mixes the
@@ -44,10 +44,10 @@ import numpy as np
 import pandas as pd
 
 from lungcad.errors import ConfigError
+from lungcad.schema import XYZ
 
 #: Phantom indices of epoch ``e`` start at ``e * EPOCH_STRIDE`` (validation: below it).
 EPOCH_STRIDE = 1_000_000
-XYZ = ["coordX", "coordY", "coordZ"]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 from helpers import confident_unet
 
 from lungcad.candidates.blobs import BlobConfig, blob_candidates, hessian_eigenvalues
-from lungcad.candidates.inference import CandidateDetector
+from lungcad.detect.detector import CandidateDetector
 from lungcad.preprocess.crop import Box
 from lungcad.preprocess.intensity import window_normalise
 from lungcad.preprocess.pipeline import PreprocessedScan
@@ -53,7 +53,7 @@ def test_a_small_nodule_is_the_strongest_blob_and_the_vessel_beside_it_is_not(di
     assert np.linalg.norm(xyz[0] - nodule) < 1.0
     assert 3.4 <= top.diameter_mm <= 7.7  # the 5 mm ball's scale: 1.5 or 2.2 mm
     assert (table.blob_response.iloc[1:] < 0.2 * top.blob_response).all()  # the tube: at most weak bumps
-    np.testing.assert_allclose(scan.voxel_to_world(table[["voxel_z", "voxel_y", "voxel_x"]].to_numpy()), xyz)
+    np.testing.assert_allclose(scan.voxel_to_world(table[["grid_z", "grid_y", "grid_x"]].to_numpy()), xyz)
     near = nodule + [0.0, 0.0, 3.0]  # e.g. a U-Net candidate 3 mm above
     kept = blob_candidates(scan.array, scan, lung, CONFIG, exclude_xyz=near[None])
     gap = np.linalg.norm(kept[["coordX", "coordY", "coordZ"]].to_numpy(float) - near, axis=1)

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from helpers import simple_chest, tiny_scorer
 
-from lungcad.candidates.inference import CandidateDetector
-from lungcad.candidates.train import UNetTrainConfig
 from lungcad.candidates.unet import build_unet
 from lungcad.cli.main import main
 from lungcad.config import load_config
-from lungcad.fpr.train import FprScorer
+from lungcad.detect.detector import CandidateDetector
+from lungcad.fpr.inference import PatchScorer
 from lungcad.io import write_dicom_series, write_mhd
+from lungcad.train.candidates.train import UNetTrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_detect_fpr_stage_puts_the_wideresnet_score_in_probability(tmp_path, con
     assert fpr.fpr_probability.to_numpy() == pytest.approx(expected, abs=1e-5)  # unet_weight 0: the FPR alone
     assert json.loads((out / "f" / "scans" / "1.2.3.json").read_text())["model"]["fpr"] == str(tmp_path / "fpr")
     # a model with a fusion weight: probability is the FPR's fused with the candidate's mean U-Net probability
-    fused = FprScorer(scorer.model, dataclasses.replace(scorer.config, unet_weight=0.3))
+    fused = PatchScorer(scorer.model, dataclasses.replace(scorer.config, unet_weight=0.3))
     fused.save(tmp_path / "fused")
     args_fused = ["--model", str(tiny_model), "--stage", "fpr", "--fpr-model", str(tmp_path / "fused")]
     assert main(["detect", str(tmp_path / "in"), "-o", str(out / "g"), *args_fused]) == 0
@@ -114,7 +114,7 @@ def test_detect_fpr_stage_without_a_model_says_how_to_get_one(tmp_path, tiny_mod
 
 
 def test_default_stage_is_the_deepest_one_with_models(tmp_path, monkeypatch):
-    import lungcad.detect as detect
+    import lungcad.detect.models as detect
 
     monkeypatch.setattr(detect, "BUNDLED_MODELS", tmp_path)
     assert detect.default_stage() == "candidates"

@@ -9,8 +9,8 @@ from helpers import rotation, tiny_scorer
 
 from lungcad.config import load_config
 from lungcad.risk.features import FEATURES, candidate_features, classifier_names
-from lungcad.risk.train import RiskTrainConfig
 from lungcad.scan import CTScan
+from lungcad.train.risk.train import RiskTrainConfig
 
 CONFIG = load_config(RiskTrainConfig, "risk").features
 

@@ -12,7 +12,7 @@ import pytest
 from lungcad.config import load_config
 from lungcad.errors import ConfigError
 from lungcad.risk.model import RiskModel, patient_matrices
-from lungcad.risk.train import RiskTrainConfig, cross_validate, stratified_folds
+from lungcad.train.risk.train import RiskTrainConfig, cross_validate, stratified_folds
 
 CONFIG = load_config(RiskTrainConfig, "risk")
 

@@ -13,14 +13,14 @@ import pytest
 import yaml
 from helpers import confident_unet, tiny_unet_config
 
-from lungcad.candidates.synthetic import UNetMaker, signature, train_unet_synth
-from lungcad.candidates.train import UNetTrainConfig
 from lungcad.cli.main import main
 from lungcad.config import load_config, to_dict
-from lungcad.fpr.synthetic import PatchMaker, fpr_points
-from lungcad.fpr.train import FprTrainConfig
-from lungcad.risk.classifiers import ClassifierTrainConfig
 from lungcad.train import loop
+from lungcad.train.candidates.synthetic import UNetMaker, signature, train_unet_synth
+from lungcad.train.candidates.train import UNetTrainConfig
+from lungcad.train.fpr.synthetic import PatchMaker, fpr_points
+from lungcad.train.fpr.train import FprTrainConfig
+from lungcad.train.risk.classifiers import ClassifierTrainConfig
 from lungcad.train.synthetic import EPOCH_STRIDE, ExampleStream, SynthSource, epoch_indices, phantom_tables
 
 SOURCE = SynthSource(

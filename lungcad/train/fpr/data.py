@@ -19,8 +19,7 @@ from scipy import ndimage
 
 from lungcad.patches import PatchConfig, candidate_spacing, extract_patches
 from lungcad.scan import CTScan
-
-XYZ = ["coordX", "coordY", "coordZ"]
+from lungcad.schema import XYZ
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """``lungcad train unet``: train the candidate U-Net on LUNA16-layout data (real or ``lungcad synth``).
 
 Steps: every scan under ``data`` is preprocessed into a cache (resumable); scans are split into training
-and held-out validation scans (seeded); patches are sampled as :mod:`lungcad.candidates.data` says; the
+and held-out validation scans (seeded); patches are sampled as :mod:`lungcad.train.candidates.data` says; the
 shared loop (:func:`lungcad.train.loop.fit`) trains with Dice + BCE. After each epoch the model is
 validated on fixed held-out patches (loss, Dice) and, on up to ``recall_scans`` held-out scans, by what
 matters downstream: the fraction of nodules hit by the top ``recall_at`` candidates (``val_recall``)
@@ -22,16 +22,18 @@ import pandas as pd
 import tensorflow as tf
 
 from lungcad.candidates.blobs import BlobConfig
-from lungcad.candidates.data import SamplingConfig, dice_bce_loss, make_dataset, sample_patch, training_scan
-from lungcad.candidates.inference import DETECTOR_FILE, CandidateDetector, DetectorConfig
-from lungcad.candidates.mining import mine_hard_positives, write_mined
 from lungcad.candidates.unet import UNetConfig, build_unet, transfer_weights, widens_context
+from lungcad.detect.detector import DETECTOR_FILE, CandidateDetector, DetectorConfig
 from lungcad.errors import ConfigError, DataLayoutError
+from lungcad.evaluate.tables import read_annotation_tables
 from lungcad.merge import MergeConfig
 from lungcad.preprocess.config import PreprocessConfig
 from lungcad.preprocess.pipeline import load_preprocessed, preprocess_scans
+from lungcad.train.candidates.data import SamplingConfig, dice_bce_loss, make_dataset, sample_patch, training_scan
+from lungcad.train.candidates.mining import mine_hard_positives, write_mined
 from lungcad.train.loop import FitResult, LoopConfig, Task, fit
 from lungcad.train.modeldir import finish_run, start_from
+from lungcad.train.split import split_ids
 
 log = logging.getLogger(__name__)
 
@@ -67,31 +69,11 @@ class UNetTrainConfig:
         )
 
 
-def read_tables(data: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``annotations.csv`` and (optional) ``annotations_excluded.csv`` of a LUNA16-layout folder."""
-    ann_path = data / "annotations.csv"
-    if not ann_path.is_file():
-        raise DataLayoutError("annotations.csv not found", path=data, expected="a LUNA16-layout folder")
-    from lungcad.evaluate import read_annotations
-
-    annotations = read_annotations(ann_path)
-    excluded_path = data / "annotations_excluded.csv"
-    excluded = read_annotations(excluded_path, excluded=True) if excluded_path.is_file() else annotations.iloc[:0]
-    return annotations, excluded
-
-
 def build_cache(data: Path, cache: Path, config: PreprocessConfig, workers: int = 1) -> list[str]:
     """Preprocess every scan under ``data`` into ``cache`` (skipping finished ones); returns the usable ids."""
     refs, summary = preprocess_scans([data], cache, config, workers=workers)
     log.info("cache: %s", summary.line())
     return [r.id for r in refs if r.id not in summary.failed]
-
-
-def split_ids(ids: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Seeded split of scan ids into (train, validation), at least one of each when possible."""
-    order = list(np.random.default_rng(seed).permutation(sorted(ids)))
-    n_val = min(max(1, int(round(fraction * len(order)))), len(order) - 1) if len(order) > 1 else 0
-    return sorted(order[n_val:]), sorted(order[:n_val])
 
 
 def data_fingerprint(cache: Path, ids: list[str]) -> str:
@@ -189,7 +171,7 @@ def check_mining(init: str | Path | None, config: UNetTrainConfig) -> None:
 def mine_from(init: str | Path | None, train_scans: list, config: UNetTrainConfig) -> pd.DataFrame | None:
     """Hard-positive mining (``sampling.positive_miss_boost`` > 0) with the starting model ``init`` (present:
     :func:`check_mining` ran first): reweights the training scans' nodules in place
-    (:func:`lungcad.candidates.mining.mine_hard_positives`); None when off."""
+    (:func:`lungcad.train.candidates.mining.mine_hard_positives`); None when off."""
     boost = config.sampling.positive_miss_boost
     if boost <= 0:
         return None
@@ -215,7 +197,7 @@ def train_unet(
     check_mining(init, config)
     data, out = Path(data), Path(out_dir)
     cache = Path(cache) if cache else out / "cache"
-    annotations, excluded = read_tables(data)
+    annotations, excluded = read_annotation_tables(data)
     ids = build_cache(data, cache, config.preprocess, workers)
     if len(ids) < 2:
         raise DataLayoutError(f"{len(ids)} usable scan(s); training needs at least 2", path=data)

@@ -41,7 +41,7 @@ class SamplingConfig:
             nodule's surface touching vessel-bright or wall voxels (juxtavascular / juxtapleural nodules).
         positive_miss_boost: hard-positive mining when fine-tuning (``--init``): that weight times
             ``1 + boost * miss``, ``miss = 1 - peak`` with ``peak`` the starting model's highest probability
-            on the nodule (:func:`lungcad.candidates.mining.nodule_peaks`): the nodules it misses are drawn
+            on the nodule (:func:`lungcad.train.candidates.mining.nodule_peaks`): the nodules it misses are drawn
             up to ``1 + boost`` times as often.
     """
 

@@ -12,7 +12,7 @@ from helpers import simple_chest, tiny_scorer
 from lungcad.cli.main import main
 from lungcad.io import write_mhd
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _labelled_scans(tmp_path, confident_model, config_name: str = "risk", cancer=(0, 1, 0, 1, 0, 1)):

@@ -1,4 +1,4 @@
-"""``lungcad train fpr``: train the WideResNet false-positive reducer, and score candidates with it.
+"""``lungcad train fpr``: train the WideResNet false-positive reducer (scoring: :mod:`lungcad.fpr.inference`).
 
 Training data: the scans of a LUNA16-layout folder with its ``candidates.csv`` (class 0/1) and/or the
 U-Net's candidates of the same scans (``--candidates``, labelled against ``annotations.csv``: mined
@@ -22,10 +22,15 @@ import pandas as pd
 import tensorflow as tf
 
 from lungcad.batch import find_scans
-from lungcad.candidates.train import read_tables, split_ids
 from lungcad.errors import DataLayoutError
+from lungcad.evaluate.tables import read_annotation_tables
 from lungcad.fileio import write_atomic
-from lungcad.fpr.data import (
+from lungcad.fpr.fusion import UNET_SCORE_COLUMN, check_unet_weight, choose_unet_weight
+from lungcad.fpr.inference import FPR_FILE, PatchScorer, ScorerConfig
+from lungcad.fpr.wideresnet import WRNConfig, build_wideresnet
+from lungcad.io import load_scan
+from lungcad.patches import PatchConfig, extract_patches
+from lungcad.train.fpr.data import (
     HARD_SOURCE,
     XYZ,
     FprSamplingConfig,
@@ -37,74 +42,11 @@ from lungcad.fpr.data import (
     make_dataset,
     table_spacing,
 )
-from lungcad.fpr.fusion import UNET_SCORE_COLUMN, check_unet_weight, choose_unet_weight, fuse
-from lungcad.fpr.wideresnet import WRNConfig, build_wideresnet
-from lungcad.io import load_scan
-from lungcad.patches import PatchConfig, candidate_spacing, extract_patches
-from lungcad.scan import CTScan
 from lungcad.train.loop import FitResult, LoopConfig, Task, fit
-from lungcad.train.modeldir import check_model_dir as check_dir
-from lungcad.train.modeldir import load_best_weights, load_model_dir, save_model_dir, start_from, write_run_record
+from lungcad.train.modeldir import load_best_weights, start_from, write_run_record
+from lungcad.train.split import split_ids
 
 log = logging.getLogger(__name__)
-
-FPR_FILE = "fpr.yaml"
-
-
-def check_patches_fit_model(patches: PatchConfig, model: WRNConfig) -> None:
-    """ValueError unless the WideResNet's input (dims, side, channels) is what ``patches`` produces."""
-    dims = 3 if patches.mode == "3d" else 2
-    found = (model.dims, model.patch_size, model.channels)
-    if found != (dims, patches.size, patches.channels):
-        raise ValueError(
-            f"model (dims, patch_size, channels) {found} does not fit patches.mode {patches.mode!r} of size "
-            f"{patches.size}: expected {(dims, patches.size, patches.channels)}"
-        )
-
-
-#: Allowed ``ScorerConfig.test_time_transforms``.
-TEST_TIME_TRANSFORMS = (1, 4, 8)
-
-
-def in_plane_views(patches: np.ndarray, count: int, dims: int) -> np.ndarray:
-    """``count`` in-plane views of ``patches`` (N, S, S, C) or (N, S, S, S, 1), stacked view-major (count*N, ...):
-    rotations by k*90 degrees (k = 0..3) in the last two spatial axes, then (count 8) the same mirrored along the
-    first of them. View 0 is ``patches`` itself."""
-    axes = (dims - 1, dims)
-    views = [np.rot90(patches, k, axes=axes) for k in range(min(count, 4))]
-    if count == 8:
-        views += [np.flip(v, axes[0]) for v in views]
-    return np.ascontiguousarray(np.concatenate(views))
-
-
-@dataclass(frozen=True)
-class ScorerConfig:
-    """What scoring needs besides the weights (``fpr.yaml`` in a model directory).
-
-    Attributes:
-        patches, model: the patch settings and the network they fit.
-        batch_size: patches per inference call.
-        test_time_transforms: how many in-plane views of each patch are scored and averaged: 1 (the patch as
-            cut), 4 (its 90-degree rotations) or 8 (those and their mirror images), as in training's
-            augmentation; each costs one more network pass. Inference only: validation during training scores
-            each patch once.
-        unet_weight: weight ``w`` of the U-Net's mean probability in the stage's probability,
-            ``fpr ** (1 - w) * unet ** w`` (:mod:`lungcad.fpr.fusion`); 0 = the FPR alone.
-    """
-
-    patches: PatchConfig
-    model: WRNConfig
-    batch_size: int
-    test_time_transforms: int = 1
-    unet_weight: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_patches_fit_model(self.patches, self.model)
-        check_unet_weight(self.unet_weight)
-        if self.test_time_transforms not in TEST_TIME_TRANSFORMS:
-            raise ValueError(
-                f"test_time_transforms {self.test_time_transforms}: expected one of {list(TEST_TIME_TRANSFORMS)}"
-            )
 
 
 @dataclass(frozen=True)
@@ -133,63 +75,9 @@ class FprTrainConfig:
         return ScorerConfig(self.patches, self.model, self.batch_size_inference, self.test_time_transforms)
 
 
-class FprScorer:
-    """A trained WideResNet: ``score(scan, candidates)`` gives each candidate's nodule probability."""
-
-    def __init__(self, model: keras.Model, config: ScorerConfig) -> None:
-        self.model = model
-        self.config = config
-        # One graph for every batch size: 30% less time than eager calls (2.2 vs 3.2 s for 240 views of
-        # WideResNet-16-4 on 2 cores), the same scores.
-        self.infer = tf.function(
-            lambda x: model(x, training=False),
-            input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)],
-        )
-
-    @classmethod
-    def load(cls, model_dir: str | Path) -> FprScorer:
-        """Load a directory written by ``lungcad train fpr``."""
-        return cls(*load_model_dir(model_dir, ScorerConfig, FPR_FILE, "fpr"))
-
-    def save(self, model_dir: str | Path) -> Path:
-        """Write ``model.keras`` and ``fpr.yaml`` into ``model_dir``."""
-        return save_model_dir(self.model, self.config, model_dir, FPR_FILE)
-
-    def score_patches(self, patches: np.ndarray) -> np.ndarray:
-        """Nodule probability (N,) of ready patches (N, ...) in [0, 1], averaged over the configured
-        ``test_time_transforms`` views of each patch."""
-        count, n = self.config.test_time_transforms, len(patches)
-        views = in_plane_views(patches, count, self.config.model.dims) if count > 1 else patches
-        out = [
-            np.asarray(self.infer(tf.constant(views[i : i + self.config.batch_size], tf.float32)))[:, 0]
-            for i in range(0, len(views), self.config.batch_size)
-        ]
-        if not out:
-            return np.zeros(0, np.float32)
-        return np.concatenate(out).reshape(count, n).mean(axis=0).astype(np.float32)
-
-    def fuse(self, fpr: np.ndarray, unet: np.ndarray | None) -> np.ndarray:
-        """The stage's probability (N,) from FPR probabilities (N,) and the candidates' mean U-Net probabilities
-        (N,; None or NaN where unknown), with the model's ``unet_weight`` (:func:`lungcad.fpr.fusion.fuse`)."""
-        return fuse(fpr, unet, self.config.unet_weight)
-
-    def score(self, scan: CTScan, centres_xyz: np.ndarray, diameters_mm: np.ndarray | None = None) -> np.ndarray:
-        """Nodule probability (N,) of candidates at world centres (N, 3) mm of ``scan``; ``diameters_mm`` (N,)
-        are needed by size-scaled patches (``patches.diameters_across > 0``)."""
-        if len(centres_xyz) == 0:
-            return np.zeros(0, np.float32)
-        spacing = candidate_spacing(self.config.patches, diameters_mm)
-        return self.score_patches(extract_patches(scan, np.asarray(centres_xyz, float), self.config.patches, spacing))
-
-
-def check_model_dir(model_dir: str | Path) -> Path:
-    """``model_dir`` if it holds an FPR model (``model.keras`` + ``fpr.yaml``), else ConfigError."""
-    return check_dir(model_dir, FPR_FILE, "fpr")
-
-
 def read_candidates_tables(data: Path, extra: pd.DataFrame | None) -> pd.DataFrame:
     """LUNA16 ``candidates.csv`` of ``data`` (if present) plus an extra candidate table (the U-Net's: its rows keep
-    their ``source``, ``unet`` when it has none, so that :func:`lungcad.fpr.data.hard_rows` can find them)."""
+    their ``source``, ``unet`` when it has none, so that :func:`lungcad.train.fpr.data.hard_rows` can find them)."""
     frames = []
     if (data / "candidates.csv").is_file():
         frames.append(pd.read_csv(data / "candidates.csv"))
@@ -277,11 +165,11 @@ class ValidationMarks:
         marks = self.rows[["seriesuid", *XYZ]].assign(probability=np.asarray(probability, float))
         return compute_froc(self.annotations, marks, self.scans, excluded=self.excluded).cpm
 
-    def scores(self, scorer: FprScorer) -> np.ndarray:
+    def scores(self, scorer: PatchScorer) -> np.ndarray:
         """``scorer``'s probability (N,) of every row."""
         return scorer.score_patches(self.patches.astype(np.float32))
 
-    def __call__(self, scorer: FprScorer) -> float:
+    def __call__(self, scorer: PatchScorer) -> float:
         return self.cpm(self.scores(scorer))
 
 
@@ -315,8 +203,8 @@ def validation_froc(
 
 
 def choose_fusion(
-    marks: ValidationMarks | None, scorer: FprScorer, weights: tuple[float, ...]
-) -> tuple[FprScorer, dict]:
+    marks: ValidationMarks | None, scorer: PatchScorer, weights: tuple[float, ...]
+) -> tuple[PatchScorer, dict]:
     """``scorer`` with the ``unet_weight`` of ``weights`` that ranks the validation marks best (scored with the
     scorer's own test-time views), and a record of the choice for ``run.json``; unchanged without a choice to
     make (one weight, no validation marks, or candidates without the U-Net's mean probability)."""
@@ -332,7 +220,7 @@ def choose_fusion(
         "test_time_transforms": scorer.config.test_time_transforms,
         "validation_scans": len(marks.scans),
     }
-    return FprScorer(scorer.model, replace(scorer.config, unet_weight=weight)), record
+    return PatchScorer(scorer.model, replace(scorer.config, unet_weight=weight)), record
 
 
 def initial_wideresnet(config: ScorerConfig, init: str | Path | None = None) -> keras.Model:
@@ -341,7 +229,7 @@ def initial_wideresnet(config: ScorerConfig, init: str | Path | None = None) -> 
     model = build_wideresnet(config.model)
     if init is None:
         return model
-    source = FprScorer.load(init)
+    source = PatchScorer.load(init)
     found, expected = (source.config.model, source.config.patches), (config.model, config.patches)
     return start_from(model, source.model, "model/patch settings", found, expected, Path(init) / FPR_FILE)
 
@@ -366,14 +254,14 @@ def train_fpr(
     ``run.json``).
     """
     data = Path(data)
-    annotations, excluded = read_tables(data)
+    annotations, excluded = read_annotation_tables(data)
     unet = pd.read_csv(candidates) if candidates else None
     labelled = label_candidates(read_candidates_tables(data, unet), annotations, excluded, config.sampling)
 
     def val_cpm(val_ids: list[str]):
         return None if unet is None else validation_froc(data, unet, annotations, excluded, val_ids, config)
 
-    def fusion(scorer: FprScorer, marks: ValidationMarks | None) -> tuple[FprScorer, dict]:
+    def fusion(scorer: PatchScorer, marks: ValidationMarks | None) -> tuple[PatchScorer, dict]:
         scorer, record = choose_fusion(marks, scorer, config.unet_weights)
         return scorer, {"fusion": record}
 
@@ -411,7 +299,7 @@ def patch_validator(config: FprTrainConfig, val_x: np.ndarray, labels: np.ndarra
     and, with U-Net marks, ``val_cpm``; one view per patch, so the epoch choice does not depend on test-time views."""
 
     def validate(model) -> dict[str, float]:
-        scorer = FprScorer(model, replace(config.scorer(), test_time_transforms=1))
+        scorer = PatchScorer(model, replace(config.scorer(), test_time_transforms=1))
         metrics = {"val_auc": roc_auc(labels, scorer.score_patches(val_x))}
         if cpm is not None:
             metrics["val_cpm"] = cpm(scorer)
@@ -478,7 +366,7 @@ def finish_patch_classifier(result, out: Path, config, info: dict, finalize, cpm
     """The end of a patch classifier's training: the kept epoch's weights, the ``finalize`` hook (e.g. the FPR's
     fusion choice; its entries join ``info``), ``run.json`` and the scorer's files in ``out``."""
     load_best_weights(result, out)
-    scorer = FprScorer(result.model, config.scorer())
+    scorer = PatchScorer(result.model, config.scorer())
     if finalize is not None:
         scorer, extra = finalize(scorer, cpm)
         info |= extra

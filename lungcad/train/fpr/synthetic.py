@@ -2,13 +2,13 @@
 
 Each phantom gives labelled points (world mm): for the FPR its candidate points (class 1 at nodules, 0 at vessels,
 lung and body points) and, with ``--unet MODEL_DIR``, the given U-Net's own candidates on it (run as ``lungcad detect
---stage candidates`` runs it: the hard negatives the FPR ranks at inference), labelled against the phantom's truth as
-:func:`lungcad.fpr.data.label_candidates` labels a written dataset's; for a nodule classifier its nodules labelled by
-the config's target (:mod:`lungcad.risk.synthetic`). ``patches_per_phantom`` of them are drawn (a positive with
-probability ``positive_fraction`` when the phantom has one; a negative from the U-Net's with probability
+--stage candidates`` runs it: the hard negatives the FPR ranks at inference), labelled against the phantom's truth
+as :func:`lungcad.train.fpr.data.label_candidates` labels a written dataset's; for a nodule classifier its nodules
+labelled by the config's target (:mod:`lungcad.train.risk.synthetic`). ``patches_per_phantom`` of them are drawn (a
+positive with probability ``positive_fraction`` when the phantom has one; a negative from the U-Net's with probability
 ``hard_negative_fraction``), cut from the phantom's scan as inference cuts them
 (:func:`lungcad.patches.extract_patches`, with the augmentation margin) and augmented
-(:func:`lungcad.fpr.data.augment`). Phantoms without a positive give negatives only, so an epoch's positive share
+(:func:`lungcad.train.fpr.data.augment`). Phantoms without a positive give negatives only, so an epoch's positive share
 (``gen_positive_fraction`` in the history) is below ``positive_fraction`` for rare targets.
 """
 
@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lungcad.fpr.data import XYZ, augment, center_crop, cut_patches, hard_rows, label_candidates, table_spacing
-from lungcad.fpr.train import (
-    FprScorer,
+from lungcad.fpr.inference import PatchScorer
+from lungcad.patches import extract_patches
+from lungcad.schema import XYZ
+from lungcad.train.fpr.data import augment, center_crop, cut_patches, hard_rows, label_candidates, table_spacing
+from lungcad.train.fpr.train import (
     FprTrainConfig,
     ValidationMarks,
     choose_fusion,
@@ -35,7 +37,6 @@ from lungcad.fpr.train import (
     patch_loss,
     patch_validator,
 )
-from lungcad.patches import extract_patches
 from lungcad.train.loop import FitResult, Task, fit
 from lungcad.train.synthetic import (
     Examples,
@@ -57,7 +58,7 @@ def unet_detector(model_dir: str | None):
     if model_dir is None:
         return None
     if model_dir not in _DETECTORS:
-        from lungcad.candidates.inference import CandidateDetector
+        from lungcad.detect.detector import CandidateDetector
 
         _DETECTORS[model_dir] = CandidateDetector.load(model_dir)
     return _DETECTORS[model_dir]
@@ -125,7 +126,7 @@ class PatchMaker:
 
     def validation_part(self, phantom, table: pd.DataFrame, unet: pd.DataFrame | None) -> dict:
         """A validation phantom's centred patches (float16) and labels, and its U-Net marks (rows and patches, the
-        blob filter's left out as :func:`lungcad.fpr.train.validation_froc` does) with its truth tables."""
+        blob filter's left out as :func:`lungcad.train.fpr.train.validation_froc` does) with its truth tables."""
         patches = self.config.patches
         size, dims = patches.size, 3 if patches.mode == "3d" else 2
         cut = cut_patches(phantom.scan, table, patches, self.config.sampling.augment_margin).patches
@@ -139,7 +140,7 @@ class PatchMaker:
 
 def draw_rows(table: pd.DataFrame, count: int, positive_fraction: float, hard_fraction: float, rng) -> np.ndarray:
     """``count`` row numbers of a labelled table: a positive with probability ``positive_fraction`` (when there is
-    one), else a negative: one of the U-Net's (:func:`lungcad.fpr.data.hard_rows`) with probability
+    one), else a negative: one of the U-Net's (:func:`lungcad.train.fpr.data.hard_rows`) with probability
     ``hard_fraction`` (when there is one), else any."""
     labels = table.label.to_numpy()
     pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
@@ -194,7 +195,7 @@ def train_patch_synth(
 ) -> FitResult:
     """Train a WideResNet patch classifier on phantoms made on the fly (``source``) at the ``points`` of each (see
     :class:`PatchMaker`) into the model directory ``out_dir``; the synthetic counterpart of
-    :func:`lungcad.fpr.train.train_patch_classifier` (same validation, ``finalize`` and outputs)."""
+    :func:`lungcad.train.fpr.train.train_patch_classifier` (same validation, ``finalize`` and outputs)."""
     out = Path(out_dir)
     unet = str(unet) if unet else None
     maker = PatchMaker(
@@ -244,7 +245,7 @@ def train_fpr_synth(
     """``lungcad train fpr --synth``: the FPR on phantoms made on the fly, with the U-Net ``unet``'s candidates on
     each as hard negatives (and, on the validation phantoms, for ``val_cpm`` and the fusion weight's choice)."""
 
-    def fusion(scorer: FprScorer, marks: ValidationMarks | None):
+    def fusion(scorer: PatchScorer, marks: ValidationMarks | None):
         scorer, record = choose_fusion(marks, scorer, config.unet_weights)
         return scorer, {"fusion": record}
 

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from lungcad.candidates.data import patch_stream, training_scan
-from lungcad.candidates.mining import mine_hard_positives, nodule_peaks, write_mined
-from lungcad.candidates.train import UNetTrainConfig, train_unet
 from lungcad.config import load_config
 from lungcad.errors import ConfigError
 from lungcad.preprocess.crop import Box
 from lungcad.preprocess.pipeline import PreprocessedScan
+from lungcad.train.candidates.data import patch_stream, training_scan
+from lungcad.train.candidates.mining import mine_hard_positives, nodule_peaks, write_mined
+from lungcad.train.candidates.train import UNetTrainConfig, train_unet
 
 CONTEXT = 1
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from lungcad.train.modeldir import load_model_dir, save_model_dir
+from lungcad.modeldir import load_model_dir, save_model_dir
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lungcad.candidates.data import dice_bce_loss
+from lungcad.train.candidates.data import dice_bce_loss
 
 
 def _batch():

@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from lungcad.candidates.data import patch_stream, positive_weight, training_scan
-from lungcad.candidates.train import UNetTrainConfig
 from lungcad.config import load_config
 from lungcad.preprocess.crop import Box
 from lungcad.preprocess.pipeline import PreprocessedScan
+from lungcad.train.candidates.data import patch_stream, positive_weight, training_scan
+from lungcad.train.candidates.train import UNetTrainConfig
 
 
 def _two_nodule_scan(make_scan):

@@ -29,6 +29,7 @@ from lungcad.fileio import write_text_atomic
 from lungcad.io import load_scan
 from lungcad.risk.features import FeatureConfig, candidate_features, classifier_names
 from lungcad.risk.model import CLASSIFIERS_DIR, NoisyOrConfig, RiskConfig, RiskModel, load_classifiers
+from lungcad.schema import by_probability
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def scan_features(
     if out.exists():
         return pd.read_csv(out, dtype={"seriesuid": str})
     table = pd.read_csv(io.BytesIO(text), dtype={"seriesuid": str})  # the bytes just hashed, not a second read
-    top = table.sort_values("probability", ascending=False, kind="stable").head(config.model.top_k)
+    top = by_probability(table).head(config.model.top_k)
     feats = candidate_features(load_scan(scan_path), top, config.features, classifiers) if len(top) else top
     write_text_atomic(out, feats.to_csv(index=False))
     return feats

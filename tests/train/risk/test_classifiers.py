@@ -14,14 +14,14 @@ from helpers import simple_chest
 from lungcad.cli.main import main
 from lungcad.config import load_config
 from lungcad.errors import ConfigError, DataLayoutError
-from lungcad.fpr.train import FprScorer
+from lungcad.fpr.inference import PatchScorer
 from lungcad.io import write_mhd
-from lungcad.risk.classifiers import ClassifierTrainConfig, parse_classifier_options, read_nodules, training_table
+from lungcad.train.risk.classifiers import ClassifierTrainConfig, parse_classifier_options, read_nodules, training_table
 
 MALIGNANCY = load_config(ClassifierTrainConfig, "malignancy")
 SHAPE = load_config(ClassifierTrainConfig, "shape")
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 HEADER = "id,coordX,coordY,coordZ,diameter_mm,type,shape,malignant,excluded\n"
 ROWS = [
     "a,1,2,3,12,solid,spiculated,1,0",
@@ -119,5 +119,5 @@ def test_train_classifier_cli_writes_a_classifier(tmp_path, capsys):
     total = run["train_candidates"]["total"] + run["validation_candidates"]["total"]
     assert run["positive_nodules"] == 2 and run["target"] == "malignant"
     assert total == 4 + 4 * 3  # every nodule + 3 non-nodules per scan
-    scorer = FprScorer.load(tmp_path / "model")
+    scorer = PatchScorer.load(tmp_path / "model")
     assert scorer.config.patches.size == 16

@@ -13,10 +13,11 @@ from helpers import simple_chest, tiny_scorer
 
 from lungcad.config import config_path, load_config
 from lungcad.errors import ConfigError
-from lungcad.fpr.data import PatchSet, label_candidates
-from lungcad.fpr.train import FprScorer, FprTrainConfig, initial_wideresnet, roc_auc, train_fpr
+from lungcad.fpr.inference import PatchScorer
 from lungcad.io import write_mhd
 from lungcad.scan import CTScan
+from lungcad.train.fpr.data import PatchSet, label_candidates
+from lungcad.train.fpr.train import FprTrainConfig, initial_wideresnet, roc_auc, train_fpr
 from lungcad.train.loop import Task, fit
 
 SAMPLING = load_config(FprTrainConfig, "fpr").sampling
@@ -70,8 +71,8 @@ def _balls_and_tubes(n: int, size: int, seed: int) -> PatchSet:
 
 @pytest.mark.slow
 def test_tiny_wideresnet_separates_nodules_from_vessels(tmp_path):
-    from lungcad.fpr.data import make_dataset
     from lungcad.fpr.wideresnet import build_wideresnet
+    from lungcad.train.fpr.data import make_dataset
 
     cfg = load_config(FprTrainConfig, "fpr")
     model_cfg = dataclasses.replace(cfg.model, depth=10, widen_factor=1, patch_size=16)
@@ -134,7 +135,7 @@ def test_train_fpr_end_to_end_and_scorer(tmp_path):
     assert "val_auc" in last and 0.0 <= last["val_cpm"] <= 1.0
     run = json.loads((tmp_path / "model" / "run.json").read_text())
     assert len(run["data_fingerprint"]) == 16 and run["lungcad_version"]
-    scorer = FprScorer.load(tmp_path / "model")
+    scorer = PatchScorer.load(tmp_path / "model")
     assert scorer.config.test_time_transforms == 8
     # the fusion weight is chosen on the validation scan: at 0.9 the U-Net's perfect ranking wins; 0.0 keeps
     # the FPR's own CPM; the saved weight is the better of the two (0.0 on a tie)
@@ -148,7 +149,7 @@ def test_train_fpr_end_to_end_and_scorer(tmp_path):
 
 
 def test_patch_cache_is_cut_again_for_other_candidates_and_reused_for_the_same(tmp_path):
-    from lungcad.fpr.train import build_patch_cache
+    from lungcad.train.fpr.train import build_patch_cache
 
     data = tmp_path / "data"
     scan, _, nodule = simple_chest(seed=0)
@@ -196,14 +197,14 @@ def test_shipped_9view_config_fits_and_a_model_not_fitting_its_patches_is_refuse
     with pytest.raises(ConfigError, match=r"bad\.yaml.*channels.*expected \(2, 32, 9\)"):
         load_config(FprTrainConfig, bad)
     tiny_scorer(tmp_path / "nine", "fpr_9view")
-    scorer = FprScorer.load(tmp_path / "nine")  # saved and loaded with its 9-view patches
+    scorer = PatchScorer.load(tmp_path / "nine")  # saved and loaded with its 9-view patches
     scan = CTScan(np.full((20, 30, 30), -800, np.int16), (2.0, 0.7, 0.7), (-10.0, 5.0, 30.0))
     scores = scorer.score(scan, scan.voxel_to_world(np.array([[10, 15, 15], [5, 5, 20]], float)))
     assert scorer.config.patches.channels == 9 and scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
 
 
 def test_validation_cpm_counts_only_the_scans_with_unet_candidates(tmp_path):
-    from lungcad.fpr.train import validation_froc
+    from lungcad.train.fpr.train import validation_froc
 
     data, ann = tmp_path / "data", []
     for k in range(2):
@@ -231,7 +232,7 @@ def test_validation_cpm_counts_only_the_scans_with_unet_candidates(tmp_path):
 
 
 def test_in_plane_views_are_the_eight_rotations_and_mirror_images_first_the_patch_itself():
-    from lungcad.fpr.train import in_plane_views
+    from lungcad.fpr.inference import in_plane_views
 
     planar = np.random.default_rng(0).random((2, 5, 5, 3)).astype(np.float32)
     views = in_plane_views(planar, 8, dims=2).reshape(8, 2, 5, 5, 3)
@@ -245,20 +246,20 @@ def test_in_plane_views_are_the_eight_rotations_and_mirror_images_first_the_patc
 
 
 def test_test_time_transforms_average_the_scores_of_the_views(tmp_path):
-    from lungcad.fpr.train import in_plane_views
+    from lungcad.fpr.inference import in_plane_views
 
     tiny = tiny_scorer(tmp_path / "model")
-    plain = FprScorer(tiny.model, dataclasses.replace(tiny.config, test_time_transforms=1))
+    plain = PatchScorer(tiny.model, dataclasses.replace(tiny.config, test_time_transforms=1))
     patches = np.random.default_rng(2).random((3, 16, 16, 3)).astype(np.float32)
     each = plain.score_patches(in_plane_views(patches, 8, dims=2)).reshape(8, 3)
-    tta = FprScorer(plain.model, dataclasses.replace(plain.config, test_time_transforms=8))
+    tta = PatchScorer(plain.model, dataclasses.replace(plain.config, test_time_transforms=8))
     np.testing.assert_allclose(tta.score_patches(patches), each.mean(axis=0), rtol=1e-5, atol=1e-6)
     assert tta.score_patches(patches[:0]).shape == (0,)
     tta.save(tmp_path / "tta")
-    assert FprScorer.load(tmp_path / "tta").config.test_time_transforms == 8
+    assert PatchScorer.load(tmp_path / "tta").config.test_time_transforms == 8
     yaml_file = tmp_path / "tta" / "fpr.yaml"  # a model directory written before the option: one view
     yaml_file.write_text("".join(x for x in yaml_file.read_text().splitlines(True) if "test_time" not in x))
-    assert FprScorer.load(tmp_path / "tta").config.test_time_transforms == 1
+    assert PatchScorer.load(tmp_path / "tta").config.test_time_transforms == 1
     with pytest.raises(ValueError, match="test_time_transforms 3"):
         dataclasses.replace(plain.config, test_time_transforms=3)
     bad = tmp_path / "bad.yaml"  # a training config with an unknown count fails on loading, naming its file
@@ -281,7 +282,7 @@ def test_shipped_multiscale_config_scores_two_scale_patches(tmp_path):
     two = load_config(FprTrainConfig, "fpr_multiscale")
     assert (two.patches.scales, two.patches.channels, two.model.channels) == ((1.0, 0.5), 6, 6)
     scorer = tiny_scorer(tmp_path / "two", "fpr_multiscale")
-    loaded = FprScorer.load(tmp_path / "two")  # saved and loaded with its scales
+    loaded = PatchScorer.load(tmp_path / "two")  # saved and loaded with its scales
     assert loaded.config.patches.scales == (1.0, 0.5)
     scan = CTScan(np.full((20, 30, 30), -800, np.int16), (2.0, 0.7, 0.7), (-10.0, 5.0, 30.0))
     centres = scan.voxel_to_world(np.array([[10, 15, 15], [5, 5, 20]], float))

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from lungcad.config import load_config
-from lungcad.fpr.data import FprSamplingConfig, PatchSet, augment, balanced_stream, hard_rows, scaled_crop
-from lungcad.fpr.train import FprTrainConfig, read_candidates_tables
+from lungcad.train.fpr.data import FprSamplingConfig, PatchSet, augment, balanced_stream, hard_rows, scaled_crop
+from lungcad.train.fpr.train import FprTrainConfig, read_candidates_tables
 
 SIZE, MARGIN = 16, 3
 

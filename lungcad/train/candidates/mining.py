@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lungcad.candidates.data import TrainingScan
 from lungcad.candidates.inference import predict_volume
 from lungcad.candidates.unet import UNetConfig
 from lungcad.fileio import write_atomic
+from lungcad.train.candidates.data import TrainingScan
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 from helpers import simple_chest, tiny_unet_config
 
-from lungcad.candidates.inference import CandidateDetector
-from lungcad.candidates.train import UNetTrainConfig, initial_unet, split_ids, train_unet
 from lungcad.config import load_config
+from lungcad.detect.detector import CandidateDetector
 from lungcad.errors import ConfigError
 from lungcad.io import write_mhd
+from lungcad.train.candidates.train import UNetTrainConfig, initial_unet, train_unet
+from lungcad.train.split import split_ids
 
 
 def _luna_folder(root, n=3):
@@ -84,7 +85,7 @@ def test_split_is_seeded_and_keeps_both_sides():
 
 
 def test_validation_recall_uses_the_luna16_hit_rule_on_the_top_candidates():
-    from lungcad.candidates.train import candidate_recall
+    from lungcad.train.candidates.train import candidate_recall
 
     nodules = pd.DataFrame(
         {"seriesuid": ["a", "a"], "coordX": [0.0, 50.0], "coordY": 0.0, "coordZ": 0.0, "diameter_mm": [-1.0, 6.0]}

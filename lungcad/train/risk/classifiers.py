@@ -12,7 +12,7 @@ negatives, so that the false positives the FPR lets through also score low. Two 
 (lobulated or spiculated vs smooth, solid and part-solid nodules >= 6 mm: the cue the malignancy classifier, which
 learns size first, misses).
 
-Patches, model and training loop are the FPR's (:func:`lungcad.fpr.train.train_patch_classifier`). A risk model
+Patches, model and training loop are the FPR's (:func:`lungcad.train.fpr.train.train_patch_classifier`). A risk model
 uses classifier ``NAME`` through the feature ``NAME_logit`` and keeps it in ``classifiers/NAME/``.
 """
 
@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from lungcad.errors import ConfigError, DataLayoutError
-from lungcad.fpr.data import XYZ
-from lungcad.fpr.train import FprTrainConfig, train_patch_classifier
+from lungcad.schema import XYZ
+from lungcad.train.fpr.train import FprTrainConfig, train_patch_classifier
 from lungcad.train.loop import FitResult
 
 NODULE_COLUMNS = ("id", *XYZ)

@@ -2,9 +2,9 @@
 
 Each phantom is preprocessed exactly as ``lungcad detect`` preprocesses a scan
 (:func:`lungcad.preprocess.pipeline.preprocess_scan` with the U-Net's grid), its nodules (>= 3 mm) become the
-targets and its tiny excluded findings the ignore mask (:func:`lungcad.candidates.data.training_scan`), and
+targets and its tiny excluded findings the ignore mask (:func:`lungcad.train.candidates.data.training_scan`), and
 ``patches_per_phantom`` 2.5-D patches are drawn and augmented as from a cached scan
-(:func:`lungcad.candidates.data.patch_stream`). The machinery (workers, epochs, seeds) is
+(:func:`lungcad.train.candidates.data.patch_stream`). The machinery (workers, epochs, seeds) is
 :mod:`lungcad.train.synthetic`'s.
 """
 
@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lungcad.candidates.data import dice_bce_loss, patch_stream, training_scan
-from lungcad.candidates.inference import CandidateDetector
-from lungcad.candidates.train import UNetTrainConfig, initial_unet, make_validator
+from lungcad.detect.detector import CandidateDetector
 from lungcad.errors import ConfigError
 from lungcad.preprocess.pipeline import geometry_dict, preprocess_scan
+from lungcad.train.candidates.data import dice_bce_loss, patch_stream, training_scan
+from lungcad.train.candidates.train import UNetTrainConfig, initial_unet, make_validator
 from lungcad.train.loop import FitResult, Task, fit
 from lungcad.train.modeldir import finish_run
 from lungcad.train.synthetic import Examples, ExampleStream, SynthSource, phantom_tables, speed_summary
@@ -50,7 +50,7 @@ class UNetMaker:
 
     def __call__(self, synth_seed: int, index: int, validation: bool = False):
         """Training: :class:`Examples` with x (K, P, P, 2c+1), y and w (K, P, P, 1). Validation: (the preprocessed
-        scan, its :class:`lungcad.candidates.data.TrainingScan`, its annotations table)."""
+        scan, its :class:`lungcad.train.candidates.data.TrainingScan`, its annotations table)."""
         from lungcad.synth import make_phantom
 
         start = time.perf_counter()

@@ -1,11 +1,12 @@
 """``lungcad train classifier --synth CONFIG``: a nodule classifier on phantoms made on the fly.
 
 Each phantom's nodules are labelled by the config's target as a ``nodules.csv`` would be
-(:func:`lungcad.risk.classifiers.label_nodules`: malignant, or lobulated/spiculated), with ``non_nodules_per_scan``
-of its class-0 candidate points as negatives (:func:`lungcad.risk.classifiers.training_table`); the patches are
-drawn, cut and augmented by :class:`lungcad.fpr.synthetic.PatchMaker`. Malignant nodules are rare in
-``configs/synth.yaml``'s phantoms: ``--synth synth_malignancy`` (5-7 nodules per scan, more of them large, lobulated or
-spiculated) gives more positives per phantom.
+(:func:`lungcad.train.risk.classifiers.label_nodules`: malignant, or lobulated/spiculated), with
+``non_nodules_per_scan`` of its class-0 candidate points as negatives
+(:func:`lungcad.train.risk.classifiers.training_table`); the patches are drawn, cut and augmented by
+:class:`lungcad.train.fpr.synthetic.PatchMaker`. Malignant nodules are rare in ``configs/synth.yaml``'s phantoms:
+``--synth synth_malignancy`` (5-7 nodules per scan, more of them large, lobulated or spiculated) gives more positives
+per phantom.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from lungcad.fpr.synthetic import train_patch_synth
-from lungcad.risk.classifiers import ClassifierTrainConfig, label_nodules, training_table
+from lungcad.train.fpr.synthetic import train_patch_synth
 from lungcad.train.loop import FitResult
+from lungcad.train.risk.classifiers import ClassifierTrainConfig, label_nodules, training_table
 from lungcad.train.synthetic import SynthSource, phantom_candidates, phantom_nodules
 
 

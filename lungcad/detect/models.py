@@ -1,0 +1,140 @@
+"""The model registry of ``lungcad detect``: which model directories a run uses, checked, and loaded once per process.
+
+Stages and their model directories (each written by ``lungcad train <stage>``):
+
+========== ================== ==========================================================
+stage      directory          loaded as
+========== ================== ==========================================================
+candidates ``unet``           :class:`lungcad.detect.detector.CandidateDetector`
+fpr        ``fpr``            :class:`lungcad.fpr.inference.PatchScorer`
+risk       ``risk``           :class:`lungcad.risk.model.RiskModel`
+========== ================== ==========================================================
+
+The bundled models (``lungcad/models/<dir>``, made by ``scripts/train_default_models.py``) are the defaults.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lungcad.errors import ConfigError
+
+#: Where the bundled default models live (trained by scripts/train_default_models.py).
+BUNDLED_MODELS = Path(__file__).resolve().parents[1] / "models"
+#: Pipeline stages ``detect`` can stop after, in order.
+STAGES = ("candidates", "fpr", "risk")
+
+
+def default_model_dir(stage: str) -> Path:
+    """The bundled model directory of ``stage`` ("unet", "fpr", "risk"); a clear error when it is not there."""
+    path = BUNDLED_MODELS / stage
+    if not path.is_dir():
+        raise ConfigError(
+            f"no bundled {stage} model in this installation",
+            path=path,
+            fix=f"train one with 'lungcad train {stage}' and pass --model DIR",
+        )
+    return path
+
+
+def default_stage(fpr_model_dir: str | Path | None = None, risk_model_dir: str | Path | None = None) -> str:
+    """The deepest stage whose models are given or bundled: "risk" in a full installation."""
+    has_fpr = fpr_model_dir is not None or (BUNDLED_MODELS / "fpr").is_dir()
+    has_risk = risk_model_dir is not None or (BUNDLED_MODELS / "risk").is_dir()
+    return "risk" if has_fpr and has_risk else "fpr" if has_fpr else "candidates"
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """The checked model directories (and blob-filter config file) one detection runs with.
+
+    Attributes:
+        unet: the U-Net model directory (candidates).
+        fpr: the false-positive reducer's, or None to stop after the candidates.
+        risk: the risk model's, or None to stop after the FPR (needs ``fpr``).
+        blobs: a :class:`lungcad.candidates.blobs.BlobConfig` YAML file that adds blob-filter candidates, or None.
+    """
+
+    unet: str
+    fpr: str | None = None
+    risk: str | None = None
+    blobs: str | None = None
+
+    @property
+    def stage(self) -> str:
+        """The last stage these models run (one of :data:`STAGES`)."""
+        return "risk" if self.risk else "fpr" if self.fpr else "candidates"
+
+    def record(self) -> dict[str, str]:
+        """What a scan's result was made with (its JSON's ``model``): a rerun with other models redoes the scan."""
+        extra = {k: v for k, v in (("fpr", self.fpr), ("risk", self.risk), ("blobs", self.blobs)) if v}
+        return {"unet": self.unet, **extra}
+
+
+def model_set(
+    stage: str | None = None,
+    model_dir: str | Path | None = None,
+    fpr_model_dir: str | Path | None = None,
+    risk_model_dir: str | Path | None = None,
+    blobs: str | Path | None = None,
+) -> ModelSet:
+    """The checked models ``stage`` needs (default :func:`default_stage`), the bundled ones where none is given;
+    ``blobs`` is a config name in ``configs/`` or a YAML path, checked now (a bad file fails before any scan is
+    read)."""
+    from lungcad.detect.detector import check_model_dir as check_unet
+    from lungcad.fpr.inference import check_model_dir as check_fpr
+    from lungcad.risk.model import check_model_dir as check_risk
+
+    stage = stage or default_stage(fpr_model_dir, risk_model_dir)
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}", expected=" or ".join(STAGES))
+    needed = STAGES.index(stage)
+    unet = str(check_unet(model_dir or default_model_dir("unet")))
+    fpr = str(check_fpr(fpr_model_dir or default_model_dir("fpr"))) if needed >= 1 else None
+    risk = str(check_risk(risk_model_dir or default_model_dir("risk"))) if needed >= 2 else None
+    return ModelSet(unet, fpr, risk, blob_config_path(blobs))
+
+
+def blob_config_path(blobs: str | Path | None) -> str | None:
+    """The blob-filter config file (``"blobs"`` -> ``configs/blobs.yaml``), checked now."""
+    if blobs is None:
+        return None
+    from lungcad.candidates.blobs import BlobConfig
+    from lungcad.config import config_path, load_config
+
+    path = config_path(blobs)
+    load_config(BlobConfig, path)
+    return str(path)
+
+
+@functools.lru_cache(maxsize=4)
+def load_detector(model_dir: str, blobs: str | None = None):
+    """The U-Net candidate detector of ``model_dir`` (cached per process); with ``blobs`` (a BlobConfig YAML) it
+    also adds blob-filter candidates (:mod:`lungcad.candidates.blobs`), whatever its ``detector.yaml`` says."""
+    from lungcad.candidates.blobs import BlobConfig
+    from lungcad.config import load_config
+    from lungcad.detect.detector import CandidateDetector
+
+    detector = CandidateDetector.load(model_dir)
+    if blobs is None:
+        return detector
+    config = replace(detector.config, blobs=load_config(BlobConfig, blobs))
+    return CandidateDetector(detector.model, config, detector.source)
+
+
+@functools.lru_cache(maxsize=4)
+def load_scorer(model_dir: str):
+    """The patch scorer (FPR, nodule classifier) of ``model_dir``, cached per process."""
+    from lungcad.fpr.inference import PatchScorer
+
+    return PatchScorer.load(model_dir)
+
+
+@functools.lru_cache(maxsize=4)
+def load_risk_model(model_dir: str):
+    """The risk model of ``model_dir``, cached per process."""
+    from lungcad.risk.model import RiskModel
+
+    return RiskModel.load(model_dir)

@@ -1,0 +1,115 @@
+"""One scan through the pipeline, in memory: read scan in -> typed result out, no files written.
+
+    CTScan --preprocess--> PreprocessedScan --U-Net--> probability (Z, Y, X) --merge--> candidates
+           --FPR (patches, WideResNet, fusion)--> scored candidates --risk--> P(cancer)
+           --locate--> voxel indices (and DICOM slices) on the input scan's own grid
+
+This is the Python API's ``detect``::
+
+    from lungcad.detect import detect_scan, model_set
+    from lungcad.io import load_scan
+
+    result = detect_scan(load_scan("scan.mhd"), model_set())   # bundled models, every stage
+    result.candidates.head()                                     # world mm + source voxels, sorted
+    result.cancer_probability
+
+:mod:`lungcad.detect.writers` writes a result to disk; :mod:`lungcad.detect.batch` runs many scans.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from lungcad.detect.models import ModelSet, load_detector, load_risk_model, load_scorer
+from lungcad.fpr.fusion import UNET_SCORE_COLUMN
+from lungcad.preprocess.pipeline import PreprocessedScan
+from lungcad.scan import CTScan
+from lungcad.schema import GRID_ZYX, VOXEL_ZYX, by_probability, centres_xyz, submission_order
+
+
+@dataclass
+class Detection:
+    """What the pipeline found in one scan.
+
+    Attributes:
+        scan: the input scan (HU, its own grid).
+        preprocessed: the resampled, lung-masked scan the U-Net ran on.
+        candidates: the candidate table (:mod:`lungcad.schema`), sorted by ``probability`` (highest first),
+            submission columns first, ``voxel_z, voxel_y, voxel_x`` on ``scan``'s grid (and, for DICOM input,
+            ``slice_index`` and ``sop_instance_uid`` of the nearest slice).
+        cancer_probability: the patient's P(cancer), when the risk stage ran.
+        timings_s: seconds per step (``preprocess_s``, ``unet_and_merge_s``, ``fpr_s``, ``risk_s``).
+    """
+
+    scan: CTScan
+    preprocessed: PreprocessedScan
+    candidates: pd.DataFrame
+    cancer_probability: float | None = None
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def detect_scan(scan: CTScan, models: ModelSet, timings: dict[str, float] | None = None) -> Detection:
+    """Run every stage ``models`` has (candidates; FPR when ``models.fpr``; risk when ``models.risk`` too) on
+    ``scan``; ``timings`` (if given) receives the seconds per step as well."""
+    timings = {} if timings is None else timings
+    table, pre = load_detector(models.unet, models.blobs).detect_and_preprocess(scan, timings)
+    cancer = None
+    if models.fpr is not None:
+        table = score_candidates(scan, table, load_scorer(models.fpr), timings)
+        if models.risk is not None:
+            table, cancer = assess_risk(scan, table, load_risk_model(models.risk), timings)
+    table = submission_order(locate_in_source(scan, table))
+    return Detection(scan, pre, table, cancer, timings)
+
+
+def score_candidates(
+    scan: CTScan, table: pd.DataFrame, scorer, timings: dict[str, float] | None = None
+) -> pd.DataFrame:
+    """False-positive reduction with ``scorer`` (a :class:`lungcad.fpr.inference.PatchScorer`): the WideResNet's
+    nodule probability goes to ``fpr_probability`` and, fused with the candidate's mean U-Net probability by the
+    model's ``unet_weight`` (:mod:`lungcad.fpr.fusion`; 0: the FPR's alone), to ``probability``; the U-Net's score
+    moves to ``unet_probability``; rows sorted by the new probability (highest first)."""
+    t = time.perf_counter()
+    scores = scorer.score(scan, centres_xyz(table)).astype(float)
+    unet = table[UNET_SCORE_COLUMN].to_numpy(float) if UNET_SCORE_COLUMN in table.columns else None
+    table = table.assign(
+        unet_probability=table["probability"], fpr_probability=scores, probability=scorer.fuse(scores, unet)
+    )
+    if timings is not None:
+        timings["fpr_s"] = time.perf_counter() - t
+    return by_probability(table)
+
+
+def assess_risk(
+    scan: CTScan, table: pd.DataFrame, model, timings: dict[str, float] | None = None
+) -> tuple[pd.DataFrame, float]:
+    """The patient's P(cancer) from FPR-scored candidates (sorted, highest first) with ``model`` (a
+    :class:`lungcad.risk.model.RiskModel`); the top-k rows get the risk features as extra columns."""
+    t = time.perf_counter()
+    top = model.features(scan, table.head(model.config.model.top_k))
+    probability = float(model.predict(top.assign(seriesuid=scan.id), [scan.id])[0])
+    if timings is not None:
+        timings["risk_s"] = time.perf_counter() - t
+    return table.join(top[[c for c in model.feature_columns if c in top.columns]]), probability
+
+
+def locate_in_source(scan: CTScan, table: pd.DataFrame) -> pd.DataFrame:
+    """The candidates' voxel indices on the input scan's own grid: the preprocessing grid's ``grid_z, grid_y,
+    grid_x`` become ``voxel_z, voxel_y, voxel_x`` (same place in the table) on ``scan``'s grid, and for DICOM input
+    ``slice_index`` and ``sop_instance_uid`` of the slice nearest each centre are added."""
+    table = table.rename(columns=dict(zip(GRID_ZYX, VOXEL_ZYX, strict=True)))
+    if table.empty:
+        return table.assign(slice_index=pd.Series(dtype=int), sop_instance_uid=pd.Series(dtype=str))
+    xyz = centres_xyz(table)
+    zyx = scan.world_to_voxel(xyz, outside="keep")
+    table = table.assign(**{name: zyx[:, i] for i, name in enumerate(VOXEL_ZYX)})
+    positions, uids = scan.metadata.get("slice_positions_mm"), scan.metadata.get("sop_instance_uids")
+    if not positions or not uids:
+        return table
+    along_normal = xyz @ scan.direction[:, 2]
+    nearest = np.abs(along_normal[:, None] - np.asarray(positions)[None, :]).argmin(axis=1)
+    return table.assign(slice_index=nearest, sop_instance_uid=[uids[i] for i in nearest])

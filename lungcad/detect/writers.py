@@ -1,0 +1,145 @@
+"""``lungcad detect``'s files: a scan's result (CSV, JSON, pictures, DICOM SR) and the batch's tables.
+
+Per scan, written atomically as it finishes (the JSON last, so it marks a finished scan)::
+
+    OUT/scans/<id>.csv      the scan's candidates (LUNA16 submission columns first)
+    OUT/scans/<id>.json     geometry, timings, models, P(cancer), candidates with world (mm) and voxel coordinates
+                            in the input scan's grid (+ slice index and SOPInstanceUID for DICOM)
+    OUT/pictures/<id>/      overview and finding PNGs (:mod:`lungcad.visualize`)
+    OUT/sr/<id>.dcm         the DICOM SR of the reported findings (``--dicom-sr``, DICOM input)
+
+After a batch: ``OUT/candidates.csv`` (union of the finished scans), ``OUT/patients.csv`` (``id,cancer``, the DSB
+2017 submission format, when the risk stage ran), ``OUT/index.html``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from lungcad import __version__
+from lungcad.detect.pipeline import Detection
+from lungcad.fileio import write_text_atomic
+from lungcad.schema import SUBMISSION_COLUMNS
+
+
+@functools.lru_cache(maxsize=1)
+def picture_config():
+    """``configs/pictures.yaml``: which findings a scan reports (pictures, SR), read once per process."""
+    from lungcad.config import load_config
+    from lungcad.visualize import PictureConfig
+
+    return load_config(PictureConfig, "pictures")
+
+
+def draw_pictures(result: Detection, shown: pd.DataFrame, out: Path) -> dict:
+    """The scan's overview and finding PNGs of the reported findings ``shown`` in ``OUT/pictures/<id>/``."""
+    from lungcad.visualize import scan_pictures
+
+    folder = out / "pictures" / result.scan.id
+    return scan_pictures(result.scan, result.preprocessed, shown, folder, picture_config())
+
+
+def write_report(result: Detection, shown: pd.DataFrame, out: Path) -> str:
+    """``OUT/sr/<id>.dcm``: the DICOM SR of the reported findings ``shown`` (DICOM input only; otherwise the
+    reason)."""
+    from lungcad.sr import write_sr
+
+    scan = result.scan
+    if not scan.metadata.get("slice_files"):
+        return "not written: the input is not a DICOM series"
+    return str(write_sr(scan, shown, out / "sr" / f"{scan.id}.dcm", result.cancer_probability).relative_to(out))
+
+
+def write_scan_result(
+    result: Detection,
+    out: Path,
+    *,
+    path: Path,
+    models: dict[str, str],
+    pictures: bool = True,
+    dicom_sr: bool = False,
+    started: float | None = None,
+) -> None:
+    """Write one scan's files (pictures and SR first, the CSV, the JSON last); ``path`` is the input's, ``models``
+    the :meth:`lungcad.detect.models.ModelSet.record`, ``started`` the ``perf_counter`` when its reading began (for
+    ``total_s``)."""
+    from lungcad.visualize import reported_findings
+
+    scan, table, timings = result.scan, result.candidates, result.timings_s
+    shown = reported_findings(table, picture_config()) if pictures or dicom_sr else None
+    drawn = report = None
+    if pictures:
+        t = time.perf_counter()
+        drawn = draw_pictures(result, shown, out)
+        timings["pictures_s"] = time.perf_counter() - t
+    if dicom_sr:
+        report = write_report(result, shown, out)
+    if started is not None:
+        timings["total_s"] = time.perf_counter() - started
+    scans = out / "scans"
+    write_text_atomic(scans / f"{scan.id}.csv", table.to_csv(index=False))
+    cancer = result.cancer_probability
+    record = {
+        "id": scan.id,
+        "path": str(path),
+        "geometry": scan.summary(),
+        "timings_s": timings,
+        "model": models,
+        **({"cancer_probability": cancer} if cancer is not None else {}),
+        **({"pictures": drawn} if drawn is not None else {}),
+        **({"dicom_sr": report} if report is not None else {}),
+        "lungcad_version": __version__,
+        "candidates": json.loads(table.to_json(orient="records")),
+    }
+    write_text_atomic(scans / f"{scan.id}.json", json.dumps(record, indent=1))
+
+
+def is_finished(out: Path, scan_id: str, models: dict[str, str]) -> bool:
+    """A scan counts as finished when its JSON exists and was made with the same ``models``; otherwise a rerun
+    (e.g. with ``--stage fpr`` after ``--stage candidates``) detects it again."""
+    path = out / "scans" / f"{scan_id}.json"
+    if not path.exists():
+        return False
+    try:
+        return json.loads(path.read_text()).get("model") == models
+    except (OSError, ValueError):
+        return False
+
+
+def collect_candidates(out: Path) -> pd.DataFrame:
+    """Union of every finished scan's candidates; rewrites ``OUT/candidates.csv`` atomically."""
+    frames = [pd.read_csv(p) for p in sorted((out / "scans").glob("*.csv")) if p.with_suffix(".json").exists()]
+    frames = [f for f in frames if not f.empty]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SUBMISSION_COLUMNS)
+    write_text_atomic(out / "candidates.csv", table.to_csv(index=False))
+    return table
+
+
+def read_records(out: Path) -> list[dict]:
+    """Every finished scan's JSON record in ``OUT/scans/``, read once for the batch's summaries."""
+    return [json.loads(path.read_text()) for path in sorted((out / "scans").glob("*.json"))]
+
+
+def collect_patients(out: Path, records: list[dict]) -> pd.DataFrame:
+    """``id,cancer`` (the DSB 2017 submission format) of the ``records`` with a risk; rewrites
+    ``OUT/patients.csv`` atomically (only when some scan has one)."""
+    rows = [(r["id"], r["cancer_probability"]) for r in records if "cancer_probability" in r]
+    table = pd.DataFrame(rows, columns=["id", "cancer"])
+    if rows:
+        write_text_atomic(out / "patients.csv", table.to_csv(index=False))
+    return table
+
+
+def write_batch_tables(out: Path) -> None:
+    """After a batch: ``candidates.csv``, ``patients.csv`` and ``index.html`` from the finished scans."""
+    from lungcad.visualize import write_index
+
+    collect_candidates(out)
+    records = read_records(out)
+    collect_patients(out, records)
+    write_index(out, records)

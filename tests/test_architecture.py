@@ -1,0 +1,156 @@
+"""The package's layering (docs/architecture.md): every import of lungcad code, at module level or inside a function,
+goes to the same or a lower layer; no two packages import each other (directly or round a cycle); no stage imports
+the command line."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "lungcad"
+
+#: Layers from the bottom up: a unit may import its own layer and the ones below. A unit is a subpackage
+#: (``lungcad.io``) or a top-level module (``lungcad.merge``).
+LAYERS = [
+    ("lungcad", "lungcad.errors", "lungcad.fileio", "lungcad.config", "lungcad.scan", "lungcad.schema",
+     "lungcad.modeldir"),
+    ("lungcad.io",),
+    ("lungcad.batch",),
+    ("lungcad.synth",),
+    ("lungcad.preprocess",),
+    ("lungcad.candidates",),
+    ("lungcad.merge",),
+    ("lungcad.patches",),
+    ("lungcad.fpr",),
+    ("lungcad.risk",),
+    ("lungcad.evaluate",),
+    ("lungcad.visualize", "lungcad.sr"),
+    ("lungcad.detect",),
+    ("lungcad.train",),
+    ("lungcad.demo",),
+    ("lungcad.cli",),
+]  # fmt: skip
+RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
+
+
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def unit_of(module: str) -> str:
+    """The layered unit a module belongs to: ``lungcad.fpr.inference`` -> ``lungcad.fpr``."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 else module
+
+
+def imported_modules(path: Path, package: Path = PACKAGE) -> list[tuple[int, str]]:
+    """Every ``lungcad`` module ``path`` imports (line, name), module level or not; relative imports resolved."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    name = module_name(path, package)
+    parent = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                kept = parent.split(".")[: len(parent.split(".")) - node.level + 1]
+                base = ".".join(kept + ([base] if base else []))
+            found.append((node.lineno, base))
+    return [(line, n) for line, n in found if n == "lungcad" or n.startswith("lungcad.")]
+
+
+def import_graph(package: Path = PACKAGE) -> dict[str, dict[str, str]]:
+    """unit -> {imported unit: first place ("path:line")}."""
+    graph: dict[str, dict[str, str]] = {}
+    for path in sorted(package.rglob("*.py")):
+        source = unit_of(module_name(path, package))
+        for line, name in imported_modules(path, package):
+            target = unit_of(name)
+            if target != source:
+                graph.setdefault(source, {}).setdefault(target, f"{path.relative_to(package.parent)}:{line}")
+    return graph
+
+
+def upward_imports(package: Path = PACKAGE) -> list[str]:
+    return [
+        f"{where}: {source} imports {target}"
+        for source, targets in import_graph(package).items()
+        for target, where in targets.items()
+        if RANK.get(target, -1) > RANK.get(source, -1)
+    ]
+
+
+def package_cycles(package: Path = PACKAGE) -> list[str]:
+    graph = {s: set(t) for s, t in import_graph(package).items()}
+    cycles = []
+    for start in graph:  # depth-first search for a path back to ``start``
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    cycles.append(" -> ".join([*path, start]))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+    return sorted(set(cycles))
+
+
+def command_line_imports(package: Path = PACKAGE) -> list[str]:
+    return [
+        f"{where}: {source} imports lungcad.cli"
+        for source, targets in import_graph(package).items()
+        if source != "lungcad.cli"
+        for target, where in targets.items()
+        if target == "lungcad.cli"
+    ]
+
+
+def test_every_unit_has_a_layer():
+    units = {unit_of(module_name(p)) for p in PACKAGE.rglob("*.py")}
+    assert units - set(RANK) == set(), "add the new package or module to LAYERS (and to docs/architecture.md)"
+
+
+def test_nothing_imports_upward():
+    assert not upward_imports(), "upward imports:\n" + "\n".join(upward_imports())
+
+
+def test_no_package_cycles():
+    assert not package_cycles(), "package cycles:\n" + "\n".join(package_cycles())
+
+
+def test_no_stage_imports_the_command_line():
+    assert not command_line_imports()
+
+
+@pytest.mark.parametrize(
+    "source, target, check",
+    [
+        ("lungcad.fpr", "lungcad.train", upward_imports),
+        ("lungcad.candidates", "lungcad.merge", upward_imports),
+        ("lungcad.io", "lungcad.cli", command_line_imports),
+        ("lungcad.merge", "lungcad.candidates", package_cycles),  # candidates -> merge is not allowed either way
+    ],
+)
+def test_the_checks_see_a_planted_import(tmp_path, source, target, check):
+    """An import planted inside a function is caught (the walk is not vacuous)."""
+    fake = tmp_path / "lungcad"
+    for path in PACKAGE.rglob("*.py"):
+        copy = fake / path.relative_to(PACKAGE)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(path.read_text())
+    assert check(fake) == []
+    planted = fake / Path(*source.split(".")[1:]) / "__init__.py"
+    if not planted.exists():
+        planted = planted.parent.with_suffix(".py")
+    planted.write_text(planted.read_text() + f"\n\ndef _planted():\n    from {target}.x import y  # noqa\n")
+    if check is package_cycles:  # plant the way back too
+        back = fake / Path(*target.split(".")[1:]) / "__init__.py"
+        back.write_text(back.read_text() + f"\n\ndef _back():\n    import {source}  # noqa\n")
+    found = check(fake)
+    assert found and source in found[0]
