@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from lungcad.io import load_scan
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -22,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lungcad.io import load_scan
+
     scan = load_scan(args.path, series_uid=args.series, gantry_tilt="refuse" if args.refuse_tilt else "resample")
     info = scan.summary()
     if args.json:

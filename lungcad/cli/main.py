@@ -1,8 +1,12 @@
 """``lungcad`` entry point: a thin argparse front over importable functions.
 
 Each command lives in ``lungcad/cli/<name>.py`` and exposes ``add_parser(subparsers)``, which registers
-its options and sets ``func`` (``args -> exit code``) as the parser default. Add a command by adding its
-module name to :data:`COMMANDS`.
+its options and sets ``func`` (``args -> exit code``) as the parser default; the module imports its heavy
+dependencies (TensorFlow, pydicom, SimpleITK, the stages) only inside its run functions. Add a command by adding
+its name and one-line help to :data:`COMMANDS`.
+
+Commands register lazily: ``lungcad --help`` lists :data:`COMMANDS` without importing any command module, and
+``lungcad CMD ...`` imports only ``lungcad.cli.CMD`` (whose parser gives ``lungcad CMD --help`` its options).
 
 Exit codes: 0 success, 1 a lungcad error (bad input file ...), 2 bad arguments or config,
 3 a batch finished with some scans failed, 130 interrupted.
@@ -14,17 +18,29 @@ import argparse
 import importlib
 import logging
 import sys
+from collections.abc import Iterable
 
 from lungcad import __version__
 from lungcad.errors import LungcadError
 
-COMMANDS = ("inspect", "synth", "preprocess", "train", "detect", "evaluate", "demo")
+# name -> the one-line help of ``lungcad --help``: the same text the module's add_parser registers
+COMMANDS: dict[str, str] = {
+    "inspect": "read a scan and print its geometry, series and warnings",
+    "synth": "write synthetic chest CT phantoms with known nodules (LUNA16 / DSB 2017 layouts)",
+    "preprocess": "resample, segment lungs, crop and normalise scans into a training cache",
+    "train": "train a model (unet, fpr, classifier, risk)",
+    "detect": "find nodules in scans (batch, resumable)",
+    "evaluate": "score detections (LUNA16 FROC/CPM) or patient predictions (DSB 2017 log loss)",
+    "demo": "run the full pipeline with the bundled models on synthetic patients and score it",
+}
 
 log = logging.getLogger("lungcad")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full ``lungcad`` parser with every available sub-command."""
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The ``lungcad`` parser: ``commands`` (default: all of :data:`COMMANDS`) get their module's full parser,
+    the others a placeholder with their one-line help (enough for ``lungcad --help``, imports nothing)."""
+    full = set(COMMANDS if commands is None else commands)
     parser = argparse.ArgumentParser(
         prog="lungcad",
         description="Lung cancer CAD for chest CT (LUNA16 .mhd/.raw, DICOM series, NIfTI).",
@@ -33,29 +49,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"lungcad.cli.{name}")
-        except ModuleNotFoundError as exc:  # a stage not built yet
-            if exc.name and exc.name.startswith(f"lungcad.cli.{name}"):
-                continue
-            raise
-        module.add_parser(sub)
+    for name, help_text in COMMANDS.items():
+        if name in full:
+            importlib.import_module(f"lungcad.cli.{name}").add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
+
+
+def command_in(argv: list[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option (the top-level options take no
+    value), if that is one of :data:`COMMANDS`; else None."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Log to stderr: INFO by default, WARNING with ``quiet``, DEBUG with ``-vv``."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
     # third-party libraries log at WARNING (INFO only with -vv); lungcad's own messages at ``level``
-    logging.basicConfig(level=logging.DEBUG if verbose >= 2 else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose >= 2 else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
     logging.getLogger("lungcad").setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``lungcad`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = command_in(argv)
+    parser = build_parser([command] if command else [])
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -5,10 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lungcad.config import load_config
-from lungcad.preprocess import PreprocessConfig
-from lungcad.preprocess.pipeline import preprocess_scans
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -27,6 +23,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lungcad.config import load_config
+    from lungcad.preprocess import PreprocessConfig
+    from lungcad.preprocess.pipeline import preprocess_scans
+
     config = load_config(PreprocessConfig, args.config)
     out = Path(args.output)
     _, summary = preprocess_scans(

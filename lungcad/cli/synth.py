@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from lungcad.synth import load_synth_config, write_dataset
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``synth`` sub-command."""
@@ -32,6 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``lungcad synth``; prints a one-line summary. Returns 0."""
+    from lungcad.synth import load_synth_config, write_dataset
+
     config = load_synth_config(args.config, max_slices=args.max_slices)
     summary = write_dataset(
         args.out,

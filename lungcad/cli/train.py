@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
+from collections.abc import Callable
 from dataclasses import replace
-
-from lungcad.config import load_config
 
 
 def _model_parser(
@@ -202,49 +202,76 @@ def _report(name: str, result, output: str) -> None:
     print(f"train {name}: best epoch: {best}; model in {output}")
 
 
+def _run_model(
+    args: argparse.Namespace,
+    label: str,
+    config_type: type,
+    train_data: Callable,
+    train_synth: Callable,
+    *,
+    data_only: tuple[str, ...] = (),
+    **extra,
+) -> int:
+    """Run one :func:`_model_parser` command: refuse ``data_only`` options with ``--synth``, make the synthetic
+    source (or check ``--data``) and the strategy, load ``config_type`` from ``--config`` with the
+    ``--epochs/--steps`` overrides, then ``train_synth(source, MODEL_DIR, config, **options)`` (no cache) or
+    ``train_data(DATA, MODEL_DIR, config, **extra, **options)``; prints the best epoch under ``label`` (a format
+    string of ``config``). Returns 0."""
+    from lungcad.config import load_config
+
+    _only_with_data(args, *data_only)
+    source = _synth_source(args)
+    options = _model_options(args)
+    config = _with_overrides(load_config(config_type, args.config), args)
+    if source is not None:
+        options.pop("cache")
+        result = train_synth(source, args.output, config, **options)
+    else:
+        result = train_data(args.data, args.output, config, **extra, **options)
+    _report(label.format(config=config), result, args.output)
+    return 0
+
+
+def run_unet(args: argparse.Namespace) -> int:
+    from lungcad.train.candidates.synthetic import train_unet_synth
+    from lungcad.train.candidates.train import UNetTrainConfig, train_unet
+
+    return _run_model(args, "unet", UNetTrainConfig, train_unet, train_unet_synth, workers=args.workers)
+
+
 def run_fpr(args: argparse.Namespace) -> int:
+    from lungcad.train.fpr.synthetic import train_fpr_synth
     from lungcad.train.fpr.train import FprTrainConfig, train_fpr
 
-    _only_with_data(args, "candidates")
     if args.unet and not args.synth:
         from lungcad.errors import ConfigError
 
         raise ConfigError(
             "--unet runs a U-Net on generated phantoms: give it with --synth (or --candidates with --data)"
         )
-    source = _synth_source(args)
-    options = _model_options(args)
-    config = _with_overrides(load_config(FprTrainConfig, args.config), args)
-    if source is not None:
-        from lungcad.train.fpr.synthetic import train_fpr_synth
-
-        options.pop("cache")
-        result = train_fpr_synth(source, args.output, config, unet=args.unet, **options)
-    else:
-        result = train_fpr(args.data, args.output, config, candidates=args.candidates, **options)
-    _report("fpr", result, args.output)
-    return 0
+    synth = functools.partial(train_fpr_synth, unet=args.unet)
+    return _run_model(
+        args, "fpr", FprTrainConfig, train_fpr, synth, data_only=("candidates",), candidates=args.candidates
+    )
 
 
 def run_classifier(args: argparse.Namespace) -> int:
     from lungcad.train.risk.classifiers import ClassifierTrainConfig, train_classifier
+    from lungcad.train.risk.synthetic import train_classifier_synth
 
-    _only_with_data(args, "nodules")
-    source = _synth_source(args)
-    options = _model_options(args)
-    config = _with_overrides(load_config(ClassifierTrainConfig, args.config), args)
-    if source is not None:
-        from lungcad.train.risk.synthetic import train_classifier_synth
-
-        options.pop("cache")
-        result = train_classifier_synth(source, args.output, config, **options)
-    else:
-        result = train_classifier(args.data, args.output, config, nodules=args.nodules, **options)
-    _report(f"classifier ({config.target})", result, args.output)
-    return 0
+    return _run_model(
+        args,
+        "classifier ({config.target})",
+        ClassifierTrainConfig,
+        train_classifier,
+        train_classifier_synth,
+        data_only=("nodules",),
+        nodules=args.nodules,
+    )
 
 
 def run_risk(args: argparse.Namespace) -> int:
+    from lungcad.config import load_config
     from lungcad.synth.datasets import check_training_folder
     from lungcad.train.risk.classifiers import parse_classifier_options
     from lungcad.train.risk.train import RiskTrainConfig, train_risk
@@ -270,23 +297,6 @@ def run_risk(args: argparse.Namespace) -> int:
     )
     for row in cv["per_fold"]:  # a fold without both classes has no AUC
         print(f"  fold {row['fold']}: n {row['n']}, log loss {row['log_loss']:.4f}, AUC {_number(row['auc'])}")
-    return 0
-
-
-def run_unet(args: argparse.Namespace) -> int:
-    from lungcad.train.candidates.train import UNetTrainConfig, train_unet
-
-    source = _synth_source(args)
-    options = _model_options(args)
-    config = _with_overrides(load_config(UNetTrainConfig, args.config), args)
-    if source is not None:
-        from lungcad.train.candidates.synthetic import train_unet_synth
-
-        options.pop("cache")
-        result = train_unet_synth(source, args.output, config, **options)
-    else:
-        result = train_unet(args.data, args.output, config, workers=args.workers, **options)
-    _report("unet", result, args.output)
     return 0
 
 

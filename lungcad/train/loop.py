@@ -34,7 +34,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from lungcad.errors import ConfigError
-from lungcad.fileio import write_atomic, write_text_atomic
+from lungcad.fileio import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -199,10 +199,9 @@ def _read_history(path: Path, upto_epoch: int) -> list[dict[str, float]]:
 
 def plot_history(history: list[dict[str, float]], path: Path, title: str) -> None:
     """Training curve PNG: loss on the left, validation metrics on the right."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from lungcad.evaluate.plots import save_figure  # also selects matplotlib's Agg backend
 
     epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -214,10 +213,7 @@ def plot_history(history: list[dict[str, float]], path: Path, title: str) -> Non
     if ax2.lines:
         ax2.legend()
     fig.tight_layout()
-    try:
-        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def fit(task: Task, config: LoopConfig, out_dir: str | Path, *, strategy=None, resume: bool = False) -> FitResult:
