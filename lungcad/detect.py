@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from lungcad import __version__
-from lungcad.batch import BatchSummary, ScanRef, find_scans, run_batch
+from lungcad.batch import BatchSummary, run_batch
 from lungcad.errors import ConfigError
 from lungcad.fileio import write_text_atomic
-from lungcad.io import load_scan
+from lungcad.io import ScanRef, find_scans, load_scan
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +192,7 @@ def detect_one(
     ``risk_dir`` is too; add blob-filter candidates with the ``blobs`` config); write its CSV and JSON (the batch
     worker)."""
     t0 = time.perf_counter()
-    scan = load_scan(ref.path, series_uid=series_uid)
-    scan = scan.with_array(scan.array, id=ref.id)
+    scan = load_scan(ref.path, series_uid=series_uid)  # named ref.id (lungcad.io.scan_id)
     timings: dict[str, float] = {"read_s": time.perf_counter() - t0}
     table, pre = _detector(model_dir, blobs).detect_and_preprocess(scan, timings)
     cancer = None

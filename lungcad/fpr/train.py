@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from lungcad.batch import find_scans
 from lungcad.candidates.train import read_tables, split_ids
 from lungcad.errors import DataLayoutError
 from lungcad.fileio import write_atomic
@@ -39,7 +38,7 @@ from lungcad.fpr.data import (
 )
 from lungcad.fpr.fusion import UNET_SCORE_COLUMN, check_unet_weight, choose_unet_weight, fuse
 from lungcad.fpr.wideresnet import WRNConfig, build_wideresnet
-from lungcad.io import load_scan
+from lungcad.io import find_scans, load_scan
 from lungcad.patches import PatchConfig, candidate_spacing, extract_patches
 from lungcad.scan import CTScan
 from lungcad.train.loop import FitResult, LoopConfig, Task, fit
