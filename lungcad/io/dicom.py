@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,7 +157,9 @@ def is_dicom_folder(folder: str | Path, *, skip_suffixes: Sequence[str] = ()) ->
     if not candidates:
         return False
     try:
-        return read_header(candidates[0]) is not None
+        with warnings.catch_warnings():  # pydicom's complaints while probing a file that is not DICOM
+            warnings.simplefilter("ignore")
+            return read_header(candidates[0]) is not None
     except CorruptScanError:  # claims to be DICOM but cannot be parsed: load_scan will say so
         return True
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -45,10 +47,14 @@ def test_find_scans_errors(tmp_path, make_scan):
     with pytest.raises(DataLayoutError, match="no scans found"):
         find_scans([tmp_path / "empty"])
     (tmp_path / "notes").mkdir()
-    (tmp_path / "notes" / "README").write_text("no scans here\n")  # parsed once, found not to be DICOM
+    (tmp_path / "notes" / "readme").write_text("no scans here\n")  # parsed once, found not to be DICOM
     (tmp_path / "notes" / "table.csv").write_text("a,b\n")
-    with pytest.raises(DataLayoutError, match="no scans found"):
-        find_scans([tmp_path / "notes"])
+    np.save(tmp_path / "notes" / "image.npy", np.zeros((4, 5, 5), np.float32))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DataLayoutError, match="no scans found"):
+            find_scans([tmp_path / "notes"])
+    assert [str(w.message) for w in caught] == []  # probing a file that is not DICOM is quiet
     write_mhd(make_scan(shape=(2, 4, 4)), tmp_path / "a" / "x.mhd")
     write_mhd(make_scan(shape=(2, 4, 4)), tmp_path / "b" / "x.mhd")
     with pytest.raises(DataLayoutError, match="share the id 'x'"):
