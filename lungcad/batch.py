@@ -1,9 +1,8 @@
-"""Batch runs over many scans: discovery, parallel workers, resume, and an errors file.
+"""Batch runs over many scans: parallel workers, resume, and an errors file (scheduling only).
 
-Every batch command (``preprocess``, later ``detect``) works the same way:
+Every batch command (``preprocess``, ``detect``) works the same way:
 
-- :func:`find_scans` turns inputs (scan files, DICOM folders, LUNA16 ``subset*`` folders, DSB ``stage1``
-  folders, nested trees) into :class:`ScanRef` s with unique ids;
+- :func:`lungcad.io.find_scans` turns the inputs into :class:`lungcad.io.ScanRef` s with unique ids;
 - :func:`run_batch` calls a per-scan function in worker processes; the function writes its own outputs
   atomically, so a finished scan is never half-written and a rerun skips it (``is_done``);
 - a failing scan is recorded in ``errors.csv`` (``id,path,error``) with its one-line reason and the batch
@@ -19,30 +18,21 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from lungcad.errors import ConfigError, DataLayoutError, LungcadError, ScanNotFoundError
+from lungcad.errors import ConfigError, LungcadError
 from lungcad.fileio import write_text_atomic
 
+if TYPE_CHECKING:
+    from lungcad.io import ScanRef
+
 log = logging.getLogger(__name__)
-
-#: Files read as volumes when found while walking a folder.
-VOLUME_SUFFIXES = (".mhd", ".mha", ".nii", ".nii.gz")
-#: Folders never searched for scans (LUNA16 ships lung masks as .mhd in these).
-SKIP_DIRS = ("seg-lungs", "stage1_lungs", "lung_labels", ".")
-
-
-@dataclass(frozen=True)
-class ScanRef:
-    """One scan to process: its id (output name) and the path to give ``load_scan``."""
-
-    id: str
-    path: Path
 
 
 @dataclass
@@ -65,80 +55,6 @@ class BatchSummary:
         return (
             f"{n} scans done, {len(self.skipped)} already done, {len(self.failed)} failed in {self.seconds:.1f} s{per}"
         )
-
-
-# ------------------------------------------------------------------------------------------- discovery
-def _is_dicom_folder(folder: Path) -> bool:
-    for entry in os.scandir(folder):
-        if not entry.is_file() or entry.name.startswith("."):
-            continue
-        if entry.name.lower().endswith(".dcm"):
-            return True
-        try:
-            with open(entry.path, "rb") as fh:
-                fh.seek(128)
-                if fh.read(4) == b"DICM":
-                    return True
-        except OSError:
-            continue
-    return False
-
-
-def _walk(folder: Path) -> Iterable[Path]:
-    """Scan paths below ``folder``: volume files and folders that directly hold DICOM files. Symlinked folders are
-    followed (views of a dataset made of links), each real folder once (no loops)."""
-    seen: set[str] = set()
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen:
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(SKIP_DIRS))
-        root_path = Path(root)
-        for name in sorted(files):
-            if name.lower().endswith(VOLUME_SUFFIXES) and not name.startswith("."):
-                yield root_path / name
-        if any(f.lower().endswith(".dcm") for f in files) or (files and _is_dicom_folder(root_path)):
-            yield root_path
-
-
-def scan_id(path: Path) -> str:
-    """The id of a scan path: file name without volume suffix, or the DICOM folder's name."""
-    name = path.name
-    for suffix in VOLUME_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def find_scans(inputs: Sequence[str | Path]) -> list[ScanRef]:
-    """Every scan in ``inputs`` (files, DICOM folders or trees of either), in a stable order.
-
-    Raises:
-        ScanNotFoundError: an input does not exist.
-        DataLayoutError: an input holds no scan, or two scans share an id.
-    """
-    refs: list[ScanRef] = []
-    for item in map(Path, inputs):
-        if not item.exists():
-            raise ScanNotFoundError("no such file or folder", path=item)
-        found = [item] if item.is_file() or _is_dicom_folder(item) else list(_walk(item))
-        if not found:
-            raise DataLayoutError(
-                "no scans found", path=item, expected="a .mhd/.mha/.nii(.gz) file, a DICOM folder, or folders of them"
-            )
-        refs += [ScanRef(scan_id(p), p) for p in found]
-    seen: dict[str, Path] = {}
-    for ref in refs:
-        if ref.id in seen:
-            raise DataLayoutError(
-                f"two scans share the id {ref.id!r}: {seen[ref.id]} and {ref.path}",
-                path=ref.path,
-                fix="rename one, or process them in separate runs",
-            )
-        seen[ref.id] = ref.path
-    return refs
 
 
 # ---------------------------------------------------------------------------------------------- errors

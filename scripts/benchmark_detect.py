@@ -22,9 +22,8 @@ from pathlib import Path
 
 from benchmark_unet import seed_design_seconds
 
-from lungcad.batch import ScanRef
 from lungcad.detect import default_stage, detect_one, model_set
-from lungcad.io import write_mhd
+from lungcad.io import ScanRef, write_mhd
 from lungcad.synth import make_phantom
 
 

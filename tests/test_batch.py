@@ -1,4 +1,4 @@
-"""Scan discovery in LUNA16 / DSB layouts and the batch runner's resume and error bookkeeping."""
+"""The batch runner's resume and error bookkeeping, worker processes and their threads."""
 
 from __future__ import annotations
 
@@ -10,46 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lungcad.batch import ScanRef, find_scans, read_errors, run_batch, worker_threads
-from lungcad.errors import CorruptScanError, DataLayoutError, ScanNotFoundError
-from lungcad.io import write_dicom_series, write_mhd
-
-
-def test_find_scans_in_luna_and_dsb_layouts(tmp_path, make_scan):
-    scan = make_scan(shape=(3, 8, 8))
-    write_mhd(scan, tmp_path / "luna16" / "subset0" / "1.2.3.mhd")
-    write_mhd(scan, tmp_path / "luna16" / "subset1" / "1.2.4.mhd")
-    write_mhd(scan, tmp_path / "luna16" / "seg-lungs-LUNA16" / "1.2.3.mhd")  # masks, not scans
-    write_dicom_series(scan, tmp_path / "dsb2017" / "stage1" / "aaa")
-    write_dicom_series(scan, tmp_path / "dsb2017" / "stage1" / "bbb", shuffle_names=False)
-    refs = find_scans([tmp_path])
-    assert [r.id for r in refs] == ["aaa", "bbb", "1.2.3", "1.2.4"]
-    assert find_scans([tmp_path / "dsb2017" / "stage1" / "aaa"]) == [ScanRef("aaa", tmp_path / "dsb2017/stage1/aaa")]
-    assert [r.id for r in find_scans([tmp_path / "luna16" / "subset1" / "1.2.4.mhd"])] == ["1.2.4"]
-
-
-def test_find_scans_follows_symlinked_folders_once(tmp_path, make_scan):
-    scan = make_scan(shape=(3, 8, 8))
-    write_mhd(scan, tmp_path / "data" / "subset0" / "1.2.3.mhd")
-    write_dicom_series(scan, tmp_path / "data" / "stage1" / "aaa")
-    view = tmp_path / "view"
-    view.mkdir()
-    (view / "subset0").symlink_to(tmp_path / "data" / "subset0", target_is_directory=True)
-    (view / "aaa").symlink_to(tmp_path / "data" / "stage1" / "aaa", target_is_directory=True)
-    (view / "loop").symlink_to(view, target_is_directory=True)  # a cycle is not walked twice
-    assert sorted(r.id for r in find_scans([view])) == ["1.2.3", "aaa"]
-
-
-def test_find_scans_errors(tmp_path, make_scan):
-    with pytest.raises(ScanNotFoundError):
-        find_scans([tmp_path / "missing"])
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(DataLayoutError, match="no scans found"):
-        find_scans([tmp_path / "empty"])
-    write_mhd(make_scan(shape=(2, 4, 4)), tmp_path / "a" / "x.mhd")
-    write_mhd(make_scan(shape=(2, 4, 4)), tmp_path / "b" / "x.mhd")
-    with pytest.raises(DataLayoutError, match="share the id 'x'"):
-        find_scans([tmp_path / "a", tmp_path / "b"])
+from lungcad.batch import read_errors, run_batch, worker_threads
+from lungcad.errors import CorruptScanError
+from lungcad.io import ScanRef
 
 
 def _work(ref: ScanRef, out) -> None:
@@ -76,8 +39,13 @@ def test_run_batch_records_errors_and_resumes(tmp_path):
 
 def test_run_batch_in_worker_processes(tmp_path):
     refs = [ScanRef(n, tmp_path / n) for n in ("a", "b", "bad")]
-    summary = run_batch(refs, functools.partial(_work, out=tmp_path), errors_csv=tmp_path / "errors.csv",
-                        is_done=lambda r: False, workers=2)
+    summary = run_batch(
+        refs,
+        functools.partial(_work, out=tmp_path),
+        errors_csv=tmp_path / "errors.csv",
+        is_done=lambda r: False,
+        workers=2,
+    )
     assert sorted(summary.done) == ["a", "b"] and list(summary.failed) == ["bad"]
     assert np.all([(tmp_path / f"{n}.done").exists() for n in ("a", "b")])
     # each worker's TensorFlow gets its share of the cores, not all of them

@@ -8,11 +8,11 @@ import functools
 import time
 from pathlib import Path
 
-from lungcad.batch import BatchSummary, ScanRef, find_scans, run_batch
+from lungcad.batch import BatchSummary, run_batch
 from lungcad.detect.models import ModelSet, model_set
 from lungcad.detect.pipeline import detect_scan
 from lungcad.detect.writers import is_finished, write_batch_tables, write_scan_result
-from lungcad.io import load_scan
+from lungcad.io import ScanRef, find_scans, load_scan
 
 
 def detect_one(
@@ -27,7 +27,6 @@ def detect_one(
     """Read one scan, detect, write its files (the batch worker); returns the candidate table."""
     t0 = time.perf_counter()
     scan = load_scan(ref.path, series_uid=series_uid)
-    scan = scan.with_array(scan.array, id=ref.id)
     timings: dict[str, float] = {"read_s": time.perf_counter() - t0}
     result = detect_scan(scan, models, timings)
     write_scan_result(

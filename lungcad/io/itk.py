@@ -21,8 +21,16 @@ log = logging.getLogger(__name__)
 
 #: MetaImage element types and their sizes in bytes.
 MET_BYTES = {
-    "MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
-    "MET_LONG": 8, "MET_ULONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8,
+    "MET_CHAR": 1,
+    "MET_UCHAR": 1,
+    "MET_SHORT": 2,
+    "MET_USHORT": 2,
+    "MET_INT": 4,
+    "MET_UINT": 4,
+    "MET_LONG": 8,
+    "MET_ULONG": 8,
+    "MET_FLOAT": 4,
+    "MET_DOUBLE": 8,
 }
 
 
@@ -69,7 +77,8 @@ def check_mhd_data(path: Path) -> dict[str, str]:
     data = path.parent / data_name
     if not data.is_file():
         raise CorruptScanError(
-            f"data file {data_name} named by the header does not exist", path=path,
+            f"data file {data_name} named by the header does not exist",
+            path=path,
             fix=f"put {data_name} beside the .mhd",
         )
     if header.get("CompressedData", "False").lower() == "true":
@@ -86,15 +95,17 @@ def check_mhd_data(path: Path) -> dict[str, str]:
         shape = "x".join(map(str, dims))
         raise CorruptScanError(
             f"{data.name} holds {actual} bytes, expected {expected} ({shape} {element}): the file is truncated",
-            path=path, fix="copy or download the .raw again",
+            path=path,
+            fix="copy or download the .raw again",
         )
     return header
 
 
 def read_itk_image(path: str | Path) -> CTScan:
-    """Read a ``.mhd``/``.mha``/``.nii``/``.nii.gz`` CT volume into a :class:`CTScan` (int16 HU).
+    """Read a ``.mhd``/``.mha``/``.nii``/``.nii.gz``/``.nrrd`` CT volume into a :class:`CTScan` (int16 HU).
 
-    The id is the file name without its extension (the LUNA16 seriesuid for ``.mhd``).
+    The id is the file name as is; :func:`lungcad.io.load_scan` names the scan by :func:`lungcad.io.scan_id`
+    (the name without its suffix: the LUNA16 seriesuid for ``.mhd``).
     """
     path = Path(path)
     header = check_mhd_data(path) if path.suffix.lower() == ".mhd" else {}
@@ -110,11 +121,6 @@ def read_itk_image(path: str | Path) -> CTScan:
     array = sitk.GetArrayViewFromImage(image)
     warnings: list[str] = []
     hu = _to_int16_hu(array, warnings)
-    name = path.name
-    for suffix in (".nii.gz", ".mhd", ".mha", ".nii", ".nrrd"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
     meta = {"format": path.suffix.lower().lstrip("."), "pixel_type": image.GetPixelIDTypeAsString()}
     if header:
         meta.update({f"mhd_{k}": v for k, v in header.items() if k in ("TransformMatrix", "AnatomicalOrientation")})
@@ -125,7 +131,7 @@ def read_itk_image(path: str | Path) -> CTScan:
         spacing=tuple(image.GetSpacing()[::-1]),
         origin=tuple(image.GetOrigin()),
         direction=np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3),
-        id=name,
+        id=path.name,
         metadata=meta,
         warnings=tuple(warnings),
         source=path,

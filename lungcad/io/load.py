@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from lungcad.errors import ScanNotFoundError, UnsupportedFormatError
@@ -9,8 +10,22 @@ from lungcad.io.dicom import TiltPolicy, read_dicom_series, read_header
 from lungcad.io.itk import read_itk_image
 from lungcad.scan import CTScan
 
-#: File suffixes read with SimpleITK.
-ITK_SUFFIXES = (".mhd", ".mha", ".nii", ".nii.gz", ".nrrd")
+#: Volume files ``load_scan`` reads (with SimpleITK), lower case: the one list, which discovery
+#: (:func:`lungcad.io.find_scans`) also finds. DICOM is recognised by content, whatever its file names.
+SCAN_SUFFIXES = (".mhd", ".mha", ".nii", ".nii.gz", ".nrrd")
+
+
+def scan_id(path: str | Path) -> str:
+    """The id of the scan at ``path`` (its output name): the file name without its volume suffix (a LUNA16
+    ``.mhd``'s seriesuid), or the name of the DICOM folder or file as given.
+
+    Both :func:`load_scan` (``CTScan.id``) and discovery (``ScanRef.id``) name scans by this one rule.
+    """
+    name = Path(path).name
+    for suffix in SCAN_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def load_scan(
@@ -30,18 +45,26 @@ def load_scan(
         gantry_tilt: DICOM only: "resample" tilted series onto an orthogonal grid or "refuse" them.
 
     Returns:
-        the scan: int16 HU in (z, y, x) with exact world geometry; ``scan.warnings`` lists repairs.
+        the scan: int16 HU in (z, y, x) with exact world geometry, named ``scan_id(path)`` (so a scan read
+        from a ``ScanRef``'s path has that ref's id); ``scan.warnings`` lists repairs.
 
     Raises:
         lungcad.errors.LungcadError subclasses with a one-line message naming the path.
     """
     path = Path(path)
+    scan = _read(path, series_uid, gantry_tilt)
+    sid = scan_id(path)
+    return scan if scan.id == sid else replace(scan, id=sid)
+
+
+def _read(path: Path, series_uid: str | None, gantry_tilt: TiltPolicy) -> CTScan:
+    """Dispatch ``path`` to its reader (see :func:`load_scan`)."""
     if not path.exists():
         raise ScanNotFoundError("no such file or folder", path=path)
     if path.is_dir():
         return read_dicom_series(path, series_uid=series_uid, gantry_tilt=gantry_tilt)
     name = path.name.lower()
-    if name.endswith(ITK_SUFFIXES):
+    if name.endswith(SCAN_SUFFIXES):
         return read_itk_image(path)
     if name.endswith((".raw", ".zraw")):
         raise UnsupportedFormatError(
@@ -52,6 +75,7 @@ def load_scan(
         uid = series_uid or str(getattr(ds, "SeriesInstanceUID", "") or "") or None
         return read_dicom_series(path.parent, series_uid=uid, gantry_tilt=gantry_tilt)
     raise UnsupportedFormatError(
-        "not a format lungcad reads", path=path,
-        expected="a DICOM folder or file, .mhd/.mha, or .nii/.nii.gz",
+        "not a format lungcad reads",
+        path=path,
+        expected=f"a DICOM folder or file, or a {'/'.join(SCAN_SUFFIXES)} file",
     )

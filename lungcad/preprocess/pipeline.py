@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from lungcad import __version__
-from lungcad.batch import BatchSummary, ScanRef, find_scans, run_batch
+from lungcad.batch import BatchSummary, run_batch
 from lungcad.config import to_dict
+from lungcad.io import ScanRef, find_scans
 from lungcad.preprocess.config import PreprocessConfig
 from lungcad.preprocess.crop import Box, bounding_box, crop_scan
 from lungcad.preprocess.intensity import window_normalise
@@ -145,8 +146,7 @@ def preprocess_one(ref: ScanRef, *, out: Path, config: PreprocessConfig, series_
     """Read, preprocess and cache one scan as ``out/<ref.id>/`` (the batch worker)."""
     from lungcad.io import load_scan
 
-    scan = load_scan(ref.path, series_uid=series_uid)
-    scan = scan.with_array(scan.array, id=ref.id)
+    scan = load_scan(ref.path, series_uid=series_uid)  # named ref.id (lungcad.io.scan_id)
     return save_preprocessed(preprocess_scan(scan, config), out)
 
 

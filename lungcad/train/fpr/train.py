@@ -21,14 +21,13 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from lungcad.batch import find_scans
 from lungcad.errors import DataLayoutError
 from lungcad.evaluate.tables import read_annotation_tables
 from lungcad.fileio import write_atomic
 from lungcad.fpr.fusion import UNET_SCORE_COLUMN, check_unet_weight, choose_unet_weight
 from lungcad.fpr.inference import FPR_FILE, PatchScorer, ScorerConfig
 from lungcad.fpr.wideresnet import WRNConfig, build_wideresnet
-from lungcad.io import load_scan
+from lungcad.io import find_scans, load_scan
 from lungcad.patches import PatchConfig, extract_patches
 from lungcad.train.fpr.data import (
     HARD_SOURCE,

@@ -23,10 +23,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from lungcad.batch import find_scans
 from lungcad.errors import ConfigError, DataLayoutError
 from lungcad.fileio import write_text_atomic
-from lungcad.io import load_scan
+from lungcad.io import find_scans, load_scan
 from lungcad.risk.features import FeatureConfig, candidate_features, classifier_names
 from lungcad.risk.model import CLASSIFIERS_DIR, NoisyOrConfig, RiskConfig, RiskModel, load_classifiers
 from lungcad.schema import by_probability
