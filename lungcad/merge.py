@@ -33,7 +33,7 @@ _SLICE_STRUCTURE[1] = ndimage.generate_binary_structure(2, 1)
 
 @dataclass(frozen=True)
 class MergeConfig:
-    """Merging settings (``merge`` of a U-Net model's ``detector.yaml``; ``configs/merge.yaml`` is where training starts).
+    """Merging settings (``merge`` of a U-Net model's ``detector.yaml``; training starts from ``configs/merge.yaml``).
 
     Attributes:
         threshold: probability at or above which a pixel is a detection.
