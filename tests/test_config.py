@@ -85,10 +85,10 @@ def test_base_by_bundled_name_keeps_the_bundled_values(tmp_path):
     from lungcad.train.fpr.train import FprTrainConfig
 
     path = tmp_path / "narrow.yaml"
-    path.write_text("base: fpr\nmodel:\n  widen_factor: 2\n")
+    path.write_text("base: fpr\nscorer:\n  model:\n    widen_factor: 2\n")
     narrow, bundled = load_config(FprTrainConfig, path), load_config(FprTrainConfig, "fpr")
-    assert narrow.model.widen_factor == 2 and bundled.model.widen_factor == 4
-    assert dataclasses.replace(narrow, model=bundled.model) == bundled
+    assert narrow.scorer.model.widen_factor == 2 and bundled.scorer.model.widen_factor == 4
+    assert dataclasses.replace(narrow, scorer=dataclasses.replace(narrow.scorer, model=bundled.scorer.model)) == bundled
 
 
 @dataclasses.dataclass(frozen=True)
