@@ -16,6 +16,21 @@ A file may start from another one with a top-level ``base:`` key, so a variant l
 Bases may themselves have a base; a loop is a :class:`ConfigError`. ``base:`` may also be a list that combines
 variants of one config: ``base: [synth, world_scanner, world_disease]`` is ``synth`` with the keys that each listed
 variant sets itself laid over it in order (each variant must have ``base: synth``), then this file's own keys.
+
+A mapping section may also start from a config file: a ``base:`` key inside a section is that file's mapping (with
+its own bases resolved) with the section's other keys laid over it, so a training config composes the stage configs
+instead of restating them::
+
+    detector:
+      preprocess:
+        base: preprocess                      # configs/preprocess.yaml ...
+        target_spacing_mm: [1.25, 1.0, 1.0]   # ... with this key changed
+      merge: {base: merge}                    # configs/merge.yaml as it is
+
+A section's ``base:`` is one name or path (same rules as the top-level one: a bundled name, or a .yaml path relative
+to the file that names it) and takes part in the same loop detection. Sections are resolved in each file before its
+own top-level ``base:`` is merged in, so a variant's ``merge: {threshold: 0.1}`` changes one key of the section its
+base composed, and a variant's ``merge: {base: other}`` lays ``other``'s keys over it.
 """
 
 from __future__ import annotations
@@ -76,11 +91,11 @@ def read_config_file(path: Path, *, _chain: tuple[Path, ...] = ()) -> dict[str, 
         raise ConfigError(f"not valid YAML ({exc})".replace("\n", " "), path=path) from exc
     if not isinstance(loaded, Mapping):
         raise ConfigError("top level must be a mapping of keys to values", path=path)
-    data = dict(loaded)
+    chain = (*_chain, path.resolve())
+    data = resolve_sections(dict(loaded), path, chain)
     if "base" not in data:
         return data
     base = data.pop("base")
-    chain = (*_chain, path.resolve())
     if isinstance(base, list) and base and all(isinstance(b, str) and b for b in base):
         merged = read_config_file(_base_path(path, base[0]), _chain=chain)
         for name in base[1:]:
@@ -89,6 +104,36 @@ def read_config_file(path: Path, *, _chain: tuple[Path, ...] = ()) -> dict[str, 
     if not isinstance(base, str) or not base:
         raise ConfigError(f"'base' must be a config name, a .yaml path or a list of them, got {base!r}", path=path)
     return merge_mappings(read_config_file(_base_path(path, base), _chain=chain), data)
+
+
+def resolve_sections(data: dict[str, Any], path: Path, chain: tuple[Path, ...], key: str = "") -> dict[str, Any]:
+    """``data`` (the mapping of file ``path``) with every nested section holding a ``base:`` key replaced by that
+    file's mapping with the section's other keys laid over it (recursively; the top level's own ``base:`` is left
+    for :func:`read_config_file`). ``chain``: the files being read, ``path`` last (loop detection)."""
+    out = {}
+    for name, value in data.items():
+        if isinstance(value, Mapping):
+            value = _resolve_section(dict(value), path, chain, f"{key}{name}")
+        out[name] = value
+    return out
+
+
+def _resolve_section(section: dict[str, Any], path: Path, chain: tuple[Path, ...], key: str) -> dict[str, Any]:
+    """One section (``key``, dotted) of the file ``path``, its nested sections and its own ``base:`` resolved."""
+    section = resolve_sections(section, path, chain, key + ".")
+    if "base" not in section:
+        return section
+    base = section.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"'{key}.base' must be a config name or a .yaml path, got {base!r}", path=path)
+    source = _base_path(path, base)
+    if not source.is_file():
+        raise ConfigError(
+            f"config file not found (the base of section '{key}' of {path})",
+            path=source,
+            fix="give a YAML path relative to the file or a name in configs/",
+        )
+    return merge_mappings(read_config_file(source, _chain=chain), section)
 
 
 def _base_path(path: Path, base: str) -> Path:
@@ -104,7 +149,7 @@ def _variant_changes(variant: Path, first: Path, chain: tuple[Path, ...]) -> dic
         raise ConfigError(f"'base' chain loops ({loop})", path=variant)
     if not variant.is_file():
         raise ConfigError(f"config file not found (a base of {chain[-1]})", path=variant)
-    data = dict(yaml.safe_load(variant.read_text()) or {})
+    data = resolve_sections(dict(yaml.safe_load(variant.read_text()) or {}), variant, (*chain, variant.resolve()))
     own = data.pop("base", None)
     if not isinstance(own, str) or _base_path(variant, own).resolve() != first.resolve():
         raise ConfigError(

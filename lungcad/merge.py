@@ -33,7 +33,7 @@ _SLICE_STRUCTURE[1] = ndimage.generate_binary_structure(2, 1)
 
 @dataclass(frozen=True)
 class MergeConfig:
-    """Merging settings (values in ``configs/merge.yaml``).
+    """Merging settings (``merge`` of a U-Net model's ``detector.yaml``; training starts from ``configs/merge.yaml``).
 
     Attributes:
         threshold: probability at or above which a pixel is a detection.
@@ -55,13 +55,6 @@ class MergeConfig:
     max_gap_slices: int
     min_slices: int
     max_candidates: int
-
-
-def default_merge_config() -> MergeConfig:
-    """The bundled ``configs/merge.yaml``."""
-    from lungcad.config import load_config
-
-    return load_config(MergeConfig, "merge")
 
 
 @dataclass
@@ -224,10 +217,10 @@ def z_merge(det: SliceDetections, scan: CTScan, config: MergeConfig) -> pd.DataF
     return order.head(config.max_candidates).reset_index(drop=True)
 
 
-def merge_candidates(prob: np.ndarray, scan: CTScan, config: MergeConfig | None = None) -> pd.DataFrame:
+def merge_candidates(prob: np.ndarray, scan: CTScan, config: MergeConfig) -> pd.DataFrame:
     """The whole merge stage: probability map (Z, Y, X) on ``scan``'s grid -> 3-D candidate table
-    (see :func:`z_merge` for the columns)."""
-    config = config or default_merge_config()
+    (see :func:`z_merge` for the columns), with the caller's ``config`` (a model's ``detector.yaml`` merge, or
+    ``load_config(MergeConfig, "merge")``)."""
     det = slice_detections(prob, scan, config)
     det = distance_merge(det, scan, config.distance_merge_mm)
     return z_merge(det, scan, config)

@@ -37,7 +37,7 @@ from lungcad.scan import CTScan
 
 @dataclass(frozen=True)
 class PatchConfig:
-    """Patch geometry (``patches:`` section of ``configs/fpr.yaml``).
+    """Patch geometry (``scorer.patches`` of ``configs/fpr.yaml``; a model's ``fpr.yaml`` ``patches``).
 
     Attributes:
         size: voxels per side (odd sizes put the candidate exactly on the centre voxel).

@@ -72,25 +72,41 @@ def simple_chest(
     return scan, truth, nodule
 
 
+def tiny_scorer_config(scorer, **patch_changes):
+    """A training config's ScorerConfig shrunk for tests: a WRN-10-1 on 16-voxel patches (``patch_changes`` to the
+    patches too, e.g. ``spacing_mm=2.0``)."""
+    import dataclasses
+
+    return dataclasses.replace(
+        scorer,
+        model=dataclasses.replace(scorer.model, depth=10, widen_factor=1, patch_size=16),
+        patches=dataclasses.replace(scorer.patches, size=16, **patch_changes),
+    )
+
+
 def tiny_scorer(path, config: str = "fpr"):
     """A random WRN-10-1 FPR model on 16-voxel patches (``configs/<config>.yaml`` otherwise), saved as a model
     directory at ``path``."""
-    import dataclasses
-
     from lungcad.config import load_config
     from lungcad.fpr.inference import PatchScorer
     from lungcad.fpr.wideresnet import build_wideresnet
     from lungcad.train.fpr.train import FprTrainConfig
 
-    cfg = load_config(FprTrainConfig, config)
-    cfg = dataclasses.replace(
-        cfg,
-        model=dataclasses.replace(cfg.model, depth=10, widen_factor=1, patch_size=16),
-        patches=dataclasses.replace(cfg.patches, size=16),
-    )
-    scorer = PatchScorer(build_wideresnet(cfg.model), cfg.scorer())
+    scorer_config = tiny_scorer_config(load_config(FprTrainConfig, config).scorer)
+    scorer = PatchScorer(build_wideresnet(scorer_config.model), scorer_config)
     scorer.save(path)
     return scorer
+
+
+def tiny_detector_config(detector):
+    """A training config's DetectorConfig shrunk for tests: a depth-3 U-Net with 4 base filters, no resampling."""
+    import dataclasses
+
+    return dataclasses.replace(
+        detector,
+        model=dataclasses.replace(detector.model, depth=3, base_filters=4),
+        preprocess=dataclasses.replace(detector.preprocess, target_spacing_mm=None),
+    )
 
 
 def confident_unet(path, bias: float = 5.0, **detector_changes):
@@ -104,17 +120,12 @@ def confident_unet(path, bias: float = 5.0, **detector_changes):
     from lungcad.detect.detector import CandidateDetector
     from lungcad.train.candidates.train import UNetTrainConfig
 
-    cfg = load_config(UNetTrainConfig, "unet")
-    cfg = dataclasses.replace(
-        cfg,
-        model=dataclasses.replace(cfg.model, depth=3, base_filters=4),
-        preprocess=dataclasses.replace(cfg.preprocess, target_spacing_mm=None),
-    )
-    model = build_unet(cfg.model)
+    detector = tiny_detector_config(load_config(UNetTrainConfig, "unet").detector)
+    model = build_unet(detector.model)
     last = [layer for layer in model.layers if layer.weights][-1]
     kernel, last_bias = last.get_weights()
     last.set_weights([np.zeros_like(kernel), np.full_like(last_bias, bias)])
-    return CandidateDetector(model, dataclasses.replace(cfg.detector(), **detector_changes)).save(path)
+    return CandidateDetector(model, dataclasses.replace(detector, **detector_changes)).save(path)
 
 
 def tiny_unet_config(epochs: int = 2, steps_per_epoch: int = 3):
@@ -128,8 +139,7 @@ def tiny_unet_config(epochs: int = 2, steps_per_epoch: int = 3):
     cfg = load_config(UNetTrainConfig, "unet")
     return dataclasses.replace(
         cfg,
-        model=dataclasses.replace(cfg.model, depth=3, base_filters=4),
-        preprocess=dataclasses.replace(cfg.preprocess, target_spacing_mm=None),
+        detector=tiny_detector_config(cfg.detector),
         sampling=dataclasses.replace(cfg.sampling, patch_size=32),
         train=dataclasses.replace(cfg.train, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=4),
         validation_patches=6,

@@ -10,6 +10,7 @@ import yaml
 
 from lungcad.config import CONFIG_DIR, load_config, to_dict
 from lungcad.errors import ConfigError
+from lungcad.merge import MergeConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,10 +85,68 @@ def test_base_by_bundled_name_keeps_the_bundled_values(tmp_path):
     from lungcad.train.fpr.train import FprTrainConfig
 
     path = tmp_path / "narrow.yaml"
-    path.write_text("base: fpr\nmodel:\n  widen_factor: 2\n")
+    path.write_text("base: fpr\nscorer:\n  model:\n    widen_factor: 2\n")
     narrow, bundled = load_config(FprTrainConfig, path), load_config(FprTrainConfig, "fpr")
-    assert narrow.model.widen_factor == 2 and bundled.model.widen_factor == 4
-    assert dataclasses.replace(narrow, model=bundled.model) == bundled
+    assert narrow.scorer.model.widen_factor == 2 and bundled.scorer.model.widen_factor == 4
+    assert dataclasses.replace(narrow, scorer=dataclasses.replace(narrow.scorer, model=bundled.scorer.model)) == bundled
+
+
+@dataclasses.dataclass(frozen=True)
+class Composed:
+    first: Inner
+    second: Outer
+    scale: float = 1.0
+
+
+def test_a_section_base_starts_the_section_from_that_file(tmp_path):
+    (tmp_path / "inner.yaml").write_text("sigma: 2\nsizes: [3, 4]\n")
+    (tmp_path / "outer.yaml").write_text("base: outer_base.yaml\nmode: b\n")
+    (tmp_path / "outer_base.yaml").write_text("name: from-base\ninner: {base: inner.yaml}\n")
+    (tmp_path / "c.yaml").write_text(
+        "first:\n  base: inner.yaml\n  sigma: 5\n"  # the file's mapping, one key overridden inside the section
+        "second:\n  base: outer.yaml\n  inner:\n    sizes: [9]\n"  # a base with its own base and section base
+    )
+    cfg = load_config(Composed, tmp_path / "c.yaml")
+    assert cfg.first == Inner(5.0, (3, 4))
+    assert cfg.second == Outer("from-base", "b", Inner(2.0, (9,)))
+    # a variant of the composed file changes one key of a composed section; the rest stays the section base's
+    (tmp_path / "v.yaml").write_text("base: c.yaml\nfirst:\n  sizes: [7]\nscale: 2\n")
+    assert load_config(Composed, tmp_path / "v.yaml") == Composed(Inner(5.0, (7,)), cfg.second, 2.0)
+    # a variant's own section base replaces the composed values with that file's, then its keys
+    (tmp_path / "inner2.yaml").write_text("sigma: 8\n")
+    (tmp_path / "w.yaml").write_text("base: c.yaml\nfirst:\n  base: inner2.yaml\n")
+    assert load_config(Composed, tmp_path / "w.yaml").first == Inner(8.0, (3, 4))
+
+
+@dataclasses.dataclass(frozen=True)
+class WithMerge:
+    merge: MergeConfig
+
+
+def test_a_section_base_by_bundled_name_is_the_bundled_file(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("merge:\n  base: merge\n  max_candidates: 7\n")
+    assert load_config(WithMerge, path).merge == dataclasses.replace(
+        load_config(MergeConfig, "merge"), max_candidates=7
+    )
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"a.yaml": "first: {base: gone.yaml}\n"}, r"gone\.yaml.*\(the base of section 'first' of .*a\.yaml"),
+        ({"a.yaml": "second: {inner: {base: gone}}\n"}, r"configs/gone\.yaml.*section 'second\.inner'"),
+        ({"a.yaml": "first: {base: a.yaml}\n"}, r"chain loops \(a.yaml -> a.yaml\)"),
+        ({"a.yaml": "first: {base: b.yaml}\n", "b.yaml": "sigma: {base: a.yaml}\n"}, r"a.yaml -> b.yaml -> a.yaml"),
+        ({"a.yaml": "first: {base: [b.yaml]}\n"}, r"'first\.base' must be a config name or a \.yaml path"),
+        ({"a.yaml": "first: {base: b.yaml}\n", "b.yaml": "sigm: 1\n"}, "unknown key 'first.sigm'"),
+    ],
+)  # fmt: skip
+def test_bad_section_base_is_a_config_error_naming_the_file(tmp_path, files, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(Composed, tmp_path / "a.yaml")
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import pandas as pd
 from lungcad.config import load_config
 from lungcad.detect import BUNDLED_MODELS
 from lungcad.detect.detector import DETECTOR_FILE, DetectorConfig
-from lungcad.merge import default_merge_config, merge_candidates
+from lungcad.merge import MergeConfig, merge_candidates
 from lungcad.scan import CTScan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -36,7 +36,7 @@ def _noisy_map(seed: int) -> tuple[CTScan, np.ndarray]:
 
 def test_staged_sweep_gives_what_merge_candidates_gives_for_every_setting():
     maps = [_noisy_map(seed) for seed in (1, 2)]
-    base = default_merge_config()
+    base = load_config(MergeConfig, "merge")
     grid = {"threshold": [0.1, 0.2, 0.35], "min_slices": [1, 2], "z_merge_radius_mm": [2.0, 5.0]}
     seen, counts = [], []
     for settings, tables in sweep(maps, base, grid):

@@ -19,7 +19,7 @@ from keras import layers
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """U-Net hyper-parameters (``model:`` section of ``configs/unet.yaml``).
+    """U-Net hyper-parameters (``detector.model`` of ``configs/unet.yaml``; a model's ``detector.yaml`` ``model``).
 
     Attributes:
         depth: number of resolution levels (5 in the seed: 32..512 filters).

@@ -18,7 +18,7 @@ from keras import layers
 
 @dataclass(frozen=True)
 class WRNConfig:
-    """WideResNet hyper-parameters (``model:`` section of ``configs/fpr.yaml``).
+    """WideResNet hyper-parameters (``scorer.model`` of ``configs/fpr.yaml``; a model's ``fpr.yaml`` ``model``).
 
     Attributes:
         depth: 6n + 4 (16, 22, 28, ...).

@@ -41,13 +41,10 @@ from lungcad.scan import CTScan
 log = logging.getLogger(__name__)
 
 
-def lung_mask(scan: CTScan, config: LungMaskConfig | None = None) -> np.ndarray:
+def lung_mask(scan: CTScan, config: LungMaskConfig) -> np.ndarray:
     """Boolean lung mask, shape ``scan.shape`` (z, y, x): both lungs, without trachea and main bronchi,
-    with vessels, nodules and juxtapleural nodules inside."""
-    if config is None:
-        from lungcad.preprocess.config import default_config
-
-        config = default_config().lung_mask
+    with vessels, nodules and juxtapleural nodules inside. ``config``: e.g. ``PreprocessConfig.lung_mask`` of the
+    caller's preprocessing (``preprocess.config.default_config()`` for the bundled one)."""
     coarse_img, factors = _coarse(scan, config.working_spacing_mm)
     hu = sitk.GetArrayFromImage(coarse_img)
     spacing = np.asarray(coarse_img.GetSpacing()[::-1])

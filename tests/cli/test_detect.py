@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import simple_chest, tiny_scorer
+from helpers import simple_chest, tiny_detector_config, tiny_scorer
 
 from lungcad.candidates.unet import build_unet
 from lungcad.cli.main import main
@@ -21,14 +21,9 @@ from lungcad.train.candidates.train import UNetTrainConfig
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    cfg = load_config(UNetTrainConfig, "unet")
-    cfg = dataclasses.replace(
-        cfg,
-        model=dataclasses.replace(cfg.model, depth=3, base_filters=4),
-        preprocess=dataclasses.replace(cfg.preprocess, target_spacing_mm=None),
-    )
+    detector = tiny_detector_config(load_config(UNetTrainConfig, "unet").detector)
     path = tmp_path_factory.mktemp("model")
-    return CandidateDetector(build_unet(cfg.model), cfg.detector()).save(path)
+    return CandidateDetector(build_unet(detector.model), detector).save(path)
 
 
 def test_detect_batch_with_corrupt_scan_and_resume(tmp_path, tiny_model, capsys):

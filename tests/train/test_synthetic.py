@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 import yaml
-from helpers import confident_unet, tiny_unet_config
+from helpers import confident_unet, tiny_scorer_config, tiny_unet_config
 
 from lungcad.cli.main import main
 from lungcad.config import load_config, to_dict
@@ -32,8 +32,7 @@ def _patch_config(cls=FprTrainConfig, name: str = "fpr"):
     cfg = load_config(cls, name)
     return dataclasses.replace(
         cfg,
-        model=dataclasses.replace(cfg.model, depth=10, widen_factor=1, patch_size=16),
-        patches=dataclasses.replace(cfg.patches, size=16, spacing_mm=2.0),
+        scorer=tiny_scorer_config(cfg.scorer, spacing_mm=2.0),
         train=dataclasses.replace(cfg.train, epochs=1, steps_per_epoch=2, batch_size=8),
     )
 
@@ -179,7 +178,7 @@ def test_train_fpr_synth_runs(tmp_path, with_unet):
     out = tmp_path / "fpr"
     args = ["train", "fpr", *_synth_args(), "--config", _write(_patch_config(), tmp_path / "fpr.yaml"), "-o", str(out)]
     if with_unet:
-        confident_unet(tmp_path / "unet", merge=load_config(UNetTrainConfig, "unet").merge)
+        confident_unet(tmp_path / "unet", merge=load_config(UNetTrainConfig, "unet").detector.merge)
         args += ["--unet", str(tmp_path / "unet")]
     assert main(args) == 0
     assert (out / "model.keras").exists() and (out / "fpr.yaml").exists()

@@ -55,14 +55,16 @@ class UNetMaker:
 
         start = time.perf_counter()
         phantom = make_phantom(synth_seed, index, size=self.size, config=self.synth)
-        pre = preprocess_scan(phantom.scan, self.config.preprocess)
+        pre = preprocess_scan(phantom.scan, self.config.detector.preprocess)
         pre = replace(pre, info=geometry_dict(pre))  # what the training cache holds (its HU window)
         annotations, excluded = phantom_tables(phantom)
         rng = np.random.default_rng([self.seed, synth_seed, index])
         scan = training_scan(pre, annotations, excluded, self.config.sampling, rng)
         if validation:
             return pre, scan, annotations
-        stream = patch_stream([scan], self.config.model.context_slices, self.config.sampling, int(rng.integers(2**62)))
+        stream = patch_stream(
+            [scan], self.config.detector.model.context_slices, self.config.sampling, int(rng.integers(2**62))
+        )
         x, y, w = (np.stack(a) for a in zip(*islice(stream, self.per_phantom)))
         positives = int((y.reshape(len(y), -1).max(axis=1) > 0).sum())
         return Examples((x, y, w), time.perf_counter() - start, positives)
@@ -72,7 +74,7 @@ def signature(config: UNetTrainConfig):
     """The ``tf.TensorSpec`` of one U-Net example (x, y, w)."""
     import tensorflow as tf
 
-    p, channels = config.sampling.patch_size, config.model.channels
+    p, channels = config.sampling.patch_size, config.detector.model.channels
     return (
         tf.TensorSpec((p, p, channels), tf.float32),
         tf.TensorSpec((p, p, 1), tf.float32),
@@ -108,7 +110,7 @@ def train_unet_synth(
         log.info("%d validation phantoms made in %.1f s", len(val), time.perf_counter() - start)
         annotations = pd.concat([v[2] for v in val], ignore_index=True)
         task = Task(
-            build_model=lambda: initial_unet(config.model, init),
+            build_model=lambda: initial_unet(config.detector.model, init),
             loss=functools.partial(dice_bce_loss, pos_weight=config.pos_weight),
             dataset=None,
             validate=make_validator(
@@ -128,5 +130,5 @@ def train_unet_synth(
         "init": str(init) if init else None,
     }
     finish_run(result, out, config, info)
-    CandidateDetector(result.model, config.detector()).save(out)
+    CandidateDetector(result.model, config.detector).save(out)
     return result

@@ -21,12 +21,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from lungcad.candidates.blobs import BlobConfig
 from lungcad.candidates.unet import UNetConfig, build_unet, transfer_weights, widens_context
 from lungcad.detect.detector import DETECTOR_FILE, CandidateDetector, DetectorConfig
 from lungcad.errors import ConfigError, DataLayoutError
 from lungcad.evaluate.tables import read_annotation_tables
-from lungcad.merge import MergeConfig
 from lungcad.preprocess.config import PreprocessConfig
 from lungcad.preprocess.pipeline import load_preprocessed, preprocess_scans
 from lungcad.train.candidates.data import SamplingConfig, dice_bce_loss, make_dataset, sample_patch, training_scan
@@ -40,33 +38,27 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class UNetTrainConfig:
-    """``configs/unet.yaml``: model, grid, sampling, loop, merging and validation settings."""
+    """``configs/unet.yaml``: the detector a training produces, and how it is trained.
 
-    model: UNetConfig
-    preprocess: PreprocessConfig
+    Attributes:
+        detector: what the model directory's ``detector.yaml`` receives (grid, U-Net, merge, inference settings);
+            its merge also counts the validation recall.
+        sampling: training patches; train: the loop.
+        pos_weight: BCE weight of nodule pixels.
+        validation_fraction: share of scans held out (seeded by ``train.seed``).
+        validation_patches: fixed held-out patches scored each epoch (loss, Dice).
+        recall_scans, recall_at: the validation recall: nodules hit by each of up to ``recall_scans`` held-out
+            scans' top ``recall_at`` candidates (the detector's merge, without test-time flips or blobs).
+    """
+
+    detector: DetectorConfig
     sampling: SamplingConfig
     train: LoopConfig
-    merge: MergeConfig
     pos_weight: float
     validation_fraction: float
     validation_patches: int
     recall_scans: int
     recall_at: int
-    inference_batch_size: int
-    lung_margin_mm: float
-    test_time_flips: tuple[str, ...] = ()
-    blobs: BlobConfig | None = None
-
-    def detector(self) -> DetectorConfig:
-        return DetectorConfig(
-            self.preprocess,
-            self.model,
-            self.merge,
-            self.inference_batch_size,
-            self.lung_margin_mm,
-            self.test_time_flips,
-            self.blobs,
-        )
 
 
 def build_cache(data: Path, cache: Path, config: PreprocessConfig, workers: int = 1) -> list[str]:
@@ -109,7 +101,7 @@ def make_validator(config: UNetTrainConfig, val_scans, val_pre, annotations):
             sample_patch(
                 val_scans[i % len(val_scans)],
                 kinds[i % 3],
-                config.model.context_slices,
+                config.detector.model.context_slices,
                 replace(
                     config.sampling,
                     flip=False,
@@ -134,7 +126,7 @@ def make_validator(config: UNetTrainConfig, val_scans, val_pre, annotations):
         loss = float(tf.reduce_mean(dice_bce_loss(y, pred, w, config.pos_weight)))
         inter = float(np.sum((pred > 0.5) * y * w))
         dice = 2 * inter / max(float(np.sum((pred > 0.5) * w) + np.sum(y * w)), 1e-6)
-        alone = replace(config.detector(), test_time_flips=(), blobs=None)  # the network alone
+        alone = replace(config.detector, test_time_flips=(), blobs=None)  # the network alone
         detector = CandidateDetector(model, alone)
         tables = [detector.detect_preprocessed(pre) for pre in val_pre]
         recall, per_scan = candidate_recall(tables, annotations, [p.scan.id for p in val_pre], config.recall_at)
@@ -176,7 +168,7 @@ def mine_from(init: str | Path | None, train_scans: list, config: UNetTrainConfi
     if boost <= 0:
         return None
     source = CandidateDetector.load(init)
-    return mine_hard_positives(train_scans, source.infer, source.config.model, boost, config.inference_batch_size)
+    return mine_hard_positives(train_scans, source.infer, source.config.model, boost, config.detector.batch_size)
 
 
 def train_unet(
@@ -198,7 +190,7 @@ def train_unet(
     data, out = Path(data), Path(out_dir)
     cache = Path(cache) if cache else out / "cache"
     annotations, excluded = read_annotation_tables(data)
-    ids = build_cache(data, cache, config.preprocess, workers)
+    ids = build_cache(data, cache, config.detector.preprocess, workers)
     if len(ids) < 2:
         raise DataLayoutError(f"{len(ids)} usable scan(s); training needs at least 2", path=data)
     train_ids, val_ids = split_ids(ids, config.validation_fraction, config.train.seed)
@@ -208,10 +200,10 @@ def train_unet(
     train_scans = [scans[s] for s in train_ids]
     mined = mine_from(init, train_scans, config)
     task = Task(
-        build_model=lambda: initial_unet(config.model, init),
+        build_model=lambda: initial_unet(config.detector.model, init),
         loss=functools.partial(dice_bce_loss, pos_weight=config.pos_weight),
         dataset=lambda batch, seed: make_dataset(
-            train_scans, config.model.context_slices, config.sampling, batch, seed
+            train_scans, config.detector.model.context_slices, config.sampling, batch, seed
         ),
         validate=make_validator(
             config, [scans[s] for s in val_ids], [pre[s] for s in val_ids[: config.recall_scans]], annotations
@@ -228,5 +220,5 @@ def train_unet(
     finish_run(result, out, config, info)
     if mined is not None:
         write_mined(mined, out)
-    CandidateDetector(result.model, config.detector()).save(out)
+    CandidateDetector(result.model, config.detector).save(out)
     return result

@@ -112,7 +112,7 @@ class PatchMaker:
         start = time.perf_counter()
         rng = np.random.default_rng([self.seed, synth_seed, index])
         phantom, table, unet = self.labelled(synth_seed, index, rng)
-        patches, sampling = self.config.patches, self.config.sampling
+        patches, sampling = self.config.scorer.patches, self.config.sampling
         size, dims = patches.size, 3 if patches.mode == "3d" else 2
         if validation:
             return self.validation_part(phantom, table, unet)
@@ -127,7 +127,7 @@ class PatchMaker:
     def validation_part(self, phantom, table: pd.DataFrame, unet: pd.DataFrame | None) -> dict:
         """A validation phantom's centred patches (float16) and labels, and its U-Net marks (rows and patches, the
         blob filter's left out as :func:`lungcad.train.fpr.train.validation_froc` does) with its truth tables."""
-        patches = self.config.patches
+        patches = self.config.scorer.patches
         size, dims = patches.size, 3 if patches.mode == "3d" else 2
         cut = cut_patches(phantom.scan, table, patches, self.config.sampling.augment_margin).patches
         part = {"x": center_crop(cut, size, dims).astype(np.float16), "labels": table.label.to_numpy(np.int8)}
@@ -161,7 +161,7 @@ def signature(config: FprTrainConfig):
     """The ``tf.TensorSpec`` of one patch example (x, y, w)."""
     import tensorflow as tf
 
-    model = config.model
+    model = config.scorer.model
     shape = (model.patch_size,) * model.dims + (model.channels,)
     return (tf.TensorSpec(shape, tf.float32), tf.TensorSpec((1,), tf.float32), tf.TensorSpec((), tf.float32))
 
@@ -210,7 +210,7 @@ def train_patch_synth(
         labels = np.concatenate([p["labels"] for p in val])
         cpm = validation_marks(val)
         task = Task(
-            build_model=lambda: initial_wideresnet(config.scorer(), init),
+            build_model=lambda: initial_wideresnet(config.scorer, init),
             loss=patch_loss,
             dataset=None,
             validate=patch_validator(config, val_x, labels, cpm) if len(labels) else None,

@@ -26,9 +26,9 @@ from lungcad.evaluate.tables import read_annotation_tables
 from lungcad.fileio import write_atomic
 from lungcad.fpr.fusion import UNET_SCORE_COLUMN, check_unet_weight, choose_unet_weight
 from lungcad.fpr.inference import FPR_FILE, PatchScorer, ScorerConfig
-from lungcad.fpr.wideresnet import WRNConfig, build_wideresnet
+from lungcad.fpr.wideresnet import build_wideresnet
 from lungcad.io import find_scans, load_scan
-from lungcad.patches import PatchConfig, extract_patches
+from lungcad.patches import extract_patches
 from lungcad.train.fpr.data import (
     HARD_SOURCE,
     XYZ,
@@ -50,28 +50,32 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FprTrainConfig:
-    """``configs/fpr.yaml``.
+    """``configs/fpr.yaml``: the scorer a training produces, and how it is trained.
 
-    ``unet_weights``: the fusion weights tried after training on the validation scans' U-Net candidates (with
-    ``test_time_transforms`` views); the best one is saved as the model's ``unet_weight``. ``[0.0]``: no fusion.
+    Attributes:
+        scorer: what the model directory's ``fpr.yaml`` receives (patches, WideResNet, inference batch and
+            test-time views), except ``unet_weight``, which training chooses from ``unet_weights``.
+        sampling: training points and augmentation; train: the loop.
+        validation_fraction: share of scans held out (seeded by ``train.seed``).
+        unet_weights: the fusion weights tried after training on the validation scans' U-Net candidates (with
+            ``scorer.test_time_transforms`` views); the best one is saved as the model's ``unet_weight``.
+            ``[0.0]``: no fusion.
     """
 
-    model: WRNConfig
-    patches: PatchConfig
+    scorer: ScorerConfig
     sampling: FprSamplingConfig
     train: LoopConfig
     validation_fraction: float
-    batch_size_inference: int
-    test_time_transforms: int = 1
     unet_weights: tuple[float, ...] = (0.0,)
 
     def __post_init__(self) -> None:
-        self.scorer()  # the saved model's settings are checked when the config is loaded, not after the patch cache
+        if self.scorer.unet_weight != 0.0:
+            raise ValueError(
+                f"scorer.unet_weight {self.scorer.unet_weight}: training chooses it from unet_weights; remove it and "
+                "list the weights to try in unet_weights"
+            )
         for weight in self.unet_weights:
             check_unet_weight(weight)
-
-    def scorer(self) -> ScorerConfig:
-        return ScorerConfig(self.patches, self.model, self.batch_size_inference, self.test_time_transforms)
 
 
 def read_candidates_tables(data: Path, extra: pd.DataFrame | None) -> pd.DataFrame:
@@ -101,7 +105,7 @@ def build_patch_cache(data: Path, cache: Path, labelled: pd.DataFrame, config: F
         key = _cache_key(table, config)
         part = _cached_patches(path, key)
         if part is None:
-            part = cut_patches(load_scan(ref.path), table, config.patches, config.sampling.augment_margin)
+            part = cut_patches(load_scan(ref.path), table, config.scorer.patches, config.sampling.augment_margin)
             arrays = {"patches": part.patches, "labels": part.labels, "scan_ids": part.scan_ids, "key": key}
             write_atomic(path, functools.partial(np.savez, **arrays))
         part.hard = hard_rows(table)  # not cached: which rows are the U-Net's does not change the patches
@@ -113,7 +117,7 @@ def build_patch_cache(data: Path, cache: Path, labelled: pd.DataFrame, config: F
 
 def _cache_key(table: pd.DataFrame, config: FprTrainConfig) -> str:
     """Hash of one scan's labelled candidates (mm, label) and the patch settings: what its cached patches depend on."""
-    settings = repr((config.patches, config.sampling.augment_margin))
+    settings = repr((config.scorer.patches, config.sampling.augment_margin))
     columns = ["seriesuid", *XYZ, "label"] + (["diameter_mm"] if "diameter_mm" in table.columns else [])
     text = table[columns].to_csv(index=False) + settings
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -190,7 +194,10 @@ def validation_froc(
         return None
     parts = [
         extract_patches(
-            load_scan(refs[uid]), group[XYZ].to_numpy(float), config.patches, table_spacing(group, config.patches)
+            load_scan(refs[uid]),
+            group[XYZ].to_numpy(float),
+            config.scorer.patches,
+            table_spacing(group, config.scorer.patches),
         ).astype(np.float16)
         for uid, group in rows.groupby("seriesuid", sort=False)
     ]
@@ -298,7 +305,7 @@ def patch_validator(config: FprTrainConfig, val_x: np.ndarray, labels: np.ndarra
     and, with U-Net marks, ``val_cpm``; one view per patch, so the epoch choice does not depend on test-time views."""
 
     def validate(model) -> dict[str, float]:
-        scorer = PatchScorer(model, replace(config.scorer(), test_time_transforms=1))
+        scorer = PatchScorer(model, replace(config.scorer, test_time_transforms=1))
         metrics = {"val_auc": roc_auc(labels, scorer.score_patches(val_x))}
         if cpm is not None:
             metrics["val_cpm"] = cpm(scorer)
@@ -336,12 +343,12 @@ def train_patch_classifier(
     train_ids, val_ids = split_ids(sorted(set(patches.scan_ids)), config.validation_fraction, config.train.seed)
     train_set = patches.subset(np.isin(patches.scan_ids, train_ids))
     val_set = patches.subset(np.isin(patches.scan_ids, val_ids))
-    size, dims = config.patches.size, 3 if config.patches.mode == "3d" else 2
+    size, dims = config.scorer.patches.size, 3 if config.scorer.patches.mode == "3d" else 2
     val_x = center_crop(val_set.patches, size, dims).astype(np.float32)
     cpm = val_cpm(val_ids) if val_cpm is not None else None
     loop = monitored_loop(config, cpm)
     task = Task(
-        build_model=lambda: initial_wideresnet(config.scorer(), init),
+        build_model=lambda: initial_wideresnet(config.scorer, init),
         loss=patch_loss,
         dataset=lambda batch, seed: make_dataset(train_set, size, dims, config.sampling, batch, seed),
         validate=patch_validator(config, val_x, val_set.labels, cpm) if len(val_set.labels) else None,
@@ -365,7 +372,7 @@ def finish_patch_classifier(result, out: Path, config, info: dict, finalize, cpm
     """The end of a patch classifier's training: the kept epoch's weights, the ``finalize`` hook (e.g. the FPR's
     fusion choice; its entries join ``info``), ``run.json`` and the scorer's files in ``out``."""
     load_best_weights(result, out)
-    scorer = PatchScorer(result.model, config.scorer())
+    scorer = PatchScorer(result.model, config.scorer)
     if finalize is not None:
         scorer, extra = finalize(scorer, cpm)
         info |= extra

@@ -136,7 +136,7 @@ def train_classifier(
         cands,
         config.non_nodules_per_scan,
         config.train.seed,
-        jitter=config.diameter_jitter if config.patches.diameters_across > 0 else (1.0,),
+        jitter=config.diameter_jitter if config.scorer.patches.diameters_across > 0 else (1.0,),
         unknown_diameter_mm=config.sampling.unknown_diameter_mm,
     )
     info = {"nodules": str(path), "target": config.target, "positive_nodules": int(table.label.sum())}

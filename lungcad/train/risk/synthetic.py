@@ -27,7 +27,7 @@ def classifier_points(config: ClassifierTrainConfig, phantom, unet, seed: int) -
     points; with no usable nodule, that many class-0 points alone. ``unet`` is not used."""
     nodules = label_nodules(phantom_nodules(phantom), config)
     candidates = phantom_candidates(phantom)
-    jitter = config.diameter_jitter if config.patches.diameters_across > 0 else (1.0,)
+    jitter = config.diameter_jitter if config.scorer.patches.diameters_across > 0 else (1.0,)
     table = training_table(
         nodules,
         candidates,

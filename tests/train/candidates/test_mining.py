@@ -43,7 +43,7 @@ def _scan_with_two_nodules(make_scan, image_values=(0.9, 0.2)):
 
 
 def _model_config():
-    model = load_config(UNetTrainConfig, "unet").model
+    model = load_config(UNetTrainConfig, "unet").detector.model
     return dataclasses.replace(model, depth=3, context_slices=CONTEXT)
 
 

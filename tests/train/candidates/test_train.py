@@ -49,20 +49,20 @@ def test_tiny_training_run_writes_a_usable_model(tmp_path):
     again = train_unet(tmp_path / "data", out, tiny_unet_config(), resume=True)  # nothing left: epochs done
     assert [r["epoch"] for r in again.history] == [1.0, 2.0]
     # fine-tuning (--init) starts from the trained weights, and only with the same architecture
-    start = initial_unet(tiny_unet_config().model, out)
+    start = initial_unet(tiny_unet_config().detector.model, out)
     for a, b in zip(start.get_weights(), detector.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-    fresh = initial_unet(tiny_unet_config().model)
+    fresh = initial_unet(tiny_unet_config().detector.model)
     assert any(not np.array_equal(a, b) for a, b in zip(fresh.get_weights(), start.get_weights()))
     with pytest.raises(ConfigError, match="model settings"):
-        initial_unet(dataclasses.replace(tiny_unet_config().model, base_filters=8), out)
+        initial_unet(dataclasses.replace(tiny_unet_config().detector.model, base_filters=8), out)
     # ... or one with a wider 2.5-D context, which starts out computing what the trained one does
-    wide = initial_unet(dataclasses.replace(tiny_unet_config().model, context_slices=3), out)
+    wide = initial_unet(dataclasses.replace(tiny_unet_config().detector.model, context_slices=3), out)
     x = np.random.default_rng(1).random((1, 32, 32, 7)).astype("float32")
     want = np.asarray(detector.model(x[..., 1:6], training=False))
     np.testing.assert_allclose(np.asarray(wide(x, training=False)), want, atol=1e-5)
     with pytest.raises(ConfigError, match="model settings"):
-        initial_unet(dataclasses.replace(tiny_unet_config().model, context_slices=1), out)
+        initial_unet(dataclasses.replace(tiny_unet_config().detector.model, context_slices=1), out)
     # hard-positive mining: the fine-tuning run scores its training nodules with the starting model first
     tiny = tiny_unet_config()
     mining = dataclasses.replace(
@@ -104,6 +104,23 @@ def test_fine_tuning_configs_fit_the_bundled_unet(name):
     from lungcad.detect import BUNDLED_MODELS
 
     bundled = CandidateDetector.load(BUNDLED_MODELS / "unet").config.model
-    config = load_config(UNetTrainConfig, name).model
+    config = load_config(UNetTrainConfig, name).detector.model
     assert dataclasses.replace(config, context_slices=bundled.context_slices) == bundled
     assert config.context_slices >= bundled.context_slices
+
+
+def test_unet_config_composes_the_stage_configs_and_variants_change_only_their_keys():
+    """configs/unet.yaml's detector starts from configs/preprocess.yaml (on its own grid) and configs/merge.yaml;
+    unet_zoom.yaml changes the grid and the candidate budget inside those composed sections and nothing else."""
+    from lungcad.merge import MergeConfig
+    from lungcad.preprocess.config import PreprocessConfig
+
+    unet = load_config(UNetTrainConfig, "unet").detector
+    assert unet.merge == load_config(MergeConfig, "merge")
+    assert unet.preprocess == dataclasses.replace(
+        load_config(PreprocessConfig, "preprocess"), target_spacing_mm=(1.25, 1.0, 1.0)
+    )
+    zoom = load_config(UNetTrainConfig, "unet_zoom").detector
+    assert zoom.preprocess == dataclasses.replace(unet.preprocess, target_spacing_mm=(1.25, 0.7, 0.7))
+    assert zoom.merge == dataclasses.replace(unet.merge, max_candidates=30)
+    assert dataclasses.replace(zoom, preprocess=unet.preprocess, merge=unet.merge) == unet

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import simple_chest, tiny_scorer
+from helpers import simple_chest, tiny_scorer, tiny_scorer_config
 
 from lungcad.config import config_path, load_config
 from lungcad.errors import ConfigError
@@ -75,7 +75,7 @@ def test_tiny_wideresnet_separates_nodules_from_vessels(tmp_path):
     from lungcad.train.fpr.data import make_dataset
 
     cfg = load_config(FprTrainConfig, "fpr")
-    model_cfg = dataclasses.replace(cfg.model, depth=10, widen_factor=1, patch_size=16)
+    model_cfg = dataclasses.replace(cfg.scorer.model, depth=10, widen_factor=1, patch_size=16)
     sampling = dataclasses.replace(cfg.sampling, augment_margin=2)
     train = _balls_and_tubes(200, 20, seed=0)
     val = _balls_and_tubes(100, 20, seed=1)
@@ -117,11 +117,11 @@ def test_train_fpr_end_to_end_and_scorer(tmp_path):
     cfg = load_config(FprTrainConfig, "fpr")
     cfg = dataclasses.replace(
         cfg,
-        model=dataclasses.replace(cfg.model, depth=10, widen_factor=1, patch_size=16),
-        patches=dataclasses.replace(cfg.patches, size=16, spacing_mm=2.0),
+        scorer=dataclasses.replace(  # 8 views saved for inference; validation scores single views
+            tiny_scorer_config(cfg.scorer, spacing_mm=2.0), test_time_transforms=8
+        ),
         validation_fraction=0.34,
         train=dataclasses.replace(cfg.train, epochs=2, steps_per_epoch=3, batch_size=8),
-        test_time_transforms=8,  # saved for inference; validation scores single views
         unet_weights=(0.0, 0.9),
     )
     # U-Net-style candidates (no class column): the nodule centre and two lung points per scan, with a mean U-Net
@@ -158,11 +158,13 @@ def test_patch_cache_is_cut_again_for_other_candidates_and_reused_for_the_same(t
     table = pd.DataFrame([["1.5.0", *centre, 1], ["1.5.0", *(centre + 20.0), 0]])
     table.columns = ["seriesuid", "coordX", "coordY", "coordZ", "label"]
     cfg = load_config(FprTrainConfig, "fpr")
-    cfg = dataclasses.replace(
-        cfg,
-        model=dataclasses.replace(cfg.model, patch_size=16),
-        patches=dataclasses.replace(cfg.patches, size=16, spacing_mm=2.0),
+    scorer = cfg.scorer
+    scorer = dataclasses.replace(
+        scorer,
+        model=dataclasses.replace(scorer.model, patch_size=16),
+        patches=dataclasses.replace(scorer.patches, size=16, spacing_mm=2.0),
     )
+    cfg = dataclasses.replace(cfg, scorer=scorer)
     first = build_patch_cache(data, tmp_path / "cache", table, cfg)
     assert first.labels.tolist() == [1, 0]
     cached = tmp_path / "cache" / "1.5.0.npz"
@@ -190,7 +192,7 @@ def test_init_starts_from_a_trained_models_weights_of_the_same_architecture_and_
 
 def test_shipped_9view_config_fits_and_a_model_not_fitting_its_patches_is_refused(tmp_path):
     nine = load_config(FprTrainConfig, "fpr_9view")
-    assert (nine.patches.mode, nine.patches.channels, nine.model.channels) == ("9view", 9, 9)
+    assert (nine.scorer.patches.mode, nine.scorer.patches.channels, nine.scorer.model.channels) == ("9view", 9, 9)
     text = config_path("fpr").read_text().replace("mode: 2.5d", "mode: 9view")
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)  # 9 views into a 3-channel WideResNet
@@ -215,11 +217,7 @@ def test_validation_cpm_counts_only_the_scans_with_unet_candidates(tmp_path):
     # the U-Net ran on scan 0 only, and its one candidate is that scan's nodule
     unet = pd.DataFrame([ann[0][:4]], columns=["seriesuid", "coordX", "coordY", "coordZ"])
     cfg = load_config(FprTrainConfig, "fpr")
-    cfg = dataclasses.replace(
-        cfg,
-        model=dataclasses.replace(cfg.model, depth=10, widen_factor=1, patch_size=16),
-        patches=dataclasses.replace(cfg.patches, size=16),
-    )
+    cfg = dataclasses.replace(cfg, scorer=tiny_scorer_config(cfg.scorer))
     cpm = validation_froc(data, unet, _table(ann), _table([]), ["1.3.0", "1.3.1"], cfg)
     assert cpm(tiny_scorer(tmp_path / "model")) == pytest.approx(1.0)  # scan 1's nodule is not a miss
     # blob-filter rows (mined hard negatives) are not the FPR stage's candidates: scan 1 still does not count
@@ -268,10 +266,20 @@ def test_test_time_transforms_average_the_scores_of_the_views(tmp_path):
         load_config(FprTrainConfig, bad)
 
 
+def test_a_training_config_may_not_set_the_fusion_weight_training_chooses(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: fpr\nscorer:\n  unet_weight: 0.3\n")
+    with pytest.raises(
+        ConfigError, match=r"bad\.yaml.*scorer\.unet_weight 0\.3: training chooses it from unet_weights"
+    ):
+        load_config(FprTrainConfig, bad)
+    assert load_config(FprTrainConfig, "fpr").scorer.unet_weight == 0.0
+
+
 def test_shipped_3d_config_scores_cubes(tmp_path):
     cubes = load_config(FprTrainConfig, "fpr_3d")
-    assert (cubes.patches.mode, cubes.model.dims, cubes.model.channels) == ("3d", 3, 1)
-    assert cubes.patches.size * cubes.patches.spacing_mm == pytest.approx(30.0)  # a 30 mm cube
+    assert (cubes.scorer.patches.mode, cubes.scorer.model.dims, cubes.scorer.model.channels) == ("3d", 3, 1)
+    assert cubes.scorer.patches.size * cubes.scorer.patches.spacing_mm == pytest.approx(30.0)  # a 30 mm cube
     scorer = tiny_scorer(tmp_path / "cubes", "fpr_3d")
     scan = CTScan(np.full((20, 30, 30), -800, np.int16), (2.0, 0.7, 0.7), (-10.0, 5.0, 30.0))
     scores = scorer.score(scan, scan.voxel_to_world(np.array([[10, 15, 15], [5, 5, 20]], float)))
@@ -280,7 +288,7 @@ def test_shipped_3d_config_scores_cubes(tmp_path):
 
 def test_shipped_multiscale_config_scores_two_scale_patches(tmp_path):
     two = load_config(FprTrainConfig, "fpr_multiscale")
-    assert (two.patches.scales, two.patches.channels, two.model.channels) == ((1.0, 0.5), 6, 6)
+    assert (two.scorer.patches.scales, two.scorer.patches.channels, two.scorer.model.channels) == ((1.0, 0.5), 6, 6)
     scorer = tiny_scorer(tmp_path / "two", "fpr_multiscale")
     loaded = PatchScorer.load(tmp_path / "two")  # saved and loaded with its scales
     assert loaded.config.patches.scales == (1.0, 0.5)
