@@ -82,3 +82,8 @@ class ConfigError(LungcadError):
 
 class DataLayoutError(LungcadError):
     """A dataset folder or table does not follow the expected layout (LUNA16 / DSB 2017 / ours)."""
+
+
+class ScanTooLargeError(LungcadError):
+    """A scan's declared or resampled size exceeds the voxel limit (:mod:`lungcad.io.limits`); refused before
+    anything is allocated."""
