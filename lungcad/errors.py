@@ -87,3 +87,8 @@ class DataLayoutError(LungcadError):
 class ScanTooLargeError(LungcadError):
     """A scan's declared or resampled size exceeds the voxel limit (:mod:`lungcad.io.limits`); refused before
     anything is allocated."""
+
+
+class ExternalDataError(LungcadError):
+    """A scan header (MetaImage ElementDataFile, NRRD data file) names pixel data outside the header's own folder;
+    refused unless the caller allows it (``load_scan(..., allow_external_data=True)``, ``--allow-external-data``)."""

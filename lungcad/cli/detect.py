@@ -57,6 +57,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "nodules among the marks, more false positives for the FPR to rank (see the README)",
     )
     p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to read from multi-series DICOM folders")
+    p.add_argument(
+        "--allow-external-data",
+        action="store_true",
+        help="read MetaImage/NRRD data files outside the header's folder (ElementDataFile = ../x.raw, /abs/path, a "
+        "symlink out); refused by default",
+    )
     p.set_defaults(func=run)
 
 
@@ -76,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         dicom_sr=args.dicom_sr,
         blobs=args.blobs,
+        allow_external_data=args.allow_external_data,
     )
     out = Path(args.output)
     print(

@@ -16,13 +16,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to read from a multi-series folder")
     p.add_argument("--refuse-tilt", action="store_true", help="fail on gantry-tilted series instead of resampling")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--allow-external-data",
+        action="store_true",
+        help="read MetaImage/NRRD data files outside the header's folder (ElementDataFile = ../x.raw, /abs/path, a "
+        "symlink out); refused by default",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from lungcad.io import load_scan
 
-    scan = load_scan(args.path, series_uid=args.series, gantry_tilt="refuse" if args.refuse_tilt else "resample")
+    scan = load_scan(
+        args.path,
+        series_uid=args.series,
+        gantry_tilt="refuse" if args.refuse_tilt else "resample",
+        allow_external_data=args.allow_external_data,
+    )
     info = scan.summary()
     if args.json:
         print(json.dumps(info, indent=2))

@@ -19,6 +19,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
     p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to read from multi-series DICOM folders")
     p.add_argument("--overwrite", action="store_true", help="redo scans already in OUT")
+    p.add_argument(
+        "--allow-external-data",
+        action="store_true",
+        help="read MetaImage/NRRD data files outside the header's folder (ElementDataFile = ../x.raw, /abs/path, a "
+        "symlink out); refused by default",
+    )
     p.set_defaults(func=run)
 
 
@@ -30,7 +36,13 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(PreprocessConfig, args.config)
     out = Path(args.output)
     _, summary = preprocess_scans(
-        args.inputs, out, config, workers=args.workers, series_uid=args.series, overwrite=args.overwrite
+        args.inputs,
+        out,
+        config,
+        workers=args.workers,
+        series_uid=args.series,
+        overwrite=args.overwrite,
+        allow_external_data=args.allow_external_data,
     )
     print(
         f"preprocess: {summary.line()}; output in {out}"

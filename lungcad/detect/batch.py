@@ -23,10 +23,11 @@ def detect_one(
     series_uid: str | None = None,
     pictures: bool = True,
     dicom_sr: bool = False,
+    allow_external_data: bool = False,
 ):
     """Read one scan, detect, write its files (the batch worker); returns the candidate table."""
     t0 = time.perf_counter()
-    scan = load_scan(ref.path, series_uid=series_uid)
+    scan = load_scan(ref.path, series_uid=series_uid, allow_external_data=allow_external_data)
     timings: dict[str, float] = {"read_s": time.perf_counter() - t0}
     result = detect_scan(scan, models, timings)
     write_scan_result(
@@ -49,16 +50,23 @@ def detect_scans(
     dicom_sr: bool = False,
     scheduler: str | None = None,
     blobs: str | Path | None = None,
+    allow_external_data: bool = False,
 ) -> BatchSummary:
     """Run detection over every scan in ``inputs`` into ``out`` up to ``stage`` (one of
     :data:`lungcad.detect.models.STAGES`); returns the batch summary. Models default to the bundled ones, ``stage``
     to :func:`lungcad.detect.models.default_stage`; ``blobs`` (a config name in ``configs/`` or a YAML path) adds
-    blob-filter candidates."""
+    blob-filter candidates; ``allow_external_data``: see :func:`lungcad.io.load_scan`."""
     out = Path(out)
     models = model_set(stage, model_dir, fpr_model_dir, risk_model_dir, blobs)
     refs = find_scans(inputs)
     work = functools.partial(
-        detect_one, out=out, models=models, series_uid=series_uid, pictures=pictures, dicom_sr=dicom_sr
+        detect_one,
+        out=out,
+        models=models,
+        series_uid=series_uid,
+        pictures=pictures,
+        dicom_sr=dicom_sr,
+        allow_external_data=allow_external_data,
     )
     summary = run_batch(
         refs,

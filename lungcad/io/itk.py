@@ -1,20 +1,27 @@
-"""Read LUNA16 ``.mhd/.raw``, ``.mha`` and NIfTI (``.nii``, ``.nii.gz``) with SimpleITK.
+"""Read LUNA16 ``.mhd/.raw``, ``.mha``, NIfTI (``.nii``, ``.nii.gz``) and ``.nrrd`` with SimpleITK.
 
 SimpleITK's geometry is trusted for these formats (it applies the MetaImage TransformMatrix and
-converts NIfTI's RAS to LPS), but its error for a short ``.raw`` blames a missing file, so the header is
-parsed first and the data file's byte count checked here.
+converts NIfTI's RAS to LPS), but nothing it allocates is: a header may declare any size. So the header is checked
+first, before a pixel is read: MetaImage headers are parsed here (NDims, DimSize, spacing, the voxel limit of
+:mod:`lungcad.io.limits`, data files inside the header's folder, the data's byte count or, compressed, its inflated
+size, checked in bounded steps), every format's size and spacing through SimpleITK's header-only
+``ReadImageInformation``. SimpleITK's own error for a short ``.raw`` blames a missing file; a short ``.zraw`` it
+pads with zeros.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import zlib
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from lungcad.errors import CorruptScanError, GeometryError
+from lungcad.errors import CorruptScanError, ExternalDataError, GeometryError
 from lungcad.io.hu import map_padding
+from lungcad.io.limits import check_voxel_count
 from lungcad.scan import CTScan
 
 log = logging.getLogger(__name__)
@@ -33,6 +40,13 @@ MET_BYTES = {
     "MET_DOUBLE": 8,
 }
 
+#: Most bytes of a MetaImage/NRRD text header read (a header is a few hundred bytes; a LIST of file names a few
+#: hundred kB): a binary file posing as a header is not read whole.
+MAX_HEADER_BYTES = 1 << 20
+#: Compressed MetaImage data are inflated this many bytes at a time when checked against the declared size, so
+#: memory stays bounded whatever the header claims.
+INFLATE_CHUNK = 1 << 20
+
 
 def scan_to_sitk(scan: CTScan) -> sitk.Image:
     """SimpleITK image with the scan's array and exact geometry (spacing/origin/direction in x, y, z)."""
@@ -45,10 +59,21 @@ def scan_to_sitk(scan: CTScan) -> sitk.Image:
 
 def parse_mhd_header(path: Path) -> dict[str, str]:
     """The ``key = value`` pairs of a MetaImage header (up to ElementDataFile)."""
+    return _read_meta_header(path)[0]
+
+
+def _read_meta_header(path: Path) -> tuple[dict[str, str], int, list[str]]:
+    """A MetaImage header's pairs, the byte offset where its data begins (for ``ElementDataFile = LOCAL``), and the
+    lines after the header (the file names of ``ElementDataFile = LIST``); at most :data:`MAX_HEADER_BYTES` read."""
     header: dict[str, str] = {}
+    offset = 0
     try:
         with open(path, "rb") as fh:
-            for raw in fh:
+            while offset < MAX_HEADER_BYTES:
+                raw = fh.readline(MAX_HEADER_BYTES - offset)
+                if not raw:
+                    break
+                offset += len(raw)
                 line = raw.decode("latin-1").strip()
                 if "=" not in line:
                     continue
@@ -56,68 +81,286 @@ def parse_mhd_header(path: Path) -> dict[str, str]:
                 header[key] = value
                 if key == "ElementDataFile":
                     break
+            rest: list[str] = []
+            if header.get("ElementDataFile", "").upper().startswith("LIST"):
+                text = fh.read(MAX_HEADER_BYTES).decode("latin-1")
+                rest = [line.strip() for line in text.splitlines() if line.strip()]
     except OSError as exc:
         raise CorruptScanError(f"cannot read header ({exc.strerror})", path=path) from exc
+    return header, offset, rest
+
+
+def _positive_ints(path: Path, key: str, value: str, n: int) -> list[int]:
+    """``n`` whole numbers > 0 from a header value, or CorruptScanError naming the key."""
+    try:
+        numbers = [int(v) for v in value.split()]
+    except ValueError:
+        numbers = []
+    if len(numbers) != n or any(v <= 0 for v in numbers):
+        raise CorruptScanError(
+            f"header has {key} = {value[:80]!r}", path=path, expected=f"{n} whole numbers > 0 (a 3-D CT volume)"
+        )
+    return numbers
+
+
+def _check_spacing(path: Path, key: str, spacing: list[float]) -> None:
+    """GeometryError naming ``key`` unless every spacing is a finite number > 0."""
+    if len(spacing) != 3 or not all(math.isfinite(v) and v > 0 for v in spacing):
+        raise GeometryError(
+            f"header has {key} = {' '.join(f'{v:g}' for v in spacing)}", path=path, expected="3 finite spacings > 0 mm"
+        )
+
+
+def _meta_geometry(path: Path, header: dict[str, str]) -> list[int]:
+    """Check a MetaImage header's NDims, DimSize, spacing, ElementType and channels; its DimSize (x, y, z).
+
+    Raises:
+        CorruptScanError: a missing or malformed key; GeometryError: not a 3-D scalar volume, spacing <= 0 or NaN;
+        ScanTooLargeError: DimSize over the voxel limit (:mod:`lungcad.io.limits`).
+    """
+    for key in ("NDims", "DimSize", "ElementType", "ElementDataFile"):
+        if key not in header:
+            raise CorruptScanError(f"MetaImage header has no {key}", path=path)
+    if header["NDims"] != "3":
+        raise GeometryError(
+            f"header has NDims = {header['NDims'][:80]!r}", path=path, expected="NDims = 3 (a 3-D CT volume)"
+        )
+    dims = _positive_ints(path, "DimSize", header["DimSize"], 3)
+    check_voxel_count(dims[::-1], path=path, what="the scan its header declares")
+    key = "ElementSpacing" if "ElementSpacing" in header else "ElementSize" if "ElementSize" in header else None
+    if key is not None:
+        try:
+            spacing = [float(v) for v in header[key].split()]
+        except ValueError:
+            spacing = [math.nan]
+        _check_spacing(path, key, spacing)
+    if header["ElementType"] not in MET_BYTES:
+        raise CorruptScanError(
+            f"unsupported ElementType {header['ElementType'][:80]}", path=path, expected=", ".join(MET_BYTES)
+        )
+    if header.get("ElementNumberOfChannels", "1") != "1":
+        raise GeometryError(
+            f"header has ElementNumberOfChannels = {header['ElementNumberOfChannels'][:80]!r}",
+            path=path,
+            expected="a scalar CT volume (1 channel)",
+        )
+    return dims
+
+
+def _data_names(path: Path, key: str, value: str, listed: list[str], slices: int) -> list[str]:
+    """The data file names a header's ``key`` (ElementDataFile, NRRD data file) gives: one name, the ``LIST`` lines,
+    or a ``pattern min max step`` (printf-style) expanded, at most ``slices`` files."""
+    if value.upper().startswith("LIST"):
+        return listed
+    tokens = value.split()
+    if len(tokens) >= 4 and "%" in tokens[0]:
+        try:
+            first, last, step = (int(t) for t in tokens[1:4])
+            count = len(range(first, last + 1, step)) if step else slices + 1
+            if count > slices:
+                raise ValueError
+            return [tokens[0] % i for i in range(first, last + 1, step)]
+        except (ValueError, TypeError):
+            raise CorruptScanError(
+                f"header has {key} = {value[:80]!r}", path=path, expected=f"a file pattern with at most {slices} files"
+            ) from None
+    return [value]
+
+
+def _data_file(path: Path, key: str, name: str, allow_external_data: bool) -> Path:
+    """The data file ``name`` (relative to the header's folder), refused when it resolves (symlinks followed)
+    outside that folder unless ``allow_external_data``, or when it is not a file."""
+    data = path.parent / name
+    folder = path.absolute().parent.resolve()
+    resolved = data.absolute().resolve()
+    if not allow_external_data and not resolved.is_relative_to(folder):
+        raise ExternalDataError(
+            f"header's {key} {name[:200]} is outside the header's folder ({resolved})",
+            path=path,
+            fix="put the data file beside the header, or allow it with --allow-external-data "
+            "(load_scan(..., allow_external_data=True)) if you trust this header",
+        )
+    if not data.is_file():
+        raise CorruptScanError(
+            f"data file {name[:200]} named by the header does not exist",
+            path=path,
+            fix=f"put {name[:200]} beside the header",
+        )
+    return data
+
+
+def check_mhd_data(path: Path, *, allow_external_data: bool = False) -> dict[str, str]:
+    """Check a MetaImage header (``.mhd``/``.mha``) and its data before anything is allocated.
+
+    The header must declare a 3-D scalar volume within the voxel limit with positive spacing; its data files must
+    lie in the header's folder (unless ``allow_external_data``) and hold exactly the declared bytes: raw data by
+    file size, compressed data by inflating it in bounded steps (:data:`INFLATE_CHUNK`), never past the declared
+    size.
+
+    Raises:
+        CorruptScanError, GeometryError, ScanTooLargeError, ExternalDataError: one line naming the header and the key.
+    """
+    header, offset, listed = _read_meta_header(path)
+    dims = _meta_geometry(path, header)
+    element = header["ElementType"]
+    expected = math.prod(dims) * MET_BYTES[element]
+    shape = f"{'x'.join(map(str, dims))} {element}"
+    value = header["ElementDataFile"]
+    compressed = header.get("CompressedData", "False").lower() == "true"
+    if value.upper() == "LOCAL":
+        files, skip = [path], offset
+    else:
+        names = _data_names(path, "ElementDataFile", value, listed, dims[2])
+        files = [_data_file(path, "ElementDataFile", n, allow_external_data) for n in names]
+        try:
+            skip = int(header.get("HeaderSize", "0"))
+        except ValueError:
+            skip = 0
+    if len(files) > 1:  # LIST or pattern: one header size per file; compressed lists are bounded by the voxel limit
+        if not compressed:
+            _check_byte_count(path, files[0].name, sum(f.stat().st_size for f in files), expected, shape)
+        return header
+    data = files[0]
+    size = data.stat().st_size
+    if compressed:
+        available = size - offset if data == path else size
+        stored = header.get("CompressedDataSize", "").strip()
+        length = int(stored) if stored.isdigit() and int(stored) > 0 else available
+        if length > available:
+            raise CorruptScanError(
+                f"header has CompressedDataSize = {length} but {data.name} holds {available} bytes: it is truncated",
+                path=path,
+                fix="copy or download the data again",
+            )
+        _check_inflated(path, data, size - available, length, expected, shape)
+    elif skip == -1:  # HeaderSize = -1: the data are the file's last bytes
+        if size < expected:
+            _check_byte_count(path, data.name, size, expected, shape)
+    else:
+        _check_byte_count(path, data.name, size - max(skip, 0), expected, shape)
     return header
 
 
-def check_mhd_data(path: Path) -> dict[str, str]:
-    """Check that the data file a ``.mhd`` names exists and holds enough bytes.
-
-    Raises:
-        CorruptScanError: missing keys, missing data file, or a data file shorter than the header says.
-    """
-    header = parse_mhd_header(path)
-    for key in ("DimSize", "ElementType", "ElementDataFile"):
-        if key not in header:
-            raise CorruptScanError(f"MetaImage header has no {key}", path=path)
-    data_name = header["ElementDataFile"]
-    if data_name.upper() == "LOCAL" or data_name.upper().startswith("LIST"):
-        return header
-    data = path.parent / data_name
-    if not data.is_file():
-        raise CorruptScanError(
-            f"data file {data_name} named by the header does not exist",
-            path=path,
-            fix=f"put {data_name} beside the .mhd",
-        )
-    if header.get("CompressedData", "False").lower() == "true":
-        return header
-    dims = [int(v) for v in header["DimSize"].split()]
-    element = header["ElementType"]
-    if element not in MET_BYTES:
-        raise CorruptScanError(f"unsupported ElementType {element}", path=path, expected=", ".join(MET_BYTES))
-    channels = int(header.get("ElementNumberOfChannels", "1"))
-    expected = int(np.prod(dims)) * MET_BYTES[element] * channels
-    skip = int(header.get("HeaderSize", "0"))
-    actual = data.stat().st_size - max(skip, 0)
+def _check_byte_count(path: Path, name: str, actual: int, expected: int, shape: str) -> None:
+    """CorruptScanError unless the raw data hold exactly the declared bytes."""
     if actual < expected:
-        shape = "x".join(map(str, dims))
         raise CorruptScanError(
-            f"{data.name} holds {actual} bytes, expected {expected} ({shape} {element}): the file is truncated",
+            f"{name} holds {actual} bytes, expected {expected} ({shape}): the file is truncated",
             path=path,
             fix="copy or download the .raw again",
         )
-    return header
+    if actual > expected:
+        raise CorruptScanError(
+            f"{name} holds {actual} bytes, expected {expected} ({shape}): the header does not describe this data",
+            path=path,
+            fix="check DimSize, ElementType and HeaderSize in the header",
+        )
 
 
-def read_itk_image(path: str | Path) -> CTScan:
+def _check_inflated(path: Path, data: Path, offset: int, length: int, expected: int, shape: str) -> None:
+    """CorruptScanError unless the zlib/gzip stream of ``length`` bytes at ``offset`` in ``data`` inflates to exactly
+    ``expected`` bytes; inflates :data:`INFLATE_CHUNK` at a time and stops past ``expected`` (memory bounded)."""
+    inflater = zlib.decompressobj(47)  # 32 + 15: zlib or gzip header
+    total = 0
+    try:
+        with open(data, "rb") as fh:
+            fh.seek(offset)
+            while length > 0 and not inflater.eof and total <= expected:
+                chunk = fh.read(min(INFLATE_CHUNK, length))
+                if not chunk:
+                    break
+                length -= len(chunk)
+                while total <= expected:
+                    out = inflater.decompress(chunk, INFLATE_CHUNK)
+                    total += len(out)
+                    chunk = inflater.unconsumed_tail
+                    if inflater.eof or (not chunk and len(out) < INFLATE_CHUNK):
+                        break
+    except zlib.error as exc:
+        raise CorruptScanError(
+            f"compressed data in {data.name} is corrupt ({exc})", path=path, fix="copy or download the data again"
+        ) from exc
+    if total < expected:
+        raise CorruptScanError(
+            f"compressed data in {data.name} inflate to {total} bytes, expected {expected} ({shape}): "
+            "the file is truncated or the header's DimSize is wrong",
+            path=path,
+            fix="copy or download the data again, or check DimSize and ElementType in the header",
+        )
+    if total > expected:
+        raise CorruptScanError(
+            f"compressed data in {data.name} inflate to more than {expected} bytes ({shape}): "
+            "the header does not describe this data",
+            path=path,
+            fix="check DimSize and ElementType in the header",
+        )
+
+
+def check_nrrd_data(path: Path, *, allow_external_data: bool = False) -> None:
+    """Refuse a NRRD header whose ``data file`` lies outside its folder (unless ``allow_external_data``)."""
+    fields: dict[str, str] = {}
+    listed: list[str] = []
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(MAX_HEADER_BYTES).decode("latin-1")
+    except OSError as exc:
+        raise CorruptScanError(f"cannot read header ({exc.strerror})", path=path) from exc
+    lines = head.split("\n")
+    for i, line in enumerate(lines[1:], start=1):
+        line = line.strip()
+        if not line:
+            break
+        if line.startswith("#") or ":=" in line or ":" not in line:
+            continue
+        key, value = (part.strip() for part in line.split(":", 1))
+        fields[key.lower()] = value
+        if key.lower() in ("data file", "datafile") and value.upper().startswith("LIST"):
+            listed = [n.strip() for n in lines[i + 1 :] if n.strip()]
+            break
+    key = "data file" if "data file" in fields else "datafile" if "datafile" in fields else None
+    if key is None:
+        return
+    try:
+        slices = int(fields.get("sizes", "").split()[-1])
+    except (ValueError, IndexError):
+        slices = 1
+    for name in _data_names(path, key, fields[key], listed, max(slices, 1)):
+        _data_file(path, key, name, allow_external_data)
+
+
+def read_itk_image(path: str | Path, *, allow_external_data: bool = False) -> CTScan:
     """Read a ``.mhd``/``.mha``/``.nii``/``.nii.gz``/``.nrrd`` CT volume into a :class:`CTScan` (int16 HU).
+
+    The header is checked before any pixel is read (:func:`check_mhd_data` for MetaImage, then SimpleITK's
+    header-only ReadImageInformation for every format): a 3-D scalar volume within the voxel limit, positive
+    spacing, data files inside the header's folder unless ``allow_external_data``.
 
     The id is the file name as is; :func:`lungcad.io.load_scan` names the scan by :func:`lungcad.io.scan_id`
     (the name without its suffix: the LUNA16 seriesuid for ``.mhd``).
     """
     path = Path(path)
-    header = check_mhd_data(path) if path.suffix.lower() == ".mhd" else {}
+    suffix = path.suffix.lower()
+    header = check_mhd_data(path, allow_external_data=allow_external_data) if suffix in (".mhd", ".mha") else {}
+    if suffix == ".nrrd":
+        check_nrrd_data(path, allow_external_data=allow_external_data)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        image = sitk.ReadImage(str(path))
+        reader.ReadImageInformation()
     except RuntimeError as exc:
         msg = " ".join(str(exc).split())
         raise CorruptScanError(f"SimpleITK could not read it ({msg[-200:]})", path=path) from exc
-    if image.GetDimension() != 3:
-        raise GeometryError(f"image has {image.GetDimension()} dimensions", path=path, expected="a 3-D CT volume")
-    if image.GetNumberOfComponentsPerPixel() != 1:
+    if reader.GetDimension() != 3:
+        raise GeometryError(f"image has {reader.GetDimension()} dimensions", path=path, expected="a 3-D CT volume")
+    if reader.GetNumberOfComponents() != 1:
         raise GeometryError("image has several components per voxel", path=path, expected="a scalar CT volume")
+    check_voxel_count(reader.GetSize()[::-1], path=path, what="the scan its header declares")
+    _check_spacing(path, "spacing", list(reader.GetSpacing()))
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        msg = " ".join(str(exc).split())
+        raise CorruptScanError(f"SimpleITK could not read it ({msg[-200:]})", path=path) from exc
     array = sitk.GetArrayViewFromImage(image)
     warnings: list[str] = []
     hu = _to_int16_hu(array, warnings)

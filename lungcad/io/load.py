@@ -33,6 +33,7 @@ def load_scan(
     *,
     series_uid: str | None = None,
     gantry_tilt: TiltPolicy = "resample",
+    allow_external_data: bool = False,
 ) -> CTScan:
     """Read a CT scan.
 
@@ -43,6 +44,8 @@ def load_scan(
         series_uid: for DICOM folders with several series, the SeriesInstanceUID to read (default: the
             axial CT series with the most slices).
         gantry_tilt: DICOM only: "resample" tilted series onto an orthogonal grid or "refuse" them.
+        allow_external_data: MetaImage/NRRD only: read data files that lie outside the header's folder
+            (``ElementDataFile = ../../x.raw``, an absolute path, a symlink out); refused by default.
 
     Returns:
         the scan: int16 HU in (z, y, x) with exact world geometry, named ``scan_id(path)`` (so a scan read
@@ -52,12 +55,12 @@ def load_scan(
         lungcad.errors.LungcadError subclasses with a one-line message naming the path.
     """
     path = Path(path)
-    scan = _read(path, series_uid, gantry_tilt)
+    scan = _read(path, series_uid, gantry_tilt, allow_external_data)
     sid = scan_id(path)
     return scan if scan.id == sid else replace(scan, id=sid)
 
 
-def _read(path: Path, series_uid: str | None, gantry_tilt: TiltPolicy) -> CTScan:
+def _read(path: Path, series_uid: str | None, gantry_tilt: TiltPolicy, allow_external_data: bool) -> CTScan:
     """Dispatch ``path`` to its reader (see :func:`load_scan`)."""
     if not path.exists():
         raise ScanNotFoundError("no such file or folder", path=path)
@@ -65,7 +68,7 @@ def _read(path: Path, series_uid: str | None, gantry_tilt: TiltPolicy) -> CTScan
         return read_dicom_series(path, series_uid=series_uid, gantry_tilt=gantry_tilt)
     name = path.name.lower()
     if name.endswith(SCAN_SUFFIXES):
-        return read_itk_image(path)
+        return read_itk_image(path, allow_external_data=allow_external_data)
     if name.endswith((".raw", ".zraw")):
         raise UnsupportedFormatError(
             "this is the data half of a MetaImage", path=path, fix=f"give the header {path.with_suffix('.mhd').name}"

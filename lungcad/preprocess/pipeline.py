@@ -142,11 +142,20 @@ def load_preprocessed(folder: str | Path, mmap: bool = True) -> PreprocessedScan
     return PreprocessedScan(scan, image, mask, crop, geo)
 
 
-def preprocess_one(ref: ScanRef, *, out: Path, config: PreprocessConfig, series_uid: str | None = None) -> Path:
+def preprocess_one(
+    ref: ScanRef,
+    *,
+    out: Path,
+    config: PreprocessConfig,
+    series_uid: str | None = None,
+    allow_external_data: bool = False,
+) -> Path:
     """Read, preprocess and cache one scan as ``out/<ref.id>/`` (the batch worker)."""
     from lungcad.io import load_scan
 
-    scan = load_scan(ref.path, series_uid=series_uid)  # named ref.id (lungcad.io.scan_id)
+    scan = load_scan(
+        ref.path, series_uid=series_uid, allow_external_data=allow_external_data
+    )  # named ref.id (lungcad.io.scan_id)
     return save_preprocessed(preprocess_scan(scan, config), out)
 
 
@@ -158,16 +167,20 @@ def preprocess_scans(
     workers: int = 1,
     series_uid: str | None = None,
     overwrite: bool = False,
+    allow_external_data: bool = False,
 ) -> tuple[list[ScanRef], BatchSummary]:
     """Cache every scan in ``inputs`` under ``out`` (resumable; failures in ``out/errors.csv``).
 
     A scan counts as done only when its cache was made with the same ``config``; a cache from other settings
-    is recomputed (and replaced atomically), never silently reused.
+    is recomputed (and replaced atomically), never silently reused. ``allow_external_data``: see
+    :func:`lungcad.io.load_scan`.
     """
     out = Path(out)
     refs = find_scans(inputs)
     wanted = json.loads(json.dumps(to_dict(config)))  # as geometry.json stores it (tuples become lists)
-    work = functools.partial(preprocess_one, out=out, config=config, series_uid=series_uid)
+    work = functools.partial(
+        preprocess_one, out=out, config=config, series_uid=series_uid, allow_external_data=allow_external_data
+    )
     summary = run_batch(
         refs,
         work,
