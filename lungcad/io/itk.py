@@ -169,11 +169,12 @@ def _data_names(path: Path, key: str, value: str, listed: list[str], slices: int
 
 def _data_file(path: Path, key: str, name: str, allow_external_data: bool) -> Path:
     """The data file ``name`` (relative to the header's folder), refused when it resolves (symlinks followed)
-    outside that folder unless ``allow_external_data``, or when it is not a file."""
+    outside that folder unless ``allow_external_data``, or when it is not a file. A header that is itself a symlink
+    may also have its data beside its target (a folder of links to LUNA16's ``.mhd`` and ``.raw``)."""
     data = path.parent / name
-    folder = path.absolute().parent.resolve()
+    folders = (path.absolute().parent.resolve(), path.resolve().parent)
     resolved = data.absolute().resolve()
-    if not allow_external_data and not resolved.is_relative_to(folder):
+    if not allow_external_data and not any(resolved.is_relative_to(f) for f in folders):
         raise ExternalDataError(
             f"header's {key} {name[:200]} is outside the header's folder ({resolved})",
             path=path,

@@ -80,6 +80,15 @@ def symlink_out(tmp: Path) -> Path:
     return mhd(tmp / "s")
 
 
+def folder_of_links(tmp: Path) -> Path:
+    """A folder of symlinks to a real .mhd and .raw elsewhere (a hand-made LUNA16 subset): a good input."""
+    real = mhd(tmp / "real", data=voxels(24))
+    (tmp / "links").mkdir()
+    for f in ("scan.mhd", "scan.raw"):
+        (tmp / "links" / f).symlink_to(real.parent / f)
+    return tmp / "links" / "scan.mhd"
+
+
 def list_with_one_outside(tmp: Path) -> Path:
     outside_raw(tmp, 12)
     path = mhd(tmp / "s", data_file="LIST", data=None)
@@ -242,6 +251,7 @@ CASES = [
         0,
         ("shape z,y,x: 2 x 3 x 4",),
     ),
+    Case("folder-of-symlinks", folder_of_links, 0, ("shape z,y,x: 2 x 3 x 4",)),
     Case(
         "zraw-good", lambda t: mhd(t / "s", compressed=True, data=zlib.compress(voxels(24))), 0, ("HU range:    -1000",)
     ),
