@@ -87,3 +87,12 @@ class DataLayoutError(LungcadError):
 class ScanTooLargeError(LungcadError):
     """A scan's declared or resampled size exceeds the voxel limit (:mod:`lungcad.io.limits`); refused before
     anything is allocated."""
+
+
+class OutputError(LungcadError):
+    """The output folder cannot be created or written (read-only, not a folder, no permission); checked before any
+    scan is read."""
+
+
+class OutputBusyError(OutputError):
+    """Another lungcad run holds the output folder's lock (``OUT/.lock``)."""
