@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from lungcad.errors import CorruptScanError, GeometryError
+from lungcad.errors import CorruptScanError, GeometryError, UnsupportedFormatError
+from lungcad.fileio import printable
 from lungcad.io.hu import map_padding
 from lungcad.scan import CTScan
 
@@ -108,6 +109,14 @@ def read_itk_image(path: str | Path) -> CTScan:
     (the name without its suffix: the LUNA16 seriesuid for ``.mhd``).
     """
     path = Path(path)
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # SimpleITK aborts the process on such a name (std::logic_error)
+        raise UnsupportedFormatError(
+            "the file name is not valid UTF-8, which SimpleITK cannot open",
+            path=printable(str(path)),
+            fix="rename the file to a UTF-8 name",
+        ) from None
     header = check_mhd_data(path) if path.suffix.lower() == ".mhd" else {}
     try:
         image = sitk.ReadImage(str(path))
