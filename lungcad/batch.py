@@ -6,7 +6,9 @@ Every batch command (``preprocess``, ``detect``) works the same way:
 - :func:`run_batch` calls a per-scan function in worker processes; the function writes its own outputs
   atomically, so a finished scan is never half-written and a rerun skips it (``is_done``);
 - a failing scan is recorded in ``errors.csv`` (``id,path,error``) with its one-line reason and the batch
-  goes on; a rerun retries failed scans and drops them from the file when they succeed.
+  goes on; a rerun retries failed scans and drops them from the file when they succeed;
+- :func:`output_folder` checks that the output folder can be written before any scan is read, and holds its lock
+  (``OUT/.lock``) while the batch runs, so two runs never compute into (and overwrite the tables of) one folder.
 """
 
 from __future__ import annotations
@@ -16,17 +18,21 @@ import io
 import logging
 import multiprocessing
 import os
+import socket
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from lungcad.errors import ConfigError, LungcadError
+from lungcad.errors import ConfigError, LungcadError, OutputBusyError, OutputError
 from lungcad.fileio import write_text_atomic
 
 if TYPE_CHECKING:
@@ -57,12 +63,80 @@ class BatchSummary:
         )
 
 
+# ---------------------------------------------------------------------------------------------- output
+#: The lock file a batch holds (``fcntl.flock``) in its output folder while it runs; its text names the holder.
+LOCK_NAME = ".lock"
+
+
+def check_writable(out: Path) -> None:
+    """Create ``out`` (with its parents) and write and remove a file in it.
+
+    Raises:
+        OutputError: ``out`` cannot be created or written (read-only, a file, no permission).
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(
+            f"the output folder cannot be written ({exc.strerror or type(exc).__name__})",
+            path=out,
+            fix="choose a writable folder with -o, or make this one writable",
+        ) from exc
+
+
+@contextmanager
+def output_folder(out: str | Path, command: str = "lungcad") -> Iterator[Path]:
+    """Check that ``out`` can be written (:func:`check_writable`), then hold its lock ``out/.lock`` (non-blocking
+    ``fcntl.flock``; the file says ``pid <pid> (<command>) started <time> on <host>``) until the block ends. Call it
+    before any scan is read.
+
+    Raises:
+        OutputError: ``out`` cannot be written.
+        OutputBusyError: another process holds the lock (the message names its pid and start time).
+    """
+    out = Path(out)
+    check_writable(out)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield out
+        return
+    lock = out / LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot open the lock file {LOCK_NAME} ({exc.strerror or type(exc).__name__})",
+            path=out,
+            fix=f"make {lock} writable, or choose another folder with -o",
+        ) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip() or "a process that is starting"
+            raise OutputBusyError(
+                f"another lungcad run is writing to this folder: {' '.join(holder.split())}",
+                path=out,
+                fix="wait until it ends, or write to another folder with -o",
+            ) from exc
+        started = datetime.now().astimezone().isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} ({command}) started {started} on {socket.gethostname()}\n".encode(), 0)
+        yield out
+    finally:
+        os.close(fd)  # releases the lock; the file stays (removing it would let two runs lock two files)
+
+
 # ---------------------------------------------------------------------------------------------- errors
 def read_errors(path: Path) -> dict[str, tuple[str, str]]:
     """``errors.csv`` as {id: (path, error)}; an absent file is empty."""
     if not path.exists():
         return {}
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8", errors="backslashreplace") as fh:
         return {row["id"]: (row["path"], row["error"]) for row in csv.DictReader(fh)}
 
 

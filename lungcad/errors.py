@@ -92,3 +92,12 @@ class ScanTooLargeError(LungcadError):
 class ExternalDataError(LungcadError):
     """A scan header (MetaImage ElementDataFile, NRRD data file) names pixel data outside the header's own folder;
     refused unless the caller allows it (``load_scan(..., allow_external_data=True)``, ``--allow-external-data``)."""
+
+
+class OutputError(LungcadError):
+    """The output folder cannot be created or written (read-only, not a folder, no permission); checked before any
+    scan is read."""
+
+
+class OutputBusyError(OutputError):
+    """Another lungcad run holds the output folder's lock (``OUT/.lock``)."""

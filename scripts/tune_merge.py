@@ -34,7 +34,7 @@ from lungcad.detect.detector import DETECTOR_FILE, CandidateDetector, DetectorCo
 from lungcad.evaluate.tables import read_annotation_tables
 from lungcad.fileio import write_text_atomic
 from lungcad.merge import MergeConfig, SliceDetections, distance_merge, slice_detections, z_merge
-from lungcad.preprocess.pipeline import load_preprocessed
+from lungcad.preprocess.pipeline import cache_folder, load_preprocessed
 from lungcad.scan import CTScan
 from lungcad.train.candidates.train import candidate_recall
 
@@ -80,7 +80,7 @@ def main() -> None:
     cache = args.cache or args.model / "cache"
     maps = []
     for sid in tqdm(ids, desc="U-Net on validation scans"):
-        pre = load_preprocessed(cache / sid)
+        pre = load_preprocessed(cache_folder(cache, sid))
         maps.append((pre.scan, detector.lung_probability(pre)))
     rows = []
     for settings, tables in sweep(maps, detector.config.merge, grid):

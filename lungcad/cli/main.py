@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 from lungcad import __version__
 from lungcad.errors import LungcadError
+from lungcad.fileio import printable
 
 # name -> the one-line help of ``lungcad --help``: the same text the module's add_parser registers
 COMMANDS: dict[str, str] = {
@@ -64,16 +65,25 @@ def command_in(argv: list[str]) -> str | None:
     return word if word in COMMANDS else None
 
 
+class PrintableFormatter(logging.Formatter):
+    """Log lines with the bytes of non-UTF-8 file names as ``\\xNN`` (:func:`lungcad.fileio.printable`): a
+    stderr that encodes strictly would drop the line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     """Log to stderr: INFO by default, WARNING with ``quiet``, DEBUG with ``-vv``."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
     # third-party libraries log at WARNING (INFO only with -vv); lungcad's own messages at ``level``
     logging.basicConfig(
         level=logging.DEBUG if verbose >= 2 else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
         force=True,
     )
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.getLogger("lungcad").setLevel(level)
 
 
@@ -90,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except LungcadError as exc:
-        print(f"lungcad: error: {exc}", file=sys.stderr)
+        print(f"lungcad: error: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("lungcad: interrupted", file=sys.stderr)

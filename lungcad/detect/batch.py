@@ -8,7 +8,7 @@ import functools
 import time
 from pathlib import Path
 
-from lungcad.batch import BatchSummary, run_batch
+from lungcad.batch import BatchSummary, output_folder, run_batch
 from lungcad.detect.models import ModelSet, model_set
 from lungcad.detect.pipeline import detect_scan
 from lungcad.detect.writers import is_finished, write_batch_tables, write_scan_result
@@ -55,27 +55,31 @@ def detect_scans(
     """Run detection over every scan in ``inputs`` into ``out`` up to ``stage`` (one of
     :data:`lungcad.detect.models.STAGES`); returns the batch summary. Models default to the bundled ones, ``stage``
     to :func:`lungcad.detect.models.default_stage`; ``blobs`` (a config name in ``configs/`` or a YAML path) adds
-    blob-filter candidates; ``allow_external_data``: see :func:`lungcad.io.load_scan`."""
-    out = Path(out)
-    models = model_set(stage, model_dir, fpr_model_dir, risk_model_dir, blobs)
-    refs = find_scans(inputs)
-    work = functools.partial(
-        detect_one,
-        out=out,
-        models=models,
-        series_uid=series_uid,
-        pictures=pictures,
-        dicom_sr=dicom_sr,
-        allow_external_data=allow_external_data,
-    )
-    summary = run_batch(
-        refs,
-        work,
-        errors_csv=out / "errors.csv",
-        workers=workers,
-        scheduler=scheduler,
-        desc="detect",
-        is_done=lambda ref: is_finished(out, ref.id, models.record()),
-    )
-    write_batch_tables(out)
+    blob-filter candidates; ``allow_external_data``: see :func:`lungcad.io.load_scan`.
+
+    ``out`` is checked to be writable and locked for the run before any scan is read
+    (:func:`lungcad.batch.output_folder`: OutputError, OutputBusyError).
+    """
+    with output_folder(out, "lungcad detect") as out:
+        models = model_set(stage, model_dir, fpr_model_dir, risk_model_dir, blobs)
+        refs = find_scans(inputs)
+        work = functools.partial(
+            detect_one,
+            out=out,
+            models=models,
+            series_uid=series_uid,
+            pictures=pictures,
+            dicom_sr=dicom_sr,
+            allow_external_data=allow_external_data,
+        )
+        summary = run_batch(
+            refs,
+            work,
+            errors_csv=out / "errors.csv",
+            workers=workers,
+            scheduler=scheduler,
+            desc="detect",
+            is_done=lambda ref: is_finished(out, ref.id, models.record()),
+        )
+        write_batch_tables(out)
     return summary

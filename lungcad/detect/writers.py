@@ -1,6 +1,8 @@
 """``lungcad detect``'s files: a scan's result (CSV, JSON, pictures, DICOM SR) and the batch's tables.
 
-Per scan, written atomically as it finishes (the JSON last, so it marks a finished scan)::
+Per scan, written atomically as it finishes (the JSON last, so it marks a finished scan); ``<id>`` in a file name
+is :func:`scan_stem` of the id (the id itself unless it is too long or not a plain file name), the tables and JSON
+keep the full id::
 
     OUT/scans/<id>.csv      the scan's candidates (LUNA16 submission columns first)
     OUT/scans/<id>.json     geometry, timings, models, P(cancer), candidates with world (mm) and voxel coordinates
@@ -23,7 +25,7 @@ import pandas as pd
 
 from lungcad import __version__
 from lungcad.detect.pipeline import Detection
-from lungcad.fileio import write_text_atomic
+from lungcad.fileio import printable, safe_stem, write_text_atomic
 from lungcad.schema import SUBMISSION_COLUMNS
 
 
@@ -36,11 +38,17 @@ def picture_config():
     return load_config(PictureConfig, "pictures")
 
 
+def scan_stem(scan_id: str) -> str:
+    """The name of a scan's files (``scans/<stem>.csv|.json``, ``pictures/<stem>/``, ``sr/<stem>.dcm``):
+    :func:`lungcad.fileio.safe_stem`."""
+    return safe_stem(scan_id)
+
+
 def draw_pictures(result: Detection, shown: pd.DataFrame, out: Path) -> dict:
     """The scan's overview and finding PNGs of the reported findings ``shown`` in ``OUT/pictures/<id>/``."""
     from lungcad.visualize import scan_pictures
 
-    folder = out / "pictures" / result.scan.id
+    folder = out / "pictures" / scan_stem(result.scan.id)
     return scan_pictures(result.scan, result.preprocessed, shown, folder, picture_config())
 
 
@@ -52,7 +60,8 @@ def write_report(result: Detection, shown: pd.DataFrame, out: Path) -> str:
     scan = result.scan
     if not scan.metadata.get("slice_files"):
         return "not written: the input is not a DICOM series"
-    return str(write_sr(scan, shown, out / "sr" / f"{scan.id}.dcm", result.cancer_probability).relative_to(out))
+    path = out / "sr" / f"{scan_stem(scan.id)}.dcm"
+    return str(write_sr(scan, shown, path, result.cancer_probability).relative_to(out))
 
 
 def write_scan_result(
@@ -81,12 +90,12 @@ def write_scan_result(
         report = write_report(result, shown, out)
     if started is not None:
         timings["total_s"] = time.perf_counter() - started
-    scans = out / "scans"
-    write_text_atomic(scans / f"{scan.id}.csv", table.to_csv(index=False))
+    scans, stem = out / "scans", scan_stem(scan.id)
+    write_text_atomic(scans / f"{stem}.csv", table.to_csv(index=False))
     cancer = result.cancer_probability
     record = {
         "id": scan.id,
-        "path": str(path),
+        "path": printable(str(path)),
         "geometry": scan.summary(),
         "timings_s": timings,
         "model": models,
@@ -96,24 +105,34 @@ def write_scan_result(
         "lungcad_version": __version__,
         "candidates": json.loads(table.to_json(orient="records")),
     }
-    write_text_atomic(scans / f"{scan.id}.json", json.dumps(record, indent=1))
+    write_text_atomic(scans / f"{stem}.json", json.dumps(record, indent=1))
 
 
 def is_finished(out: Path, scan_id: str, models: dict[str, str]) -> bool:
     """A scan counts as finished when its JSON exists and was made with the same ``models``; otherwise a rerun
     (e.g. with ``--stage fpr`` after ``--stage candidates``) detects it again."""
-    path = out / "scans" / f"{scan_id}.json"
+    path = out / "scans" / f"{scan_stem(scan_id)}.json"
     if not path.exists():
         return False
     try:
-        return json.loads(path.read_text()).get("model") == models
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return record.get("id") == scan_id and record.get("model") == models
     except (OSError, ValueError):
         return False
 
 
+def _finished_files(out: Path, suffix: str) -> list[Path]:
+    """``OUT/scans/*<suffix>``, without the temporary files (``.tmp-*``) a killed run may leave."""
+    return sorted(p for p in (out / "scans").glob(f"*{suffix}") if not p.name.startswith("."))
+
+
 def collect_candidates(out: Path) -> pd.DataFrame:
     """Union of every finished scan's candidates; rewrites ``OUT/candidates.csv`` atomically."""
-    frames = [pd.read_csv(p) for p in sorted((out / "scans").glob("*.csv")) if p.with_suffix(".json").exists()]
+    frames = [
+        pd.read_csv(p, dtype={"seriesuid": str}, encoding="utf-8", encoding_errors="backslashreplace")
+        for p in _finished_files(out, ".csv")
+        if p.with_suffix(".json").exists()
+    ]
     frames = [f for f in frames if not f.empty]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SUBMISSION_COLUMNS)
     write_text_atomic(out / "candidates.csv", table.to_csv(index=False))
@@ -122,7 +141,7 @@ def collect_candidates(out: Path) -> pd.DataFrame:
 
 def read_records(out: Path) -> list[dict]:
     """Every finished scan's JSON record in ``OUT/scans/``, read once for the batch's summaries."""
-    return [json.loads(path.read_text()) for path in sorted((out / "scans").glob("*.json"))]
+    return [json.loads(path.read_text(encoding="utf-8")) for path in _finished_files(out, ".json")]
 
 
 def collect_patients(out: Path, records: list[dict]) -> pd.DataFrame:

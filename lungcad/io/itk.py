@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from lungcad.errors import CorruptScanError, ExternalDataError, GeometryError
+from lungcad.errors import CorruptScanError, ExternalDataError, GeometryError, UnsupportedFormatError
+from lungcad.fileio import printable
 from lungcad.io.hu import map_padding
 from lungcad.io.limits import check_voxel_count
 from lungcad.scan import CTScan
@@ -340,6 +341,14 @@ def read_itk_image(path: str | Path, *, allow_external_data: bool = False) -> CT
     (the name without its suffix: the LUNA16 seriesuid for ``.mhd``).
     """
     path = Path(path)
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # SimpleITK aborts the process on such a name (std::logic_error)
+        raise UnsupportedFormatError(
+            "the file name is not valid UTF-8, which SimpleITK cannot open",
+            path=printable(str(path)),
+            fix="rename the file to a UTF-8 name",
+        ) from None
     suffix = path.suffix.lower()
     header = check_mhd_data(path, allow_external_data=allow_external_data) if suffix in (".mhd", ".mha") else {}
     if suffix == ".nrrd":

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from lungcad.errors import ScanNotFoundError, UnsupportedFormatError
+from lungcad.fileio import printable
 from lungcad.io.dicom import TiltPolicy, read_dicom_series, read_header
 from lungcad.io.itk import read_itk_image
 from lungcad.scan import CTScan
@@ -15,17 +16,29 @@ from lungcad.scan import CTScan
 SCAN_SUFFIXES = (".mhd", ".mha", ".nii", ".nii.gz", ".nrrd")
 
 
+#: The id of a scan whose path names no folder or file (the file system's root).
+ROOT_ID = "scan"
+
+
 def scan_id(path: str | Path) -> str:
     """The id of the scan at ``path`` (its output name): the file name without its volume suffix (a LUNA16
-    ``.mhd``'s seriesuid), or the name of the DICOM folder or file as given.
+    ``.mhd``'s seriesuid), or the name of the DICOM folder or file.
 
-    Both :func:`load_scan` (``CTScan.id``) and discovery (``ScanRef.id``) name scans by this one rule.
+    Both :func:`load_scan` (``CTScan.id``) and discovery (``ScanRef.id``) name scans by this one rule. The name is
+    that of the resolved path when ``path`` ends in ``.`` or ``..`` (``lungcad detect .`` inside a scan folder), so
+    an id is never empty, ``.`` or ``..``; the bytes of a non-UTF-8 name are written ``\\xNN``
+    (:func:`lungcad.fileio.printable`), so an id can be written to any table. Outputs are named by
+    :func:`lungcad.fileio.safe_stem` of the id.
     """
-    name = Path(path).name
+    path = Path(path)
+    name = path.name
+    if name in ("", ".", ".."):
+        name = path.resolve().name
     for suffix in SCAN_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    return printable(name) or ROOT_ID
 
 
 def load_scan(

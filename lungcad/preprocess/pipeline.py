@@ -1,7 +1,7 @@
 """Preprocess one scan (resample -> lung mask -> crop -> normalise) and cache it on disk.
 
 Cache layout, one folder per scan (written to a temporary folder, then renamed: a folder that exists is
-complete)::
+complete; ``<id>`` is the id's file stem, :func:`cache_folder`)::
 
     OUT/<id>/image.npy       normalised volume (z, y, x), float16 by default, memory-mappable
     OUT/<id>/lung_mask.npy   bool (z, y, x), same grid
@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from lungcad import __version__
-from lungcad.batch import BatchSummary, run_batch
+from lungcad.batch import BatchSummary, output_folder, run_batch
 from lungcad.config import to_dict
+from lungcad.fileio import printable, safe_stem, temporary_name
 from lungcad.io import ScanRef, find_scans
 from lungcad.preprocess.config import PreprocessConfig
 from lungcad.preprocess.crop import Box, bounding_box, crop_scan
@@ -72,7 +73,7 @@ def preprocess_scan(scan: CTScan, config: PreprocessConfig) -> PreprocessedScan:
     lung_ml = float(mask.sum()) * float(np.prod(resampled.spacing)) / 1000.0
     info = {
         "id": scan.id,
-        "source": None if scan.source is None else str(scan.source),
+        "source": None if scan.source is None else printable(str(scan.source)),
         "source_shape_zyx": list(scan.shape),
         "source_spacing_zyx_mm": list(scan.spacing),
         "source_origin_xyz_mm": list(scan.origin),
@@ -102,16 +103,24 @@ def geometry_dict(pre: PreprocessedScan) -> dict[str, Any]:
     }
 
 
+def cache_folder(out_dir: str | Path, scan_id: str) -> Path:
+    """The cache folder of scan ``scan_id`` in ``out_dir``: ``out_dir/<stem>/`` with the id's file stem
+    (:func:`lungcad.fileio.safe_stem`: the id itself unless it is too long or not a plain file name;
+    ``geometry.json`` keeps the full id)."""
+    return Path(out_dir) / safe_stem(scan_id)
+
+
 def save_preprocessed(pre: PreprocessedScan, out_dir: str | Path) -> Path:
-    """Write ``out_dir/<id>/`` atomically (temporary folder, then rename); replaces an older one."""
-    final = Path(out_dir) / pre.scan.id
-    tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")
+    """Write :func:`cache_folder` ``(out_dir, id)`` atomically (temporary folder, then rename); replaces an older
+    one."""
+    final = cache_folder(out_dir, pre.scan.id)
+    tmp = final.with_name(temporary_name(final))
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     np.save(tmp / "image.npy", pre.image)
     np.save(tmp / "lung_mask.npy", pre.lung_mask)
-    (tmp / "geometry.json").write_text(json.dumps(geometry_dict(pre), indent=1))
+    (tmp / "geometry.json").write_text(printable(json.dumps(geometry_dict(pre), indent=1)), encoding="utf-8")
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -150,7 +159,7 @@ def preprocess_one(
     series_uid: str | None = None,
     allow_external_data: bool = False,
 ) -> Path:
-    """Read, preprocess and cache one scan as ``out/<ref.id>/`` (the batch worker)."""
+    """Read, preprocess and cache one scan as :func:`cache_folder` ``(out, ref.id)`` (the batch worker)."""
     from lungcad.io import load_scan
 
     scan = load_scan(
@@ -173,28 +182,31 @@ def preprocess_scans(
 
     A scan counts as done only when its cache was made with the same ``config``; a cache from other settings
     is recomputed (and replaced atomically), never silently reused. ``allow_external_data``: see
-    :func:`lungcad.io.load_scan`.
+    :func:`lungcad.io.load_scan`. ``out`` is checked to be writable and locked for the run before any scan is read
+    (:func:`lungcad.batch.output_folder`: OutputError, OutputBusyError).
     """
-    out = Path(out)
-    refs = find_scans(inputs)
-    wanted = json.loads(json.dumps(to_dict(config)))  # as geometry.json stores it (tuples become lists)
-    work = functools.partial(
-        preprocess_one, out=out, config=config, series_uid=series_uid, allow_external_data=allow_external_data
-    )
-    summary = run_batch(
-        refs,
-        work,
-        errors_csv=out / "errors.csv",
-        workers=workers,
-        desc="preprocess",
-        is_done=lambda ref: not overwrite and cached_config(out / ref.id) == wanted,
-    )
+    with output_folder(out, "lungcad preprocess") as out:
+        refs = find_scans(inputs)
+        wanted = json.loads(json.dumps(to_dict(config)))  # as geometry.json stores it (tuples become lists)
+        work = functools.partial(
+            preprocess_one, out=out, config=config, series_uid=series_uid, allow_external_data=allow_external_data
+        )
+        summary = run_batch(
+            refs,
+            work,
+            errors_csv=out / "errors.csv",
+            workers=workers,
+            desc="preprocess",
+            is_done=lambda ref: not overwrite and cached_config(cache_folder(out, ref.id), ref.id) == wanted,
+        )
     return refs, summary
 
 
-def cached_config(folder: Path) -> dict[str, Any] | None:
-    """The preprocessing config a cache folder was made with (None when there is no readable cache)."""
+def cached_config(folder: Path, scan_id: str | None = None) -> dict[str, Any] | None:
+    """The preprocessing config a cache folder was made with (None when there is no readable cache, or when it
+    holds another scan than ``scan_id``)."""
     try:
-        return json.loads((folder / "geometry.json").read_text()).get("config")
+        geo = json.loads((folder / "geometry.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return geo.get("config") if scan_id is None or geo.get("id") == scan_id else None

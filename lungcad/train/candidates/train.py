@@ -26,7 +26,7 @@ from lungcad.detect.detector import DETECTOR_FILE, CandidateDetector, DetectorCo
 from lungcad.errors import ConfigError, DataLayoutError
 from lungcad.evaluate.tables import read_annotation_tables
 from lungcad.preprocess.config import PreprocessConfig
-from lungcad.preprocess.pipeline import load_preprocessed, preprocess_scans
+from lungcad.preprocess.pipeline import cache_folder, load_preprocessed, preprocess_scans
 from lungcad.train.candidates.data import SamplingConfig, dice_bce_loss, make_dataset, sample_patch, training_scan
 from lungcad.train.candidates.mining import mine_hard_positives, write_mined
 from lungcad.train.loop import FitResult, LoopConfig, Task, fit
@@ -195,7 +195,7 @@ def train_unet(
         raise DataLayoutError(f"{len(ids)} usable scan(s); training needs at least 2", path=data)
     train_ids, val_ids = split_ids(ids, config.validation_fraction, config.train.seed)
     rng = np.random.default_rng(config.train.seed)
-    pre = {sid: load_preprocessed(cache / sid) for sid in ids}
+    pre = {sid: load_preprocessed(cache_folder(cache, sid)) for sid in ids}
     scans = {sid: training_scan(pre[sid], annotations, excluded, config.sampling, rng) for sid in ids}
     train_scans = [scans[s] for s in train_ids]
     mined = mine_from(init, train_scans, config)
