@@ -525,10 +525,9 @@ def read_dicom_series(
     folder = Path(folder)
     slices, warnings, non_dicom = scan_folder(folder)
     groups = group_series(slices)
-    group, choose_warnings = choose_series(groups, folder, series_uid)
-    warnings += choose_warnings
-    group, kept, hu, pixel_warnings = _read_decodable(group, groups, folder)
-    warnings += pixel_warnings
+    chosen, choose_warnings = choose_series(groups, folder, series_uid)
+    group, kept, hu, pixel_warnings = _read_decodable(chosen, groups, folder)
+    warnings += (choose_warnings if group is chosen else []) + pixel_warnings
     first = kept[0]
     row_mm, col_mm = first.pixel_spacing or (1.0, 1.0)
     if first.pixel_spacing is None:
@@ -587,11 +586,11 @@ def _read_decodable(
             failure = failure or exc
             continue
         warnings += stray_warnings + pixel_warnings
-        if candidate is not group:
+        if candidate is not group and failure is not None:
+            others = sum(len(g.slices) for g in groups if g.uid == group.uid and g is not candidate)
             warnings.append(
-                f"none of the {len(group.slices)} slices of {group.slices[0].rows} x {group.slices[0].columns} "
-                f"pixels could be decoded ({failure}): read the {len(candidate.slices)} slices of "
-                f"{candidate.slices[0].rows} x {candidate.slices[0].columns} instead"
+                f"{failure.problem}: read the {len(candidate.slices)} slices of {candidate.slices[0].rows} x "
+                f"{candidate.slices[0].columns} pixels instead, dropping the other {others} image(s) of the series"
             )
         return candidate, kept, hu, warnings
     assert failure is not None
