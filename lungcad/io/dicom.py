@@ -11,6 +11,13 @@ Geometry comes only from ImagePositionPatient (IPP) and ImageOrientationPatient 
   position (with a warning);
 - gantry tilt (IPPs drifting in-plane from slice to slice) is resampled slice by slice onto the
   orthogonal grid, or refused with ``gantry_tilt="refuse"``.
+- a slice far from the others (a gap over :data:`lungcad.io.geometry.STACK_GAP_FACTOR` median steps, e.g. an
+  IPP 20 m off) is dropped with a warning naming it; the declared size and the regular grid are checked against
+  the voxel limit (:mod:`lungcad.io.limits`) before they are allocated;
+- geometry that is not a scan (IOP not two orthogonal unit vectors, e.g. all zeros or NaN; an IPP that is not 3
+  finite numbers; a PixelSpacing that is not 2 positive numbers; all slices at one position) refuses the series
+  with a GeometryError naming the file and the tag, or skips the file with a warning when most of the series is
+  sound; when no slice of the chosen matrix size decodes, the series' other matrix size is read (with a warning).
 
 Pixel values are converted per slice with that slice's RescaleSlope/Intercept; padding outside the scan
 circle (PixelPaddingValue, or anything at or below -2000 HU such as DSB's raw -2000 and -3024) becomes
@@ -40,7 +47,7 @@ from lungcad.errors import (
     SeriesNotFoundError,
     UnsupportedCompressionError,
 )
-from lungcad.io.geometry import largest_stack, regularize_slices
+from lungcad.io.geometry import ORTHOGONAL_TOLERANCE, largest_stack, regularize_slices
 from lungcad.io.hu import PADDING_HU, map_padding
 from lungcad.io.limits import check_voxel_count
 from lungcad.scan import CTScan
@@ -49,8 +56,8 @@ log = logging.getLogger(__name__)
 
 #: Slices whose positions along the normal differ by less than this are duplicates (mm).
 DUPLICATE_TOLERANCE_MM = 0.01
-#: ImageOrientationPatient: each direction cosine vector must have length 1 within this, and row . column be 0
-#: within it (all zeros or NaN is refused).
+#: ImageOrientationPatient: each direction cosine vector must have length 1 within this (all zeros or NaN is refused);
+#: row and column must be orthogonal within :data:`lungcad.io.geometry.ORTHOGONAL_TOLERANCE`.
 ORIENTATION_TOLERANCE = 0.01
 #: Files with these suffixes are never DICOM (skipped without opening).
 NON_DICOM_SUFFIXES = {
@@ -216,7 +223,7 @@ def image_slice(path: Path, ds: Dataset) -> SliceHeader | None:
             expected="row and column direction cosines of length 1",
         )
     row, col = row / norms[0], col / norms[1]
-    if abs(float(row @ col)) > ORIENTATION_TOLERANCE:
+    if abs(float(row @ col)) > ORTHOGONAL_TOLERANCE:
         raise GeometryError(
             f"{_tag_name('ImageOrientationPatient')} {_shown(ds, 'ImageOrientationPatient')}: row and column are "
             "not orthogonal",
@@ -403,7 +410,8 @@ def drop_stray_slices(slices: list[SliceHeader]) -> tuple[list[SliceHeader], lis
         raise GeometryError(exc.problem, path=slices[0].path.parent, fix="read one stack with --series") from exc
     if len(keep) == len(slices):
         return slices, []
-    dropped = [sl for k, sl in enumerate(slices) if k not in set(keep.tolist())]
+    kept = set(keep.tolist())
+    dropped = [sl for k, sl in enumerate(slices) if k not in kept]
     where = ", ".join(f"{sl.path.name} at {float(sl.position @ normal):.6g} mm" for sl in dropped[:3])
     warning = (
         f"dropped {len(dropped)} slice(s) far from the other {len(keep)} (stack from {s[keep[0]]:.6g} to "

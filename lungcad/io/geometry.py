@@ -21,6 +21,8 @@ from lungcad.io.limits import check_voxel_count
 TILT_TOLERANCE_MM = 0.02
 #: Relative deviation of a slice step from the median step above which spacing counts as uneven.
 UNEVEN_TOLERANCE = 0.02
+#: ImageOrientationPatient's row and column (unit vectors) count as orthogonal when their dot product is below this.
+ORTHOGONAL_TOLERANCE = 1e-3
 #: A gap between neighbouring slices longer than this many median slice steps splits the slices into separate
 #: stacks (a slice 20 m away, a second acquisition sharing the series UID): only the largest stack is kept. Shorter
 #: gaps are missing slices, filled by interpolation.
@@ -62,7 +64,7 @@ def regularize_slices(
         fill_hu: value for voxels shifted in from outside the field of view.
     """
     row, col = orientation[:3], orientation[3:]
-    if abs(float(row @ col)) > 1e-3:
+    if abs(float(row @ col)) > ORTHOGONAL_TOLERANCE:
         raise GeometryError("ImageOrientationPatient row and column are not orthogonal", path=source)
     normal = np.cross(row, col)
     direction = np.column_stack([row, col, normal])
