@@ -11,6 +11,13 @@ Geometry comes only from ImagePositionPatient (IPP) and ImageOrientationPatient 
   position (with a warning);
 - gantry tilt (IPPs drifting in-plane from slice to slice) is resampled slice by slice onto the
   orthogonal grid, or refused with ``gantry_tilt="refuse"``.
+- a slice far from the others (a gap over :data:`lungcad.io.geometry.STACK_GAP_FACTOR` median steps, e.g. an
+  IPP 20 m off) is dropped with a warning naming it; the declared size and the regular grid are checked against
+  the voxel limit (:mod:`lungcad.io.limits`) before they are allocated;
+- geometry that is not a scan (IOP not two orthogonal unit vectors, e.g. all zeros or NaN; an IPP that is not 3
+  finite numbers; a PixelSpacing that is not 2 positive numbers; all slices at one position) refuses the series
+  with a GeometryError naming the file and the tag, or skips the file with a warning when most of the series is
+  sound; when no slice of the chosen matrix size decodes, the series' other matrix size is read (with a warning).
 
 Pixel values are converted per slice with that slice's RescaleSlope/Intercept; padding outside the scan
 circle (PixelPaddingValue, or anything at or below -2000 HU such as DSB's raw -2000 and -3024) becomes
@@ -34,19 +41,24 @@ from pydicom.errors import InvalidDicomError
 
 from lungcad.errors import (
     CorruptScanError,
+    GeometryError,
     NoDicomError,
     NotCTError,
     SeriesNotFoundError,
     UnsupportedCompressionError,
 )
-from lungcad.io.geometry import regularize_slices
+from lungcad.io.geometry import ORTHOGONAL_TOLERANCE, largest_stack, regularize_slices
 from lungcad.io.hu import PADDING_HU, map_padding
+from lungcad.io.limits import check_voxel_count
 from lungcad.scan import CTScan
 
 log = logging.getLogger(__name__)
 
 #: Slices whose positions along the normal differ by less than this are duplicates (mm).
 DUPLICATE_TOLERANCE_MM = 0.01
+#: ImageOrientationPatient: each direction cosine vector must have length 1 within this (all zeros or NaN is refused);
+#: row and column must be orthogonal within :data:`lungcad.io.geometry.ORTHOGONAL_TOLERANCE`.
+ORIENTATION_TOLERANCE = 0.01
 #: Files with these suffixes are never DICOM (skipped without opening).
 NON_DICOM_SUFFIXES = {
     ".txt",
@@ -84,6 +96,7 @@ class SliceHeader:
     orientation: np.ndarray  # IOP row (3) + column (3) direction cosines
     rows: int
     columns: int
+    pixel_spacing: tuple[float, float] | None = None  # PixelSpacing (row, column) mm; None when absent
 
     @property
     def normal(self) -> np.ndarray:
@@ -199,25 +212,80 @@ def image_slice(path: Path, ds: Dataset) -> SliceHeader | None:
     if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
         log.warning("%s: multi-frame (enhanced) image skipped; only single-frame slices are read", path)
         return None
-    try:
-        position = np.asarray([float(v) for v in ds.ImagePositionPatient], dtype=np.float64)
-        orientation = np.asarray([float(v) for v in ds.ImageOrientationPatient], dtype=np.float64)
-        rows, columns = int(ds.Rows), int(ds.Columns)
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise CorruptScanError(
-            f"bad geometry tags ({exc})", path=path, expected="numeric IPP/IOP/Rows/Columns"
-        ) from exc
-    if position.shape != (3,) or orientation.shape != (6,):
-        raise CorruptScanError("ImagePositionPatient must have 3 values and ImageOrientationPatient 6", path=path)
+    position = _numbers(ds, "ImagePositionPatient", 3, path, "x, y, z of the first pixel in mm")
+    orientation = _numbers(ds, "ImageOrientationPatient", 6, path, "row and column direction cosines")
     row, col = orientation[:3], orientation[3:]
-    orientation = np.concatenate([row / np.linalg.norm(row), col / np.linalg.norm(col)])
-    return SliceHeader(path, ds, position, orientation, rows, columns)
+    norms = np.array([np.linalg.norm(row), np.linalg.norm(col)])
+    if np.any(np.abs(norms - 1) > ORIENTATION_TOLERANCE):
+        raise GeometryError(
+            f"{_tag_name('ImageOrientationPatient')} {_shown(ds, 'ImageOrientationPatient')} is not two unit vectors",
+            path=path,
+            expected="row and column direction cosines of length 1",
+        )
+    row, col = row / norms[0], col / norms[1]
+    if abs(float(row @ col)) > ORTHOGONAL_TOLERANCE:
+        raise GeometryError(
+            f"{_tag_name('ImageOrientationPatient')} {_shown(ds, 'ImageOrientationPatient')}: row and column are "
+            "not orthogonal",
+            path=path,
+        )
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+    except (TypeError, ValueError) as exc:
+        raise CorruptScanError(f"Rows/Columns not integers ({exc})", path=path) from exc
+    if rows < 1 or columns < 1:
+        raise CorruptScanError(f"image of {rows} x {columns} pixels (Rows x Columns)", path=path)
+    spacing = None
+    if "PixelSpacing" in ds:
+        values = _numbers(ds, "PixelSpacing", 2, path, "row and column spacing in mm, both > 0")
+        if np.any(values <= 0):
+            raise GeometryError(
+                f"{_tag_name('PixelSpacing')} {_shown(ds, 'PixelSpacing')} is not positive",
+                path=path,
+                expected="row and column spacing in mm, both > 0",
+            )
+        spacing = (float(values[0]), float(values[1]))
+    return SliceHeader(path, ds, position, np.concatenate([row, col]), rows, columns, spacing)
+
+
+def _tag_name(keyword: str) -> str:
+    """``keyword (gggg,eeee)``, e.g. ``PixelSpacing (0028,0030)``."""
+    tag = pydicom.datadict.tag_for_keyword(keyword)
+    return f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})" if tag is not None else keyword
+
+
+def _shown(ds: Dataset, keyword: str) -> str:
+    """The tag's value as stored, shortened, for messages."""
+    elem = ds.get(keyword)
+    value = getattr(elem, "value", elem) if elem is not None else None
+    multi = isinstance(value, (list, tuple, pydicom.multival.MultiValue))
+    text = "\\".join(str(v) for v in value) if multi else str(value)
+    text = " ".join(text.split())
+    return f"'{text}'" if len(text) <= 80 else f"'{text[:77]}...'"
+
+
+def _numbers(ds: Dataset, keyword: str, count: int, path: Path, meaning: str) -> np.ndarray:
+    """``count`` finite numbers from a DS tag, else GeometryError naming the file and the tag."""
+    try:
+        value = ds[keyword].value
+        values = list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
+        numbers = np.asarray([float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError, KeyError, OverflowError):
+        numbers = None
+    if numbers is None or numbers.shape != (count,) or not np.all(np.isfinite(numbers)):
+        raise GeometryError(
+            f"{_tag_name(keyword)} {_shown(ds, keyword)} is not {count} finite numbers",
+            path=path,
+            expected=meaning,
+        )
+    return numbers
 
 
 def scan_folder(folder: Path) -> tuple[list[SliceHeader], list[str], int]:
     """Read every file's header. Returns (image slices, warnings about skipped files, non-DICOM count)."""
     slices: list[SliceHeader] = []
     warnings: list[str] = []
+    bad_geometry: list[GeometryError] = []
     non_dicom = 0
     for path in list_candidate_files(folder):
         try:
@@ -230,11 +298,24 @@ def scan_folder(folder: Path) -> tuple[list[SliceHeader], list[str], int]:
             continue
         try:
             sl = image_slice(path, ds)
+        except GeometryError as exc:
+            bad_geometry.append(exc)
+            warnings.append(f"skipped slice {exc}")
+            continue
         except CorruptScanError as exc:
             warnings.append(f"skipped {exc}")
             continue
         if sl is not None:
             slices.append(sl)
+    if bad_geometry and len(bad_geometry) >= len(slices):
+        # most image files have impossible geometry: that is the series, not a stray slice to skip
+        first = bad_geometry[0]
+        raise GeometryError(
+            f"{first.problem} ({len(bad_geometry)} of {len(bad_geometry) + len(slices)} image files)",
+            path=first.path,
+            expected=first.expected,
+            fix="re-export the series from the scanner or PACS",
+        )
     return slices, warnings, non_dicom
 
 
@@ -314,9 +395,33 @@ def drop_duplicates(slices: list[SliceHeader]) -> tuple[list[SliceHeader], list[
             kept.append(sl)
     warnings = []
     if dup:
-        names = ", ".join(p.name for p in dup[:3]) + (" ..." if len(dup) > 3 else "")
-        warnings.append(f"dropped {len(dup)} duplicate slice(s) at an already-seen position ({names})")
+        warnings.append(f"dropped {len(dup)} duplicate slice(s) at an already-seen position ({_names(dup)})")
     return kept, warnings
+
+
+def drop_stray_slices(slices: list[SliceHeader]) -> tuple[list[SliceHeader], list[str]]:
+    """Keep the largest stack of sorted ``slices`` (:func:`lungcad.io.geometry.largest_stack`): a slice far from the
+    others (an ImagePositionPatient 20 m off) is dropped with a warning naming it instead of stretching the grid."""
+    normal = slices[0].normal
+    s = np.array([float(sl.position @ normal) for sl in slices])
+    try:
+        keep = largest_stack(s)
+    except GeometryError as exc:
+        raise GeometryError(exc.problem, path=slices[0].path.parent, fix="read one stack with --series") from exc
+    if len(keep) == len(slices):
+        return slices, []
+    kept = set(keep.tolist())
+    dropped = [sl for k, sl in enumerate(slices) if k not in kept]
+    where = ", ".join(f"{sl.path.name} at {float(sl.position @ normal):.6g} mm" for sl in dropped[:3])
+    warning = (
+        f"dropped {len(dropped)} slice(s) far from the other {len(keep)} (stack from {s[keep[0]]:.6g} to "
+        f"{s[keep[-1]]:.6g} mm along the normal): {where}{' ...' if len(dropped) > 3 else ''}"
+    )
+    return [slices[k] for k in keep], [warning]
+
+
+def _names(paths: Sequence[Path]) -> str:
+    return ", ".join(p.name for p in paths[:3]) + (" ..." if len(paths) > 3 else "")
 
 
 # ---------------------------------------------------------------------------------------------- pixels
@@ -386,18 +491,28 @@ def _one_line(exc: BaseException) -> str:
 def read_pixels(slices: list[SliceHeader]) -> tuple[list[SliceHeader], np.ndarray, list[str]]:
     """Decode every slice to HU (float32, shape (Z, Y, X)); truncated/undecodable slices are dropped
     with a warning naming the file (the gap is resampled later)."""
+    folder = slices[0].path.parent
+    check_voxel_count((len(slices), slices[0].rows, slices[0].columns), path=folder, what="the series as declared")
     kept: list[SliceHeader] = []
     planes: list[np.ndarray] = []
     warnings: list[str] = []
+    first_error: CorruptScanError | None = None
     for sl in slices:
         try:
             planes.append(slice_hu(sl))
         except CorruptScanError as exc:
+            first_error = first_error or exc
             warnings.append(f"skipped slice {exc}")
             continue
         kept.append(sl)
     if not kept:
-        raise CorruptScanError("no slice of the series could be decoded", path=slices[0].path.parent)
+        reason = "" if first_error is None else f"; the first, {first_error}"
+        raise CorruptScanError(
+            f"no slice of the series could be decoded ({len(slices)} slices of {slices[0].rows} x "
+            f"{slices[0].columns}{reason})",
+            path=folder,
+            fix=None if first_error is None else first_error.fix,
+        )
     return kept, np.stack(planes), warnings
 
 
@@ -417,15 +532,13 @@ def read_dicom_series(
     """
     folder = Path(folder)
     slices, warnings, non_dicom = scan_folder(folder)
-    group, choose_warnings = choose_series(group_series(slices), folder, series_uid)
-    warnings += choose_warnings
-    log.info("%s: reading series %s", folder, group.describe())
-    ordered, dup_warnings = drop_duplicates(group.slices)
-    kept, hu, pixel_warnings = read_pixels(ordered)
-    warnings += dup_warnings + pixel_warnings
+    groups = group_series(slices)
+    chosen, choose_warnings = choose_series(groups, folder, series_uid)
+    group, kept, hu, pixel_warnings = _read_decodable(chosen, groups, folder)
+    warnings += (choose_warnings if group is chosen else []) + pixel_warnings
     first = kept[0]
-    row_mm, col_mm = (float(v) for v in first.ds.PixelSpacing) if "PixelSpacing" in first.ds else (1.0, 1.0)
-    if "PixelSpacing" not in first.ds:
+    row_mm, col_mm = first.pixel_spacing or (1.0, 1.0)
+    if first.pixel_spacing is None:
         warnings.append("PixelSpacing missing: assumed 1 mm")
     grid = regularize_slices(
         hu,
@@ -451,6 +564,45 @@ def read_dicom_series(
         warnings=tuple(warnings),
         source=folder,
     )
+
+
+def _read_decodable(
+    group: SeriesGroup, groups: list[SeriesGroup], folder: Path
+) -> tuple[SeriesGroup, list[SliceHeader], np.ndarray, list[str]]:
+    """Sort ``group``'s slices, drop duplicates and stray slices, decode them. When none of its slices decodes
+    (e.g. most slices of the series claim a Rows that their pixel data does not have), the next group of the same
+    series (other matrix size) is read instead, with a warning; the first group's error if none decodes."""
+    same_uid = sorted((g for g in groups if g.uid == group.uid and g is not group), key=_series_rank, reverse=True)
+    failure: CorruptScanError | None = None
+    for candidate in [group, *same_uid]:
+        log.info("%s: reading series %s", folder, candidate.describe())
+        ordered, warnings = drop_duplicates(candidate.slices)
+        if len(ordered) == 1 and len(candidate.slices) > 1:
+            position = float(ordered[0].position @ ordered[0].normal)
+            raise GeometryError(
+                f"all {len(candidate.slices)} slices of series {candidate.uid} are at one position "
+                f"({position:g} mm along the normal, e.g. {ordered[0].path.name}): not a volume",
+                path=folder,
+                expected="slices at different ImagePositionPatient (0020,0032)",
+            )
+        ordered, stray_warnings = drop_stray_slices(ordered)
+        try:
+            kept, hu, pixel_warnings = read_pixels(ordered)
+        except CorruptScanError as exc:
+            if not str(exc.problem).startswith("no slice of the series could be decoded"):
+                raise
+            failure = failure or exc
+            continue
+        warnings += stray_warnings + pixel_warnings
+        if candidate is not group and failure is not None:
+            others = sum(len(g.slices) for g in groups if g.uid == group.uid and g is not candidate)
+            warnings.append(
+                f"{failure.problem}: read the {len(candidate.slices)} slices of {candidate.slices[0].rows} x "
+                f"{candidate.slices[0].columns} pixels instead, dropping the other {others} image(s) of the series"
+            )
+        return candidate, kept, hu, warnings
+    assert failure is not None
+    raise failure
 
 
 def _float_or_none(value: object) -> float | None:

@@ -15,11 +15,18 @@ import numpy as np
 from scipy import ndimage
 
 from lungcad.errors import GeometryError
+from lungcad.io.limits import check_voxel_count
 
 #: In-plane drift (mm) of slice positions over a series above which it is treated as gantry tilt.
 TILT_TOLERANCE_MM = 0.02
 #: Relative deviation of a slice step from the median step above which spacing counts as uneven.
 UNEVEN_TOLERANCE = 0.02
+#: ImageOrientationPatient's row and column (unit vectors) count as orthogonal when their dot product is below this.
+ORTHOGONAL_TOLERANCE = 1e-3
+#: A gap between neighbouring slices longer than this many median slice steps splits the slices into separate
+#: stacks (a slice 20 m away, a second acquisition sharing the series UID): only the largest stack is kept. Shorter
+#: gaps are missing slices, filled by interpolation.
+STACK_GAP_FACTOR = 20.0
 
 
 @dataclass
@@ -57,7 +64,7 @@ def regularize_slices(
         fill_hu: value for voxels shifted in from outside the field of view.
     """
     row, col = orientation[:3], orientation[3:]
-    if abs(float(row @ col)) > 1e-3:
+    if abs(float(row @ col)) > ORTHOGONAL_TOLERANCE:
         raise GeometryError("ImageOrientationPatient row and column are not orthogonal", path=source)
     normal = np.cross(row, col)
     direction = np.column_stack([row, col, normal])
@@ -70,7 +77,7 @@ def regularize_slices(
         return Grid(hu, (step, dy, dx), positions[0].copy(), direction, warnings)
     hu, tilt_warnings = _correct_tilt(hu, positions, row, col, (dy, dx), gantry_tilt, source, fill_hu)
     warnings += tilt_warnings
-    hu, step, uneven_warnings = _regular_steps(hu, s)
+    hu, step, uneven_warnings = _regular_steps(hu, s, source)
     warnings += uneven_warnings
     return Grid(hu, (step, dy, dx), positions[0].copy(), direction, warnings, bool(tilt_warnings or uneven_warnings))
 
@@ -110,14 +117,38 @@ def _correct_tilt(
     ]
 
 
-def _regular_steps(hu: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, float, list[str]]:
-    """Resample along the normal when slice steps are uneven (gaps, missing slices)."""
+def largest_stack(s: np.ndarray) -> np.ndarray:
+    """Indices of the slices (sorted positions ``s`` along the normal, mm) in the largest stack: the positions are
+    split wherever a gap exceeds :data:`STACK_GAP_FACTOR` median steps. Raises GeometryError (without a path: the
+    caller names it) when no stack holds more than half of the slices."""
+    if len(s) < 3:
+        return np.arange(len(s))
+    steps = np.diff(s)
+    median = float(np.median(steps))
+    breaks = np.flatnonzero(steps > STACK_GAP_FACTOR * median) + 1
+    stacks = np.split(np.arange(len(s)), breaks)
+    best = max(stacks, key=len)
+    if 2 * len(best) <= len(s):
+        sizes = ", ".join(str(len(k)) for k in stacks)
+        raise GeometryError(
+            f"slice positions form {len(stacks)} separate stacks of {sizes} slices (gaps over {STACK_GAP_FACTOR:g} "
+            f"times the median step of {median:.3g} mm) and none holds most slices"
+        )
+    return best
+
+
+def _regular_steps(
+    hu: np.ndarray, s: np.ndarray, source: str | Path | None = None
+) -> tuple[np.ndarray, float, list[str]]:
+    """Resample along the normal when slice steps are uneven (gaps, missing slices); the grid's size is checked
+    against the voxel limit before it is allocated."""
     steps = np.diff(s)
     median = float(np.median(steps))
     extent = float(s[-1] - s[0])
     if np.max(np.abs(steps - median)) <= UNEVEN_TOLERANCE * median:
         return hu, extent / (len(s) - 1), []
     n_new = int(round(extent / median)) + 1
+    check_voxel_count((n_new, *hu.shape[1:]), path=source, what=f"the regular grid of {len(s)} unevenly spaced slices")
     z_new = s[0] + np.arange(n_new) * (extent / (n_new - 1))
     upper = np.clip(np.searchsorted(s, z_new, side="right"), 1, len(s) - 1)
     lower = upper - 1

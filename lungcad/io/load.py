@@ -9,6 +9,7 @@ from lungcad.errors import ScanNotFoundError, UnsupportedFormatError
 from lungcad.fileio import printable
 from lungcad.io.dicom import TiltPolicy, read_dicom_series, read_header
 from lungcad.io.itk import read_itk_image
+from lungcad.io.limits import check_minimum_shape
 from lungcad.scan import CTScan
 
 #: Volume files ``load_scan`` reads (with SimpleITK), lower case: the one list, which discovery
@@ -65,10 +66,12 @@ def load_scan(
         from a ``ScanRef``'s path has that ref's id); ``scan.warnings`` lists repairs.
 
     Raises:
-        lungcad.errors.LungcadError subclasses with a one-line message naming the path.
+        lungcad.errors.LungcadError subclasses with a one-line message naming the path; a scan smaller than the
+        pipeline's minimum (:func:`lungcad.io.limits.check_minimum_shape`) is refused.
     """
     path = Path(path)
     scan = _read(path, series_uid, gantry_tilt, allow_external_data)
+    check_minimum_shape(scan.shape, scan.spacing, path=path)
     sid = scan_id(path)
     return scan if scan.id == sid else replace(scan, id=sid)
 

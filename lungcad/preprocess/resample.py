@@ -13,6 +13,7 @@ import SimpleITK as sitk
 
 from lungcad.io.hu import PADDING_HU
 from lungcad.io.itk import scan_to_sitk
+from lungcad.io.limits import check_voxel_count
 from lungcad.scan import CTScan
 
 
@@ -35,10 +36,22 @@ def reference_image(scan: CTScan, spacing_zyx=None, size_zyx=None) -> sitk.Image
 
 
 def resample_scan(scan: CTScan, spacing_zyx: tuple[float, float, float]) -> CTScan:
-    """Linear resampling of a scan's HU to ``spacing_zyx`` mm (same origin and direction), int16 HU."""
+    """Linear resampling of a scan's HU to ``spacing_zyx`` mm (same origin and direction), int16 HU.
+
+    Raises:
+        ScanTooLargeError: the resampled grid would exceed the voxel limit (:mod:`lungcad.io.limits`), e.g. a
+            PixelSpacing of 60 mm (a field of view of metres); checked before anything is allocated.
+    """
     if np.allclose(scan.spacing, spacing_zyx, rtol=0, atol=1e-6):
         return scan
     size = resampled_size(scan.shape, scan.spacing, spacing_zyx)
+    spacing_text = " x ".join(f"{s:g}" for s in scan.spacing)
+    target_text = " x ".join(f"{float(s):g}" for s in spacing_zyx)
+    check_voxel_count(
+        size,
+        path=scan.source if scan.source is not None else scan.id,
+        what=f"the scan resampled from {spacing_text} mm to {target_text} mm (z, y, x)",
+    )
     image = sitk.Cast(scan_to_sitk(scan), sitk.sitkFloat32)
     out = sitk.Resample(
         image,
