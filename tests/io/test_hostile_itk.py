@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def mhd(folder: Path, *, name="scan", dims="4 3 2", element="MET_SHORT", data=None, extra="", ndims="3",
-        spacing="1 1 1", data_file=None, compressed=False) -> Path:  # fmt: skip
+        spacing="3 3 3", data_file=None, compressed=False) -> Path:  # fmt: skip
     """Write ``folder/name.mhd`` (and its data file, ``data`` bytes, unless None) with the given header values."""
     folder.mkdir(parents=True, exist_ok=True)
     data_file = data_file or f"{name}.{'zraw' if compressed else 'raw'}"
