@@ -15,10 +15,12 @@ A new case is one row; keep ``detect`` rows few (each starts TensorFlow, ~5-10 s
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,7 @@ class Case:
     phrase: str  # in the one stderr line of a failure, or in stdout on success
     names: str | None = None  # the name that line must hold; default: the input's own name
     completed: tuple[str, ...] = ()  # detect: the scan ids that must finish despite the failures
+    options: tuple[str, ...] = ()  # more command-line options (e.g. "--dicom-sr")
 
 
 def small_scan(scan_id: str = "p", shape=(6, 16, 16)) -> CTScan:
@@ -55,12 +58,20 @@ def small_scan(scan_id: str = "p", shape=(6, 16, 16)) -> CTScan:
 
 
 def dicom_series(folder: Path, edit=None, scan: CTScan | None = None) -> Path:
-    """A small CT series in ``folder``; ``edit(ds)`` changes each slice's dataset before it is written."""
+    """A CT series in ``folder`` (default: a small one), slice k in ``{k:03d}.dcm``; ``edit(ds)`` changes each
+    slice's dataset before it is written (pydicom's warnings of the invalid values it makes silenced)."""
     datasets = ct_slice_datasets(scan or small_scan())
-    for ds in datasets:
-        if edit:
-            edit(ds)
-    write_datasets(datasets, folder, [f"{k:03d}.dcm" for k in range(len(datasets))])
+    pydicom_log = logging.getLogger("pydicom")
+    pydicom_log.disabled = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for ds in datasets:
+                if edit:
+                    edit(ds)
+            write_datasets(datasets, folder, [f"{k:03d}.dcm" for k in range(len(datasets))])
+    finally:
+        pydicom_log.disabled = False
     return folder
 
 
@@ -143,6 +154,15 @@ def batch_with_truncated_scan(root: Path) -> Path:
     return folder
 
 
+def sr_study_uid_path(root: Path) -> Path:
+    from helpers import simple_chest
+
+    def edit(ds):
+        ds.StudyInstanceUID = "../../"
+
+    return dicom_series(root / "badstudy", edit, scan=simple_chest(seed=4)[0])
+
+
 CASES = [
     Case("dicom-60000x60000-header", huge_header, "inspect", 1, "no slice of the series could be decoded"),
     Case("mhd-zero-spacing", zero_spacing_mhd, "inspect", 1, "spacing"),
@@ -160,6 +180,15 @@ CASES = [
         "truncated",
         names="1.2.4.raw",
         completed=("1.2.3", "patiënt_東京"),
+    ),
+    Case(
+        "dicom-sr-invalid-study-uid",
+        sr_study_uid_path,
+        "detect",
+        3,
+        "StudyInstanceUID '../../' is not a UID",
+        names="000.dcm",
+        options=("--dicom-sr",),
     ),
 ]
 
@@ -190,6 +219,7 @@ def test_hostile_input(tmp_path, request, case):
     else:
         model = ["--model", str(request.getfixturevalue("confident_model")), "--stage", "candidates", "--no-pictures"]
         args = ["detect", str(target), "-o", str(out), *model]
+    args += case.options
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     run = subprocess.run(
         [sys.executable, "-m", "lungcad.cli.main", *args],
