@@ -101,3 +101,8 @@ class OutputError(LungcadError):
 
 class OutputBusyError(OutputError):
     """Another lungcad run holds the output folder's lock (``OUT/.lock``)."""
+
+
+class InvalidUIDError(LungcadError):
+    """A DICOM UID that is not valid (DICOM PS3.5 9.1: digits and dots, no leading zeros, at most 64 characters)
+    where lungcad would have to copy it, e.g. into a DICOM SR's references to its source."""

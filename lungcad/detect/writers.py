@@ -60,8 +60,9 @@ def write_report(result: Detection, shown: pd.DataFrame, out: Path) -> str:
     scan = result.scan
     if not scan.metadata.get("slice_files"):
         return "not written: the input is not a DICOM series"
-    path = out / "sr" / f"{scan_stem(scan.id)}.dcm"
-    return str(write_sr(scan, shown, path, result.cancer_probability).relative_to(out))
+    folder = out / "sr"
+    path = write_sr(scan, shown, folder / f"{scan_stem(scan.id)}.dcm", result.cancer_probability, folder=folder)
+    return str(path.relative_to(out))
 
 
 def write_scan_result(
