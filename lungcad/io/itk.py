@@ -40,6 +40,17 @@ MET_BYTES = {
     "MET_FLOAT": 4,
     "MET_DOUBLE": 8,
 }
+#: numpy types of the MetaImage element types lungcad inflates itself (the others are read by SimpleITK).
+MET_DTYPES = {
+    "MET_CHAR": "i1",
+    "MET_UCHAR": "u1",
+    "MET_SHORT": "i2",
+    "MET_USHORT": "u2",
+    "MET_INT": "i4",
+    "MET_UINT": "u4",
+    "MET_FLOAT": "f4",
+    "MET_DOUBLE": "f8",
+}
 
 #: Most bytes of a MetaImage/NRRD text header read (a header is a few hundred bytes; a LIST of file names a few
 #: hundred kB): a binary file posing as a header is not read whole.
@@ -47,6 +58,8 @@ MAX_HEADER_BYTES = 1 << 20
 #: Compressed MetaImage data are inflated this many bytes at a time when checked against the declared size, so
 #: memory stays bounded whatever the header claims.
 INFLATE_CHUNK = 1 << 20
+#: Bytes inflated per step at most (the memory bound beyond the declared size; larger steps are faster).
+INFLATE_OUT_CHUNK = 1 << 24
 
 
 def scan_to_sitk(scan: CTScan) -> sitk.Image:
@@ -192,7 +205,17 @@ def _data_file(path: Path, key: str, name: str, allow_external_data: bool) -> Pa
 
 
 def check_mhd_data(path: Path, *, allow_external_data: bool = False) -> dict[str, str]:
-    """Check a MetaImage header (``.mhd``/``.mha``) and its data before anything is allocated.
+    """Check a MetaImage header (``.mhd``/``.mha``) and its data before anything is allocated (see
+    :func:`checked_mhd_data`); returns the header."""
+    return checked_mhd_data(path, allow_external_data=allow_external_data)[0]
+
+
+def checked_mhd_data(
+    path: Path, *, allow_external_data: bool = False, keep_inflated: bool = False
+) -> tuple[dict[str, str], np.ndarray | None]:
+    """Check a MetaImage header (``.mhd``/``.mha``) and its data before anything is allocated; returns the header
+    and, with ``keep_inflated``, the inflated bytes (uint8, exactly the declared size) of single-file compressed data
+    (None otherwise): the check inflates them anyway, so the reader need not inflate them a second time.
 
     The header must declare a 3-D scalar volume within the voxel limit with positive spacing; its data files must
     lie in the header's folder (unless ``allow_external_data``) and hold exactly the declared bytes: raw data by
@@ -221,7 +244,7 @@ def check_mhd_data(path: Path, *, allow_external_data: bool = False) -> dict[str
     if len(files) > 1:  # LIST or pattern: one header size per file; compressed lists are bounded by the voxel limit
         if not compressed:
             _check_byte_count(path, files[0].name, sum(f.stat().st_size for f in files), expected, shape)
-        return header
+        return header, None
     data = files[0]
     size = data.stat().st_size
     if compressed:
@@ -234,13 +257,14 @@ def check_mhd_data(path: Path, *, allow_external_data: bool = False) -> dict[str
                 path=path,
                 fix="copy or download the data again",
             )
-        _check_inflated(path, data, size - available, length, expected, shape)
-    elif skip == -1:  # HeaderSize = -1: the data are the file's last bytes
+        inflated = _check_inflated(path, data, size - available, length, expected, shape, keep=keep_inflated)
+        return header, inflated
+    if skip == -1:  # HeaderSize = -1: the data are the file's last bytes
         if size < expected:
             _check_byte_count(path, data.name, size, expected, shape)
     else:
         _check_byte_count(path, data.name, size - max(skip, 0), expected, shape)
-    return header
+    return header, None
 
 
 def _check_byte_count(path: Path, name: str, actual: int, expected: int, shape: str) -> None:
@@ -259,10 +283,15 @@ def _check_byte_count(path: Path, name: str, actual: int, expected: int, shape: 
         )
 
 
-def _check_inflated(path: Path, data: Path, offset: int, length: int, expected: int, shape: str) -> None:
+def _check_inflated(
+    path: Path, data: Path, offset: int, length: int, expected: int, shape: str, *, keep: bool = False
+) -> np.ndarray | None:
     """CorruptScanError unless the zlib/gzip stream of ``length`` bytes at ``offset`` in ``data`` inflates to exactly
-    ``expected`` bytes; inflates :data:`INFLATE_CHUNK` at a time and stops past ``expected`` (memory bounded)."""
+    ``expected`` bytes; inflates :data:`INFLATE_CHUNK` at a time and stops past ``expected`` (memory bounded). With
+    ``keep``, returns the inflated bytes (uint8, ``expected`` of them; the buffer grows with the data actually
+    inflated, so a header declaring more than its data holds allocates nothing beyond the data)."""
     inflater = zlib.decompressobj(47)  # 32 + 15: zlib or gzip header
+    kept = bytearray() if keep else None
     total = 0
     try:
         with open(data, "rb") as fh:
@@ -273,10 +302,12 @@ def _check_inflated(path: Path, data: Path, offset: int, length: int, expected: 
                     break
                 length -= len(chunk)
                 while total <= expected:
-                    out = inflater.decompress(chunk, INFLATE_CHUNK)
+                    out = inflater.decompress(chunk, INFLATE_OUT_CHUNK)
+                    if kept is not None and total + len(out) <= expected:
+                        kept += out
                     total += len(out)
                     chunk = inflater.unconsumed_tail
-                    if inflater.eof or (not chunk and len(out) < INFLATE_CHUNK):
+                    if inflater.eof or (not chunk and len(out) < INFLATE_OUT_CHUNK):
                         break
     except zlib.error as exc:
         raise CorruptScanError(
@@ -296,6 +327,7 @@ def _check_inflated(path: Path, data: Path, offset: int, length: int, expected: 
             path=path,
             fix="check DimSize and ElementType in the header",
         )
+    return None if kept is None else np.frombuffer(kept, np.uint8)
 
 
 def check_nrrd_data(path: Path, *, allow_external_data: bool = False) -> None:
@@ -350,7 +382,10 @@ def read_itk_image(path: str | Path, *, allow_external_data: bool = False) -> CT
             fix="rename the file to a UTF-8 name",
         ) from None
     suffix = path.suffix.lower()
-    header = check_mhd_data(path, allow_external_data=allow_external_data) if suffix in (".mhd", ".mha") else {}
+    header, inflated = {}, None
+    if suffix in (".mhd", ".mha"):
+        keep = header_dtype(parse_mhd_header(path)) is not None
+        header, inflated = checked_mhd_data(path, allow_external_data=allow_external_data, keep_inflated=keep)
     if suffix == ".nrrd":
         check_nrrd_data(path, allow_external_data=allow_external_data)
     reader = sitk.ImageFileReader()
@@ -366,29 +401,45 @@ def read_itk_image(path: str | Path, *, allow_external_data: bool = False) -> CT
         raise GeometryError("image has several components per voxel", path=path, expected="a scalar CT volume")
     check_voxel_count(reader.GetSize()[::-1], path=path, what="the scan its header declares")
     _check_spacing(path, "spacing", list(reader.GetSpacing()))
-    try:
-        image = reader.Execute()
-    except RuntimeError as exc:
-        msg = " ".join(str(exc).split())
-        raise CorruptScanError(f"SimpleITK could not read it ({msg[-200:]})", path=path) from exc
-    array = sitk.GetArrayViewFromImage(image)
+    if inflated is not None:  # compressed MetaImage inflated by the check: its pixels, with ITK's geometry
+        array = inflated.view(header_dtype(header)).reshape(reader.GetSize()[::-1])
+        geometry = reader
+    else:
+        try:
+            geometry = reader.Execute()
+        except RuntimeError as exc:
+            msg = " ".join(str(exc).split())
+            raise CorruptScanError(f"SimpleITK could not read it ({msg[-200:]})", path=path) from exc
+        array = sitk.GetArrayViewFromImage(geometry)
     warnings: list[str] = []
     hu = _to_int16_hu(array, warnings)
-    meta = {"format": path.suffix.lower().lstrip("."), "pixel_type": image.GetPixelIDTypeAsString()}
+    pixel_type = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+    meta = {"format": path.suffix.lower().lstrip("."), "pixel_type": pixel_type}
     if header:
         meta.update({f"mhd_{k}": v for k, v in header.items() if k in ("TransformMatrix", "AnatomicalOrientation")})
     for w in warnings:
         log.warning("%s: %s", path, w)
     return CTScan(
         array=hu,
-        spacing=tuple(image.GetSpacing()[::-1]),
-        origin=tuple(image.GetOrigin()),
-        direction=np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3),
+        spacing=tuple(geometry.GetSpacing()[::-1]),
+        origin=tuple(geometry.GetOrigin()),
+        direction=np.asarray(geometry.GetDirection(), dtype=np.float64).reshape(3, 3),
         id=path.name,
         metadata=meta,
         warnings=tuple(warnings),
         source=path,
     )
+
+
+def header_dtype(header: dict[str, str]) -> np.dtype | None:
+    """The numpy type of a MetaImage's voxels as stored (element type and byte order), for compressed data lungcad
+    inflates itself; None where SimpleITK reads them (several channels, an element type not in :data:`MET_DTYPES`)."""
+    channels = header.get("ElementNumberOfChannels", "1").strip() or "1"
+    code = MET_DTYPES.get(header.get("ElementType", "").strip())
+    if code is None or channels != "1":
+        return None
+    msb = (header.get("BinaryDataByteOrderMSB") or header.get("ElementByteOrderMSB") or "False").strip().lower()
+    return np.dtype((">" if msb == "true" else "<") + code)
 
 
 def _to_int16_hu(array: np.ndarray, warnings: list[str]) -> np.ndarray:

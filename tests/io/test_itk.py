@@ -72,3 +72,48 @@ def test_float_image_rounded_to_int16(tmp_path):
     sitk.WriteImage(image, str(tmp_path / "f.nii.gz"))
     read = load_scan(tmp_path / "f.nii.gz")
     assert read.array.dtype == np.int16 and np.all(read.array == -601)
+
+
+@pytest.mark.parametrize("dtype", ["int16", "uint16", "float32", "uint8", "int32", "float64"])
+def test_compressed_metaimage_inflated_once_reads_as_simpleitk_reads_it(tmp_path, dtype):
+    """A compressed ``.mhd`` is inflated by lungcad's bounded check and built from those bytes (no second inflation
+    by SimpleITK): the same voxels and geometry as SimpleITK's own read, for each element type."""
+    import SimpleITK as sitk
+
+    from lungcad.io.itk import checked_mhd_data, read_itk_image
+
+    rng = np.random.default_rng(3)
+    values = rng.integers(-1000, 1500, size=(7, 9, 11)).astype(dtype if dtype != "uint8" else "int16")
+    image = sitk.GetImageFromArray(values.astype(dtype) if dtype != "uint8" else (values % 256).astype("uint8"))
+    image.SetSpacing((0.7, 0.8, 2.5))
+    image.SetOrigin((-120.5, 33.25, -401.0))
+    image.SetDirection((0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    path = tmp_path / "c.mhd"
+    sitk.WriteImage(image, str(path), useCompression=True)
+    assert checked_mhd_data(path, keep_inflated=True)[1] is not None  # the path under test is taken
+    scan, reference = read_itk_image(path), sitk.ReadImage(str(path))
+    expected = sitk.GetArrayFromImage(reference)
+    np.testing.assert_array_equal(scan.array, np.clip(np.rint(expected), -32768, 32767).astype(np.int16))
+    assert scan.spacing == tuple(reference.GetSpacing()[::-1])
+    assert scan.origin == tuple(reference.GetOrigin())
+    np.testing.assert_array_equal(scan.direction.ravel(), reference.GetDirection())
+    assert scan.metadata["pixel_type"] == reference.GetPixelIDTypeAsString()
+
+
+def test_big_endian_compressed_metaimage_reads_as_simpleitk_reads_it(tmp_path):
+    import zlib
+
+    import SimpleITK as sitk
+
+    from lungcad.io.itk import read_itk_image
+
+    values = np.arange(-200, 4 * 5 * 6 * 10 - 200, 10, dtype=">i2").reshape(4, 5, 6)
+    (tmp_path / "b.zraw").write_bytes(zlib.compress(values.tobytes()))
+    header = (
+        "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = True\nCompressedData = True\n"
+        "ElementSpacing = 1 1 3\nDimSize = 6 5 4\nElementType = MET_SHORT\nElementDataFile = b.zraw\n"
+    )
+    (tmp_path / "b.mhd").write_text(header)
+    scan = read_itk_image(tmp_path / "b.mhd")
+    np.testing.assert_array_equal(scan.array, sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "b.mhd"))))
+    np.testing.assert_array_equal(scan.array, values.astype(np.int16))
