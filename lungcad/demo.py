@@ -34,8 +34,8 @@ def run_demo(
 ) -> dict:
     """Run the demo into ``out`` (``scans`` phantoms of ``size`` x ``size`` pixels, or the LUNA16-layout folder
     ``data``); returns the summary also written to ``OUT/demo.json``."""
-    from lungcad.detect import detect_scans
     from lungcad.evaluate import compute_dsb_files, compute_froc_files, write_dsb_outputs, write_froc_outputs
+    from lungcad.pipeline import detect_scans
     from lungcad.synth import write_dataset
 
     out = Path(out)

@@ -18,8 +18,8 @@ import numpy as np
 
 from lungcad.candidates.blobs import BlobConfig, blob_candidates
 from lungcad.config import load_config
-from lungcad.detect import default_model_dir
-from lungcad.detect.detector import CandidateDetector
+from lungcad.pipeline import default_model_dir
+from lungcad.pipeline.detector import CandidateDetector
 from lungcad.preprocess.pipeline import preprocess_scan
 from lungcad.synth import make_phantom
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark: the whole pipeline on one 512x512x~300 synthetic scan, as ``lungcad detect`` runs it.
 
-Writes the phantom as ``.mhd``, then times ``lungcad.detect.detect_one`` (read, preprocess, U-Net + merge, FPR,
+Writes the phantom as ``.mhd``, then times ``lungcad.pipeline.detect_one`` (read, preprocess, U-Net + merge, FPR,
 risk, pictures; the stages the bundled models allow) after one warm-up call that builds the TensorFlow graphs,
 and reports the peak resident memory of this process. With ``--seed-slices K`` it also times, in the same run,
 the seed design's candidate stage: ``model.predict`` of the 32..512-filter U-Net on K full 512x512 slices,
@@ -22,8 +22,8 @@ from pathlib import Path
 
 from benchmark_unet import seed_design_seconds
 
-from lungcad.detect import default_stage, detect_one, model_set
 from lungcad.io import ScanRef, write_mhd
+from lungcad.pipeline import default_stage, detect_one, model_set
 from lungcad.synth import make_phantom
 
 

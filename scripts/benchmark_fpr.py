@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
-from lungcad.detect import default_model_dir
 from lungcad.fpr.inference import PatchScorer
 from lungcad.patches import extract_patches
+from lungcad.pipeline import default_model_dir
 from lungcad.synth import make_phantom
 
 

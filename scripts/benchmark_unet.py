@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from lungcad.detect import default_model_dir
-from lungcad.detect.detector import CandidateDetector
+from lungcad.pipeline import default_model_dir
+from lungcad.pipeline.detector import CandidateDetector
 from lungcad.synth import make_phantom
 
 

@@ -40,8 +40,6 @@ from pipeline_steps import concat_tables, lungcad
 from tqdm import tqdm
 
 from lungcad.config import load_config
-from lungcad.detect import default_model_dir
-from lungcad.detect.detector import DETECTOR_FILE, DetectorConfig
 from lungcad.evaluate import compute_dsb_files, compute_froc_files, load_evaluate_config
 from lungcad.evaluate.matching import radius_squared, within
 from lungcad.evaluate.plots import plot_calibration
@@ -49,6 +47,8 @@ from lungcad.evaluate.report import write_froc_outputs
 from lungcad.evaluate.segmentation import nodule_mask_coverage
 from lungcad.fileio import write_atomic
 from lungcad.io import load_scan
+from lungcad.pipeline import default_model_dir
+from lungcad.pipeline.detector import DETECTOR_FILE, DetectorConfig
 from lungcad.preprocess.pipeline import preprocess_scan
 
 MAX_CANDIDATES = 30

@@ -7,7 +7,7 @@ Steps, each resumable (rerun the same command after an interruption):
    used for training or for choosing a model);
 2. ``lungcad detect --stage candidates`` once per set with the U-Net (bundled unless ``--unet``);
 3. each FPR model (``--fpr-model``, repeatable; default the bundled one) rescores those candidates as
-   ``lungcad detect --stage fpr`` does (:func:`lungcad.detect.score_candidates`: 8 views, U-Net fusion), without
+   ``lungcad detect --stage fpr`` does (:func:`lungcad.pipeline.score_candidates`: 8 views, U-Net fusion), without
    running the U-Net again;
 4. ``lungcad evaluate froc`` per set and on all sets pooled (with ``--bootstrap`` resamplings of scans for 95% CIs);
    the table (``WORK/NAME_froc.md``, ``.csv``) and the pooled FROC picture (``WORK/froc/NAME/pooled/froc.png``).
@@ -28,9 +28,9 @@ import pandas as pd
 from pipeline_steps import concat_tables, lungcad
 from tqdm import tqdm
 
-from lungcad.detect import default_model_dir, load_scorer, score_candidates
 from lungcad.fileio import write_atomic
 from lungcad.io import load_scan
+from lungcad.pipeline import default_model_dir, load_scorer, score_candidates
 
 #: seed:scans of the README's FPR table: the recipe's test set, two fresh sets, the U-Net comparison set and the
 #: risk model's three held-out patient sets.

@@ -30,10 +30,10 @@ import yaml
 from tqdm import tqdm
 
 from lungcad.config import to_dict
-from lungcad.detect.detector import DETECTOR_FILE, CandidateDetector, DetectorConfig
 from lungcad.evaluate.tables import read_annotation_tables
 from lungcad.fileio import write_text_atomic
 from lungcad.merge import MergeConfig, SliceDetections, distance_merge, slice_detections, z_merge
+from lungcad.pipeline.detector import DETECTOR_FILE, CandidateDetector, DetectorConfig
 from lungcad.preprocess.pipeline import cache_folder, load_preprocessed
 from lungcad.scan import CTScan
 from lungcad.train.candidates.train import candidate_recall

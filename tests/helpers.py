@@ -117,7 +117,7 @@ def confident_unet(path, bias: float = 5.0, **detector_changes):
 
     from lungcad.candidates.unet import build_unet
     from lungcad.config import load_config
-    from lungcad.detect.detector import CandidateDetector
+    from lungcad.pipeline.detector import CandidateDetector
     from lungcad.train.candidates.train import UNetTrainConfig
 
     detector = tiny_detector_config(load_config(UNetTrainConfig, "unet").detector)

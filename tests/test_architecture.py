@@ -27,7 +27,7 @@ LAYERS = [
     ("lungcad.risk",),
     ("lungcad.evaluate",),
     ("lungcad.visualize", "lungcad.sr"),
-    ("lungcad.detect",),
+    ("lungcad.pipeline",),
     ("lungcad.train",),
     ("lungcad.demo",),
     ("lungcad.cli",),

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lungcad.detect import default_model_dir, load_scorer, score_candidates
-from lungcad.detect.detector import CandidateDetector
 from lungcad.evaluate.matching import within
 from lungcad.io import load_scan
+from lungcad.pipeline import default_model_dir, load_scorer, score_candidates
+from lungcad.pipeline.detector import CandidateDetector
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "luna16"
 

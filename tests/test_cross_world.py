@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lungcad.detect import default_model_dir
+from lungcad.pipeline import default_model_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from cross_world import WORLDS, World, candidate_recall, measure_world, model_sets, parse_sets  # noqa: E402

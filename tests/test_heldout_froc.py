@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lungcad.detect import default_model_dir
 from lungcad.evaluate.tables import read_annotations, read_seriesuids
+from lungcad.pipeline import default_model_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from heldout_froc import DEFAULT_SETS, model_names, parse_sets, pooled_tables, row  # noqa: E402

@@ -205,9 +205,9 @@ def test_atomic_writes_of_long_names_and_non_utf8_text(tmp_path):
 def test_detect_writers_keep_hostile_ids_inside_out(tmp_path, confident_model):
     """API users name scans as they like: every writer goes through safe_stem, the tables keep the full ids."""
     from lungcad.config import load_config
-    from lungcad.detect.models import model_set
-    from lungcad.detect.pipeline import detect_scan
-    from lungcad.detect.writers import is_finished, write_batch_tables, write_scan_result
+    from lungcad.pipeline.models import model_set
+    from lungcad.pipeline.run import detect_scan
+    from lungcad.pipeline.writers import is_finished, write_batch_tables, write_scan_result
     from lungcad.preprocess import PreprocessConfig, preprocess_scan, save_preprocessed
     from lungcad.preprocess.pipeline import cache_folder, load_preprocessed
 
@@ -263,7 +263,7 @@ def _no_scan_may_be_read(*args, **kwargs):
 @pytest.mark.parametrize("command", ["detect", "preprocess"])
 def test_a_read_only_output_folder_fails_before_any_scan_is_read(command, tmp_path, capsys, monkeypatch):
     """Old code: the first scan computed (~20 s), then a traceback."""
-    monkeypatch.setattr("lungcad.detect.batch.find_scans", _no_scan_may_be_read)
+    monkeypatch.setattr("lungcad.pipeline.batch.find_scans", _no_scan_may_be_read)
     monkeypatch.setattr("lungcad.preprocess.pipeline.find_scans", _no_scan_may_be_read)
     write_mhd(_chest(1), tmp_path / "in" / "1.2.3.mhd")
     out = tmp_path / "out"

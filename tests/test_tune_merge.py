@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 from lungcad.config import load_config
-from lungcad.detect import BUNDLED_MODELS
-from lungcad.detect.detector import DETECTOR_FILE, DetectorConfig
 from lungcad.merge import MergeConfig, merge_candidates
+from lungcad.pipeline import BUNDLED_MODELS
+from lungcad.pipeline.detector import DETECTOR_FILE, DetectorConfig
 from lungcad.scan import CTScan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))

@@ -4,7 +4,7 @@ Only slices that contain lung are run, on the lung bounding box the preprocessin
 margin), padded to a multiple of the U-Net's downsampling factor: nothing is spent outside the lungs.
 The model is called through one ``tf.function`` (``model.predict`` has a large per-call overhead).
 The whole candidate stage (preprocess -> U-Net -> merge -> blobs) is composed by
-:class:`lungcad.detect.detector.CandidateDetector`.
+:class:`lungcad.pipeline.detector.CandidateDetector`.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lungcad.detect import detect_scans
+    from lungcad.pipeline import detect_scans
 
     summary = detect_scans(
         args.inputs,

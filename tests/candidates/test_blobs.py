@@ -8,7 +8,7 @@ import pytest
 from helpers import confident_unet
 
 from lungcad.candidates.blobs import BlobConfig, blob_candidates, hessian_eigenvalues
-from lungcad.detect.detector import CandidateDetector
+from lungcad.pipeline.detector import CandidateDetector
 from lungcad.preprocess.crop import Box
 from lungcad.preprocess.intensity import window_normalise
 from lungcad.preprocess.pipeline import PreprocessedScan

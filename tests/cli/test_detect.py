@@ -13,9 +13,9 @@ from helpers import simple_chest, tiny_detector_config, tiny_scorer
 from lungcad.candidates.unet import build_unet
 from lungcad.cli.main import main
 from lungcad.config import load_config
-from lungcad.detect.detector import CandidateDetector
 from lungcad.fpr.inference import PatchScorer
 from lungcad.io import write_dicom_series, write_mhd
+from lungcad.pipeline.detector import CandidateDetector
 from lungcad.train.candidates.train import UNetTrainConfig
 
 
@@ -109,7 +109,7 @@ def test_detect_fpr_stage_without_a_model_says_how_to_get_one(tmp_path, tiny_mod
 
 
 def test_default_stage_is_the_deepest_one_with_models(tmp_path, monkeypatch):
-    import lungcad.detect.models as detect
+    import lungcad.pipeline.models as detect
 
     monkeypatch.setattr(detect, "BUNDLED_MODELS", tmp_path)
     assert detect.default_stage() == "candidates"

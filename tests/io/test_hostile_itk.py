@@ -333,8 +333,8 @@ def test_tiny_zraw_declaring_a_huge_scan_is_refused_within_1_gib(tmp_path, dims,
 
 def test_cli_flag_reaches_the_batch_readers(tmp_path, monkeypatch):
     """``--allow-external-data`` on detect and preprocess reaches load_scan."""
-    import lungcad.detect.batch
     import lungcad.io
+    import lungcad.pipeline.batch
 
     seen = []
 
@@ -343,7 +343,7 @@ def test_cli_flag_reaches_the_batch_readers(tmp_path, monkeypatch):
         raise LungcadError("stop here", path=path)
 
     monkeypatch.setattr(lungcad.io, "load_scan", fake_load_scan)
-    monkeypatch.setattr(lungcad.detect.batch, "load_scan", fake_load_scan)
+    monkeypatch.setattr(lungcad.pipeline.batch, "load_scan", fake_load_scan)
     scan = mhd(tmp_path / "in", data=voxels(24))
     for flags in ([], ["--allow-external-data"]):
         out = tmp_path / f"pre{len(flags)}"

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lungcad.detect.detector import CandidateDetector
 from lungcad.errors import ConfigError
+from lungcad.pipeline.detector import CandidateDetector
 from lungcad.preprocess.pipeline import geometry_dict, preprocess_scan
 from lungcad.train.candidates.data import dice_bce_loss, patch_stream, training_scan
 from lungcad.train.candidates.train import UNetTrainConfig, initial_unet, make_validator

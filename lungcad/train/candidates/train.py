@@ -22,9 +22,9 @@ import pandas as pd
 import tensorflow as tf
 
 from lungcad.candidates.unet import UNetConfig, build_unet, transfer_weights, widens_context
-from lungcad.detect.detector import DETECTOR_FILE, CandidateDetector, DetectorConfig
 from lungcad.errors import ConfigError, DataLayoutError
 from lungcad.evaluate.tables import read_annotation_tables
+from lungcad.pipeline.detector import DETECTOR_FILE, CandidateDetector, DetectorConfig
 from lungcad.preprocess.config import PreprocessConfig
 from lungcad.preprocess.pipeline import cache_folder, load_preprocessed, preprocess_scans
 from lungcad.train.candidates.data import SamplingConfig, dice_bce_loss, make_dataset, sample_patch, training_scan

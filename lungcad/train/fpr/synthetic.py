@@ -58,7 +58,7 @@ def unet_detector(model_dir: str | None):
     if model_dir is None:
         return None
     if model_dir not in _DETECTORS:
-        from lungcad.detect.detector import CandidateDetector
+        from lungcad.pipeline.detector import CandidateDetector
 
         _DETECTORS[model_dir] = CandidateDetector.load(model_dir)
     return _DETECTORS[model_dir]

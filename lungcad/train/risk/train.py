@@ -147,7 +147,7 @@ def train_risk(
     measured for every candidate and the classifier is copied into ``out_dir/classifiers/NAME``; the config's
     features must use exactly these (``configs/risk_classifiers.yaml``: malignancy and shape).
     """
-    from lungcad.detect import detect_scans
+    from lungcad.pipeline import detect_scans
 
     out = Path(out_dir)
     scorers = _classifiers_for(config, classifiers or {})

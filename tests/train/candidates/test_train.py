@@ -11,9 +11,9 @@ import pytest
 from helpers import simple_chest, tiny_unet_config
 
 from lungcad.config import load_config
-from lungcad.detect.detector import CandidateDetector
 from lungcad.errors import ConfigError
 from lungcad.io import write_mhd
+from lungcad.pipeline.detector import CandidateDetector
 from lungcad.train.candidates.train import UNetTrainConfig, initial_unet, train_unet
 from lungcad.train.split import split_ids
 
@@ -101,7 +101,7 @@ def test_validation_recall_uses_the_luna16_hit_rule_on_the_top_candidates():
 @pytest.mark.parametrize("name", ["unet_finetune", "unet_context", "unet_mine", "unet_zoom"])
 def test_fine_tuning_configs_fit_the_bundled_unet(name):
     """The shipped fine-tuning configs start from the bundled model: same architecture, or a wider context."""
-    from lungcad.detect import BUNDLED_MODELS
+    from lungcad.pipeline import BUNDLED_MODELS
 
     bundled = CandidateDetector.load(BUNDLED_MODELS / "unet").config.model
     config = load_config(UNetTrainConfig, name).detector.model

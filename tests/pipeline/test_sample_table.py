@@ -1,5 +1,5 @@
 """``lungcad detect`` on the bundled sample scan gives the pinned table (all stages, bundled models), and the Python
-API's :func:`lungcad.detect.detect_scan` gives the same table in memory without writing a file.
+API's :func:`lungcad.pipeline.detect_scan` gives the same table in memory without writing a file.
 
 ``sample_candidates.csv`` and ``sample_patients.csv`` are what ``lungcad detect sample_data/luna16`` wrote before the
 #31 refactor (commit 3897261). Other CPUs round float32 U-Net and WideResNet outputs differently in the last bits, so
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lungcad.detect import detect_scan, detect_scans, model_set
 from lungcad.io import load_scan
+from lungcad.pipeline import detect_scan, detect_scans, model_set
 
 HERE = Path(__file__).resolve().parent
 SAMPLE = HERE.parents[1] / "sample_data" / "luna16"

@@ -1,5 +1,5 @@
-"""``lungcad detect`` over many scans: read each, run :func:`lungcad.detect.pipeline.detect_scan`, write its files
-(:mod:`lungcad.detect.writers`); resumable (a finished scan is skipped), loss-free (a failing scan goes to
+"""``lungcad detect`` over many scans: read each, run :func:`lungcad.pipeline.run.detect_scan`, write its files
+(:mod:`lungcad.pipeline.writers`); resumable (a finished scan is skipped), loss-free (a failing scan goes to
 ``OUT/errors.csv`` and the batch goes on; a rerun retries it)."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from lungcad.batch import BatchSummary, output_folder, run_batch
-from lungcad.detect.models import ModelSet, model_set
-from lungcad.detect.pipeline import detect_scan
-from lungcad.detect.writers import is_finished, write_batch_tables, write_scan_result
 from lungcad.io import ScanRef, find_scans, load_scan
+from lungcad.pipeline.models import ModelSet, model_set
+from lungcad.pipeline.run import detect_scan
+from lungcad.pipeline.writers import is_finished, write_batch_tables, write_scan_result
 
 
 def detect_one(
@@ -53,8 +53,8 @@ def detect_scans(
     allow_external_data: bool = False,
 ) -> BatchSummary:
     """Run detection over every scan in ``inputs`` into ``out`` up to ``stage`` (one of
-    :data:`lungcad.detect.models.STAGES`); returns the batch summary. Models default to the bundled ones, ``stage``
-    to :func:`lungcad.detect.models.default_stage`; ``blobs`` (a config name in ``configs/`` or a YAML path) adds
+    :data:`lungcad.pipeline.models.STAGES`); returns the batch summary. Models default to the bundled ones, ``stage``
+    to :func:`lungcad.pipeline.models.default_stage`; ``blobs`` (a config name in ``configs/`` or a YAML path) adds
     blob-filter candidates; ``allow_external_data``: see :func:`lungcad.io.load_scan`.
 
     ``out`` is checked to be writable and locked for the run before any scan is read

@@ -24,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 
 from lungcad import __version__
-from lungcad.detect.pipeline import Detection
 from lungcad.fileio import printable, safe_stem, write_text_atomic
+from lungcad.pipeline.run import Detection
 from lungcad.schema import SUBMISSION_COLUMNS
 
 
@@ -76,7 +76,7 @@ def write_scan_result(
     started: float | None = None,
 ) -> None:
     """Write one scan's files (pictures and SR first, the CSV, the JSON last); ``path`` is the input's, ``models``
-    the :meth:`lungcad.detect.models.ModelSet.record`, ``started`` the ``perf_counter`` when its reading began (for
+    the :meth:`lungcad.pipeline.models.ModelSet.record`, ``started`` the ``perf_counter`` when its reading began (for
     ``total_s``)."""
     from lungcad.visualize import reported_findings
 

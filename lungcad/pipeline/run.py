@@ -6,14 +6,14 @@
 
 This is the Python API's ``detect``::
 
-    from lungcad.detect import detect_scan, model_set
+    from lungcad.pipeline import detect_scan, model_set
     from lungcad.io import load_scan
 
     result = detect_scan(load_scan("scan.mhd"), model_set())   # bundled models, every stage
     result.candidates.head()                                     # world mm + source voxels, sorted
     result.cancer_probability
 
-:mod:`lungcad.detect.writers` writes a result to disk; :mod:`lungcad.detect.batch` runs many scans.
+:mod:`lungcad.pipeline.writers` writes a result to disk; :mod:`lungcad.pipeline.batch` runs many scans.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from lungcad.detect.models import ModelSet, load_detector, load_risk_model, load_scorer
 from lungcad.fpr.fusion import UNET_SCORE_COLUMN
+from lungcad.pipeline.models import ModelSet, load_detector, load_risk_model, load_scorer
 from lungcad.preprocess.pipeline import PreprocessedScan
 from lungcad.scan import CTScan
 from lungcad.schema import GRID_ZYX, VOXEL_ZYX, by_probability, centres_xyz, submission_order

@@ -5,7 +5,7 @@ Stages and their model directories (each written by ``lungcad train <stage>``):
 ========== ================== ==========================================================
 stage      directory          loaded as
 ========== ================== ==========================================================
-candidates ``unet``           :class:`lungcad.detect.detector.CandidateDetector`
+candidates ``unet``           :class:`lungcad.pipeline.detector.CandidateDetector`
 fpr        ``fpr``            :class:`lungcad.fpr.inference.PatchScorer`
 risk       ``risk``           :class:`lungcad.risk.model.RiskModel`
 ========== ================== ==========================================================
@@ -83,8 +83,8 @@ def model_set(
     """The checked models ``stage`` needs (default :func:`default_stage`), the bundled ones where none is given;
     ``blobs`` is a config name in ``configs/`` or a YAML path, checked now (a bad file fails before any scan is
     read)."""
-    from lungcad.detect.detector import check_model_dir as check_unet
     from lungcad.fpr.inference import check_model_dir as check_fpr
+    from lungcad.pipeline.detector import check_model_dir as check_unet
     from lungcad.risk.model import check_model_dir as check_risk
 
     stage = stage or default_stage(fpr_model_dir, risk_model_dir)
@@ -115,7 +115,7 @@ def load_detector(model_dir: str, blobs: str | None = None):
     also adds blob-filter candidates (:mod:`lungcad.candidates.blobs`), whatever its ``detector.yaml`` says."""
     from lungcad.candidates.blobs import BlobConfig
     from lungcad.config import load_config
-    from lungcad.detect.detector import CandidateDetector
+    from lungcad.pipeline.detector import CandidateDetector
 
     detector = CandidateDetector.load(model_dir)
     if blobs is None:
