@@ -44,7 +44,6 @@ from scipy import ndimage
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import pdist
-from skimage.draw import polygon as fill_polygon
 
 from lungcad.errors import ConfigError
 
@@ -249,6 +248,8 @@ def _slice_spacing(db: Path, scan_id: int) -> float:
 
 def _reading_masks(readings: list[_Reading], dz: float) -> tuple[np.ndarray, float]:
     """bool ``(R, Z, Y, X)`` filled masks of each reading on their common grid (2 px / 1 slice margin)."""
+    from skimage.draw import polygon as fill_polygon  # lungcad[lidc]: only LIDC nodules need it
+
     xy = np.concatenate([xy for r in readings for _, _, xy in r.contours])
     zs = np.array([z for r in readings for z, _, _ in r.contours])
     x0, y0 = xy.min(axis=0) - 2

@@ -18,6 +18,7 @@ left out) and ``data_wait_s``
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import logging
@@ -216,6 +217,15 @@ def plot_history(history: list[dict[str, float]], path: Path, title: str) -> Non
     save_figure(fig, path, dpi=100)
 
 
+def tensorboard_writer(folder: Path):
+    """A TensorBoard summary writer into ``folder``, or None (with one log line) when the ``tensorboard`` package is
+    not installed (``pip install 'lungcad[train]'``): training then writes history.csv and the curve only."""
+    if importlib.util.find_spec("tensorboard") is None:
+        log.info("tensorboard is not installed: no TensorBoard logs (pip install 'lungcad[train]')")
+        return None
+    return tf.summary.create_file_writer(str(folder))
+
+
 def fit(task: Task, config: LoopConfig, out_dir: str | Path, *, strategy=None, resume: bool = False) -> FitResult:
     """Train ``task`` into ``out_dir`` (checkpoints/, history.csv, tensorboard/, best.weights.h5,
     last.weights.h5, training_curve.png, metrics.json)."""
@@ -244,7 +254,7 @@ def fit(task: Task, config: LoopConfig, out_dir: str | Path, *, strategy=None, r
     start = int(epoch_var.numpy())
     history = _read_history(out / "history.csv", start)
     step_fn = _make_step(model, optimizer, task.loss, strategy, global_batch, config.clip_norm)
-    writer = tf.summary.create_file_writer(str(out / "tensorboard"))
+    writer = tensorboard_writer(out / "tensorboard")
     log.info(
         "training %s: %d replica(s), global batch %d, epochs %d..%d",
         model.name,
@@ -261,9 +271,10 @@ def fit(task: Task, config: LoopConfig, out_dir: str | Path, *, strategy=None, r
         epoch_var.assign(epoch)
         manager.save(checkpoint_number=epoch)
         _write_history(out / "history.csv", history)
-        with writer.as_default(step=epoch):
-            for key, value in row.items():
-                tf.summary.scalar(key, value)
+        if writer is not None:
+            with writer.as_default(step=epoch):
+                for key, value in row.items():
+                    tf.summary.scalar(key, value)
         if _is_best(row, history, config):
             model.save_weights(out / "best.weights.h5")
         log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))

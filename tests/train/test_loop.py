@@ -153,3 +153,14 @@ def test_float16_training_scales_the_loss_and_still_learns(tmp_path):
         assert [r["epoch"] for r in again.history] == [1, 2, 3, 4, 5]
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_training_without_tensorboard_skips_only_its_logs(tmp_path, monkeypatch):
+    """``tensorboard`` is the ``lungcad[train]`` extra: without it training runs and writes everything else."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    result = fit(_task(), dataclasses.replace(CONFIG, epochs=1), tmp_path / "run")
+    assert not (tmp_path / "run" / "tensorboard").exists()
+    assert (tmp_path / "run" / "history.csv").is_file() and result.history
