@@ -54,3 +54,15 @@ def test_bundled_fpr_ranks_sample_nodules_first(unet_on_sample):
     assert ranked["fpr_probability"].between(0, 1).all()
     ranks = _nodule_hits(ranked[["coordX", "coordY", "coordZ"]].to_numpy(float))
     assert (ranks < 5).sum() >= 4, f"sample nodules at ranks {ranks}"  # measured: 0, 1, 2, 3 (and 12)
+
+
+@pytest.mark.parametrize("stage", ["unet", "fpr", "risk"])
+def test_every_bundled_model_has_a_model_card(stage):
+    """A card beside the weights says what the model is for and not for, what it was trained on, what it reaches in
+    which world (the held-out randomized world among them), and how to retrain it on real data."""
+    card = (default_model_dir(stage) / "MODEL_CARD.md").read_text()
+    for heading in ("**What it is.**", "**Intended use.**", "**Training data.**", "**Known failure modes.**",
+                    "**Retrain on real data.**"):  # fmt: skip
+        assert heading in card, heading
+    assert "Not for clinical use" in card or "**Not for clinical use**" in card
+    assert "held-out randomized world" in card and "| world |" in card
