@@ -24,6 +24,9 @@ from lungcad.errors import GeometryError, OutsideVolumeError
 
 OutsidePolicy = Literal["raise", "nan", "keep"]
 
+#: The lung window (HU) of the notebook picture (:meth:`CTScan._repr_html_`), as the report's.
+LUNG_WINDOW_HU = (-1350.0, 150.0)
+
 
 @dataclass(frozen=True, eq=False)
 class CTScan:
@@ -141,6 +144,48 @@ class CTScan:
         nz, ny, nx = (n - 1 for n in self.shape)
         corners = np.array([[z, y, x] for z in (0, nz) for y in (0, ny) for x in (0, nx)], dtype=np.float64)
         return self.voxel_to_world(corners)
+
+    # ------------------------------------------------------------------ display
+    def __repr__(self) -> str:
+        """One line: id, shape, spacing, HU range, source (the HU range reads the whole array: ~0.01-0.05 s at 10^8
+        voxels; the array itself is never printed)."""
+        arr = self.array
+        hu = f"{arr.min()}..{arr.max()}" if arr.size else "empty"
+        spacing = ", ".join(f"{s:g}" for s in self.spacing)
+        source = "" if self.source is None else f", source={str(self.source)!r}"
+        return (
+            f"CTScan(id={self.id!r}, shape_zyx={self.shape}, spacing_zyx_mm=({spacing}), HU {hu}, {arr.dtype}{source})"
+        )
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: :meth:`__repr__` and the middle axial slice in the lung window (PNG, at most 256 px)."""
+        import html
+
+        return (
+            f"<div><code>{html.escape(repr(self))}</code><br>"
+            f'<img src="data:image/png;base64,{self.slice_png_base64()}" alt="axial slice {self.shape[0] // 2}" '
+            f'title="axial slice {self.shape[0] // 2} of {self.shape[0]}, lung window"></div>'
+        )
+
+    def slice_png_base64(self, index: int | None = None, max_side: int = 256) -> str:
+        """Axial slice ``index`` (default: the middle one) in the lung window as base64 PNG, shown in radiological
+        convention for axis-aligned scans (patient's right on the left, anterior up), at most ``max_side`` px."""
+        import base64
+        import io
+
+        from matplotlib.image import imsave
+
+        k = self.shape[0] // 2 if index is None else index
+        image = self.array[k]
+        if self.direction[0, 0] < 0:  # columns run towards the patient's right (LPS x decreasing)
+            image = image[:, ::-1]
+        if self.direction[1, 1] < 0:  # rows run towards anterior
+            image = image[::-1, :]
+        step = max(1, -(-max(image.shape) // max_side))
+        lo, hi = LUNG_WINDOW_HU
+        buffer = io.BytesIO()
+        imsave(buffer, image[::step, ::step], cmap="gray", vmin=lo, vmax=hi, format="png")
+        return base64.b64encode(buffer.getvalue()).decode("ascii")
 
     # ------------------------------------------------------------------ helpers
     def with_array(self, array: np.ndarray, **changes: Any) -> CTScan:

@@ -1,10 +1,17 @@
 """The package's layering (docs/architecture.md): every import of lungcad code, at module level or inside a function,
 goes to the same or a lower layer; no two packages import each other (directly or round a cycle); no stage imports
-the command line."""
+the command line.
+
+``lungcad/__init__.py`` is core: at module level it imports core only. It also serves the Python API's names lazily
+(PEP 562: ``lungcad.detect`` imports ``lungcad.api`` on first access, through its ``_LAZY`` map and importlib, not an
+import statement). Such a name is charged to whoever uses it: ``from lungcad import detect`` or ``lungcad.detect``
+counts as an import of ``lungcad.api``, so a stage cannot reach the API (or ``lungcad.load_scan``, io) through the
+package's front door either."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -29,7 +36,7 @@ LAYERS = [
     ("lungcad.visualize", "lungcad.sr"),
     ("lungcad.pipeline",),
     ("lungcad.train",),
-    ("lungcad.demo",),
+    ("lungcad.demo", "lungcad.api"),
     ("lungcad.cli",),
 ]  # fmt: skip
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
@@ -46,21 +53,40 @@ def unit_of(module: str) -> str:
     return ".".join(parts[:2]) if len(parts) > 1 else module
 
 
+def lazy_names(package: Path = PACKAGE) -> dict[str, str]:
+    """The names ``lungcad/__init__.py`` serves lazily (its ``_LAZY`` map): name -> the module defining it."""
+    tree = ast.parse((package / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_LAZY" for t in node.targets):
+            return ast.literal_eval(node.value)
+    return {}
+
+
 def imported_modules(path: Path, package: Path = PACKAGE) -> list[tuple[int, str]]:
-    """Every ``lungcad`` module ``path`` imports (line, name), module level or not; relative imports resolved."""
+    """Every ``lungcad`` module ``path`` imports (line, name), module level or not; relative imports resolved; a
+    lazily served name (``from lungcad import detect``, ``lungcad.detect``) as an import of its module."""
     tree = ast.parse(path.read_text(), filename=str(path))
     name = module_name(path, package)
     parent = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    lazy = lazy_names(package)
+    aliases = {"lungcad"}  # names bound to the package itself (import lungcad [as lc])
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
+            aliases |= {alias.asname for alias in node.names if alias.name == "lungcad" and alias.asname}
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 kept = parent.split(".")[: len(parent.split(".")) - node.level + 1]
                 base = ".".join(kept + ([base] if base else []))
             found.append((node.lineno, base))
+            if base == "lungcad":
+                found += [(node.lineno, lazy[alias.name]) for alias in node.names if alias.name in lazy]
+    for node in ast.walk(tree):  # attribute use after import lungcad: lungcad.detect(...)
+        used = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+        if used and node.attr in lazy:
+            found.append((node.lineno, lazy[node.attr]))
     return [(line, n) for line, n in found if n == "lungcad" or n.startswith("lungcad.")]
 
 
@@ -139,11 +165,7 @@ def test_no_stage_imports_the_command_line():
 )
 def test_the_checks_see_a_planted_import(tmp_path, source, target, check):
     """An import planted inside a function is caught (the walk is not vacuous)."""
-    fake = tmp_path / "lungcad"
-    for path in PACKAGE.rglob("*.py"):
-        copy = fake / path.relative_to(PACKAGE)
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        copy.write_text(path.read_text())
+    fake = copy_package(tmp_path)
     assert check(fake) == []
     planted = fake / Path(*source.split(".")[1:]) / "__init__.py"
     if not planted.exists():
@@ -154,3 +176,38 @@ def test_the_checks_see_a_planted_import(tmp_path, source, target, check):
         back.write_text(back.read_text() + f"\n\ndef _back():\n    import {source}  # noqa\n")
     found = check(fake)
     assert found and source in found[0]
+
+
+def copy_package(tmp_path: Path) -> Path:
+    fake = tmp_path / "lungcad"
+    for path in PACKAGE.rglob("*.py"):
+        copy = fake / path.relative_to(PACKAGE)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(path.read_text())
+    return fake
+
+
+def test_the_lazy_names_are_the_packages_public_api():
+    import lungcad
+
+    lazy = lazy_names()
+    assert {"detect", "evaluate_froc", "load_scan"} <= set(lazy) <= set(lungcad.__all__)
+    for name, module in lazy.items():
+        assert getattr(importlib.import_module(module), name) is getattr(lungcad, name)
+
+
+@pytest.mark.parametrize(
+    "module, code, target",
+    [
+        ("merge.py", "from lungcad import detect", "lungcad.api"),
+        ("pipeline/run.py", "import lungcad as lc\n    lc.evaluate_froc", "lungcad.api"),
+        ("scan.py", "import lungcad\n    lungcad.load_scan", "lungcad.io"),
+    ],
+)
+def test_a_lazy_name_counts_as_an_import_of_its_module(tmp_path, module, code, target):
+    """The package's lazy names are no back door: a stage using ``lungcad.detect`` imports the API upward."""
+    fake = copy_package(tmp_path)
+    planted = fake / module
+    planted.write_text(planted.read_text() + f"\n\ndef _planted():\n    {code}\n")
+    found = upward_imports(fake)
+    assert len(found) == 1 and found[0].startswith(f"lungcad/{module}:") and found[0].endswith(target)

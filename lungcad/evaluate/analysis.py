@@ -72,6 +72,14 @@ class FrocResult:
         """Number of marks with that matching ``status`` (``tp``, ``fp``, ``double_hit`` ...)."""
         return int((self.match.candidates["status"] == status).sum())
 
+    def __repr__(self) -> str:
+        """One line (a notebook's view): CPM, sensitivity per FP rate, nodules detected, scans."""
+        points = ", ".join(f"{point_label(p)}: {v:.3f}" for p, v in zip(self.operating_points, self.sensitivity))
+        return (
+            f"FrocResult(cpm={self.cpm:.4f}, sensitivity at FPs/scan {{{points}}}, "
+            f"{self.n_detected}/{self.n_nodules} nodules detected, {self.n_scans} scan(s))"
+        )
+
 
 def point_label(fps: float) -> str:
     """``0.125 -> '0.125'``, ``1.0 -> '1'`` (JSON keys and column suffixes)."""

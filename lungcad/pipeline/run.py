@@ -4,7 +4,8 @@
            --FPR (patches, WideResNet, fusion)--> scored candidates --risk--> P(cancer)
            --locate--> voxel indices (and DICOM slices) on the input scan's own grid
 
-This is the Python API's ``detect``::
+This is the core of the Python API's ``lungcad.detect`` (:mod:`lungcad.api`, which adds reading a path and pictures)
+and of ``lungcad detect`` (:mod:`lungcad.pipeline.batch`, which adds the files)::
 
     from lungcad.pipeline import detect_scan, model_set
     from lungcad.io import load_scan
