@@ -121,6 +121,7 @@ def phantom_tables(phantom) -> tuple[pd.DataFrame, pd.DataFrame]:
         for n in phantom.nodules
     ]
     table = pd.DataFrame(rows, columns=["seriesuid", *XYZ, "diameter_mm", "ex"])
+    table = table.astype({**dict.fromkeys([*XYZ, "diameter_mm"], float), "ex": bool})  # numeric also when empty
     return (table[~table.ex.astype(bool)].drop(columns="ex"), table[table.ex.astype(bool)].drop(columns="ex"))
 
 

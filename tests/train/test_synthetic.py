@@ -9,6 +9,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from helpers import confident_unet, tiny_scorer_config, tiny_unet_config
@@ -202,3 +203,24 @@ def test_data_folder_options_are_refused_with_synth(tmp_path):
     assert main(["train", "fpr", *_synth_args("--candidates", "x.csv"), "-o", str(tmp_path / "m")]) == 2
     assert main(["train", "classifier", *_synth_args("--nodules", "n.csv"), "-o", str(tmp_path / "m")]) == 2
     assert main(["train", "fpr", "--data", str(tmp_path), "--unet", "u", "-o", str(tmp_path / "m")]) == 2
+
+
+def test_phantom_tables_stay_numeric_for_a_phantom_without_nodules():
+    """A training-world phantom may have no nodule to find (all LIDC readings excluded): its empty tables keep float
+    columns, so validation phantoms' tables concatenate into numbers and the FROC matching (np.sqrt of the radii)
+    works; this crashed the first epoch of an on-the-fly U-Net training on world_train."""
+    from types import SimpleNamespace
+
+    from lungcad.evaluate.matching import match
+    from lungcad.train.synthetic import phantom_tables
+
+    empty = SimpleNamespace(scan=SimpleNamespace(id="a"), nodules=[])
+    one = SimpleNamespace(
+        scan=SimpleNamespace(id="b"),
+        nodules=[SimpleNamespace(world_xyz=(1.0, 2.0, 3.0), diameter_mm=6.0, excluded=False)],
+    )
+    annotations = pd.concat([phantom_tables(empty)[0], phantom_tables(one)[0]], ignore_index=True)
+    assert annotations["diameter_mm"].dtype == float and annotations["coordX"].dtype == float
+    marks = pd.DataFrame({"seriesuid": ["b"], "coordX": [1.0], "coordY": [2.0], "coordZ": [3.0], "probability": [0.9]})
+    result = match(annotations, marks, ["a", "b"], excluded=annotations.iloc[:0])
+    assert result.nodules["detected"].tolist() == [1]
