@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", help="output folder")
     out.add_argument(
-        "out", nargs="?", metavar="OUT", action=Deprecated, dest="output", use="-o/--output", help=argparse.SUPPRESS
+        "output", nargs="?", metavar="OUT", action=Deprecated, use="-o/--output", help=argparse.SUPPRESS
     )
     p.add_argument("--scans", type=int, required=True, help="number of scans")
     p.add_argument("--seed", type=int, required=True, help="dataset seed (>= 0)")
