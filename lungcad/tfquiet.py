@@ -84,15 +84,17 @@ class _QuietLoader(importlib.abc.Loader):
 
     def exec_module(self, module) -> None:
         redirect = _Redirect()
-        gpus, captured = 0, ""
+        gpus = 0
         try:
             self.loader.exec_module(module)
             try:
                 gpus = len(module.config.list_physical_devices("GPU"))
             except Exception:  # noqa: BLE001 - no device listing: nothing to report
                 gpus = 0
-        finally:
-            captured = redirect.restore()
+        except BaseException:
+            sys.stderr.write(redirect.restore())  # TensorFlow failed to load: what it said may tell why
+            raise
+        captured = redirect.restore()
         line = gpu_problem(captured, gpus, gpu_visible())
         if line:
             log.warning("%s", line)

@@ -1,4 +1,4 @@
-"""``lungcad synth OUT --scans N --seed S [--size 512] [--format luna|dsb|both]``: synthetic datasets."""
+"""``lungcad synth -o OUT --scans N --seed S [--size 512] [--format luna|dsb|both]``: synthetic datasets."""
 
 from __future__ import annotations
 
@@ -17,9 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", help="output folder")
-    out.add_argument(
-        "output", nargs="?", metavar="OUT", action=Deprecated, use="-o/--output", help=argparse.SUPPRESS
-    )
+    out.add_argument("output", nargs="?", metavar="OUT", action=Deprecated, use="-o/--output", help=argparse.SUPPRESS)
     p.add_argument("--scans", type=int, required=True, help="number of scans")
     p.add_argument("--seed", type=int, required=True, help="dataset seed (>= 0)")
     p.add_argument("--size", type=int, default=512, help="in-plane matrix (pixel = FOV / size)")
