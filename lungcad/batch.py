@@ -30,10 +30,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tqdm import tqdm
-
+from lungcad import tfquiet
 from lungcad.errors import ConfigError, LungcadError, OutputBusyError, OutputError
 from lungcad.fileio import write_text_atomic
+from lungcad.progress import progress
 
 if TYPE_CHECKING:
     from lungcad.io import ScanRef
@@ -199,7 +199,8 @@ def run_batch(
             log.error("%s", error)
         write_errors(errors_csv, errors)
 
-    with tqdm(total=len(todo), desc=desc, unit="scan", disable=None) as bar:
+    # one scan: no bar (a long single-scan run logs its stages instead, e.g. lungcad.pipeline.batch)
+    with progress(total=len(todo), desc=desc, unit="scan", show=len(todo) > 1) as bar:
         if scheduler:
             _run_dask(todo, fn, scheduler, record, bar)
         elif workers <= 1:
@@ -233,6 +234,7 @@ def _init_worker(threads: int, parent: int) -> None:
     its model's memory."""
     for name in THREAD_VARIABLES:
         os.environ.setdefault(name, str(threads))
+    tfquiet.install_from_env()  # before the task's function imports TensorFlow
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -95,7 +95,7 @@ def synth_set(work: Path, world: World, layout: str, seed: int, scans: int, work
     out = work / "data" / world.name / f"{layout}_{seed}"
     compress = ["--compress"] if layout == "luna" else []
     config = world.luna_synth if layout == "luna" else world.dsb_synth
-    lungcad("synth", str(out), "--scans", str(scans), "--seed", str(seed), "--format", layout, "--config", config,
+    lungcad("synth", "-o", str(out), "--scans", str(scans), "--seed", str(seed), "--format", layout, "--config", config,
             "--workers", str(workers), "--no-progress", *compress)  # fmt: skip
     return out / ("luna16" if layout == "luna" else "dsb2017")
 

@@ -13,7 +13,7 @@
     python scripts/dsb2017.py --stage1 /data/dsb2017/stage1 --labels /data/dsb2017/stage1_labels.csv \\
         --work /work/dsb [--submission-ids stage1_sample_submission.csv] [--test-labels FILE]
 
-Smoke run on synthetic data: ``lungcad synth W --scans 12 --seed 3 --format dsb``; keep 8 rows of
+Smoke run on synthetic data: ``lungcad synth -o W --scans 12 --seed 3 --format dsb``; keep 8 rows of
 ``W/dsb2017/stage1_labels.csv`` as the training labels and the other 4 as ``--test-labels``.
 """
 

@@ -52,7 +52,7 @@ def parse_sets(text: str) -> list[tuple[int, int]]:
 def prepare_set(work: Path, seed: int, scans: int, unet: str, workers: int) -> tuple[Path, Path]:
     """Phantoms and U-Net candidates of one set; returns (LUNA16 folder, candidates folder)."""
     synth = work / f"synth_{seed}"
-    lungcad("synth", str(synth), "--scans", str(scans), "--seed", str(seed), "--format", "luna", "--compress",
+    lungcad("synth", "-o", str(synth), "--scans", str(scans), "--seed", str(seed), "--format", "luna", "--compress",
             "--workers", str(workers))  # fmt: skip
     luna, detections = synth / "luna16", work / f"candidates_{seed}"
     lungcad("detect", str(luna), "-o", str(detections), "--stage", "candidates", "--model", unet, "--no-pictures",

@@ -12,7 +12,7 @@ into ``WORK/froc/``.
 
 The real dataset: ``DATA`` holds ``subset0..subset9/``, ``annotations.csv``, ``annotations_excluded.csv`` (or
 the official ``evaluationScript/annotations/``) and ``candidates.csv`` (V2). A smoke run on synthetic data:
-``lungcad synth W --scans 20 --seed 1 --format luna`` with ``luna_subsets: 10`` in a synth config, then
+``lungcad synth -o W --scans 20 --seed 1 --format luna`` with ``luna_subsets: 10`` in a synth config, then
 ``--data W/luna16 --folds 0 --epochs 1 --steps 2``.
 """
 

@@ -54,8 +54,8 @@ def synth(folder: Path, scans: int, seed: int, workers: int, *extra: str) -> Pat
     """``lungcad synth`` LUNA16-layout phantoms, compressed (the same voxels in half the disk); returns their
     ``luna16`` folder."""
     lungcad(
-        "synth", str(folder), "--scans", str(scans), "--seed", str(seed), "--format", "luna", "--workers", str(workers),
-        "--compress", *extra,
+        "synth", "-o", str(folder), "--scans", str(scans), "--seed", str(seed), "--format", "luna",
+        "--workers", str(workers), "--compress", *extra,
     )  # fmt: skip
     return folder / "luna16"
 

@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lungcad"
 #: (``lungcad.io``) or a top-level module (``lungcad.merge``).
 LAYERS = [
     ("lungcad", "lungcad.errors", "lungcad.fileio", "lungcad.config", "lungcad.scan", "lungcad.schema",
-     "lungcad.modeldir"),
+     "lungcad.modeldir", "lungcad.progress", "lungcad.tfquiet"),
     ("lungcad.io",),
     ("lungcad.batch",),
     ("lungcad.synth",),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from lungcad.cli.options import add_no_progress, add_workers
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -13,15 +15,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "stage over them (candidates, false-positive reduction, cancer risk; pictures and OUT/detect/index.html), "
         "and score the result against the phantoms' truth (FROC/CPM, DSB log loss). Rerunning resumes.",
     )
-    p.add_argument("-o", "--output", default="lungcad_demo", help="output folder (default: ./lungcad_demo)")
-    p.add_argument("--scans", type=int, default=3, help="synthetic patients (default 3)")
+    p.add_argument("-o", "--output", default="lungcad_demo", help="output folder")
+    p.add_argument("--scans", type=int, default=3, help="synthetic patients")
     p.add_argument(
         "--data",
         help="score this LUNA16-layout folder (annotations.csv; cancer_labels.csv id,cancer if present) instead of "
         "generating phantoms, e.g. sample_data/luna16",
     )
-    p.add_argument("--size", type=int, default=512, help="in-plane matrix of the phantoms (default 512)")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.add_argument("--size", type=int, default=512, help="in-plane matrix of the phantoms")
+    add_workers(p, "parallel processes")
+    add_no_progress(p)
     p.set_defaults(func=run)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lungcad.cli.options import EXIT_CODES_BATCH, add_no_progress, add_workers
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -12,7 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="find nodules in scans (batch, resumable)",
         description="Run detection over scans (.mhd, DICOM folders, or LUNA16/DSB-layout folders). Writes "
         "OUT/candidates.csv (LUNA16 submission columns first), OUT/scans/<id>.{csv,json}, OUT/errors.csv. "
-        "Reruns skip finished scans. Exit 0: all scans ok; 3: some failed (see errors.csv); 2: bad arguments.",
+        "Reruns skip finished scans. Inputs, models and the output folder are checked before TensorFlow loads. "
+        "With one scan, each stage (read, preprocess, U-Net, FPR, risk) is logged as it ends.",
+        epilog=EXIT_CODES_BATCH,
     )
     p.add_argument("inputs", nargs="+", help="scans or folders of scans")
     p.add_argument("-o", "--output", required=True, help="output folder")
@@ -40,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "outline and diameter, referencing the source series (opens in OHIF, 3D Slicer). Needs: pip install "
         "'lungcad[sr]'",
     )
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    add_workers(p)
+    add_no_progress(p)
     p.add_argument(
         "--scheduler",
         metavar="ADDRESS",

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lungcad.cli.options import Deprecated
+
 if TYPE_CHECKING:
     from lungcad.evaluate.config import FrocConfig
 
@@ -48,7 +50,7 @@ def _add_froc(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seriesuids", type=Path, help="scans evaluated, one uid per line (default: all uids in the tables)"
     )
-    p.add_argument("-o", "--out", required=True, type=Path, help="output folder")
+    _add_output(p, "output folder", required=True)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument(
         "--bootstrap", type=int, metavar="N", help="bootstrap resamplings of scans for 95%% CIs (challenge: 1000)"
@@ -76,13 +78,20 @@ def _add_dsb(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--labels", required=True, type=Path, help="stage1_labels.csv (id,cancer)")
     p.add_argument("--predictions", required=True, type=Path, help="predictions CSV (id,cancer = probability)")
-    p.add_argument("-o", "--out", type=Path, help="output folder (default: the predictions file's folder)")
+    _add_output(p, "output folder (default: the predictions file's folder)", required=False)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--only-predicted", action="store_true", help="score only patients that have a prediction")
     p.add_argument(
         "--config", default="evaluate", help="evaluate config name or YAML path (default: configs/evaluate.yaml)"
     )
     p.set_defaults(func=run_dsb)
+
+
+def _add_output(p: argparse.ArgumentParser, help_text: str, required: bool) -> None:
+    """``-o/--output`` (``--out``: the old spelling, kept with a warning)."""
+    group = p.add_mutually_exclusive_group(required=required)
+    group.add_argument("-o", "--output", type=Path, help=help_text)
+    group.add_argument("--out", type=Path, dest="output", action=Deprecated, use="-o/--output", help=argparse.SUPPRESS)
 
 
 def froc_config(args: argparse.Namespace) -> FrocConfig:
@@ -101,7 +110,7 @@ def froc_config(args: argparse.Namespace) -> FrocConfig:
 
 
 def run_froc(args: argparse.Namespace) -> int:
-    """``lungcad evaluate froc``: compute, write outputs into ``--out``, print a summary."""
+    """``lungcad evaluate froc``: compute, write outputs into ``-o/--output``, print a summary."""
     from lungcad.errors import ConfigError
     from lungcad.evaluate import compute_froc_files, format_froc, froc_summary, write_froc_outputs
     from lungcad.evaluate.analysis import kind_table
@@ -115,11 +124,11 @@ def run_froc(args: argparse.Namespace) -> int:
     result = compute_froc_files(
         args.annotations, args.candidates, excluded=args.excluded, seriesuids=args.seriesuids, config=cfg
     )
-    paths = write_froc_outputs(result, args.out, title=args.candidates.stem)
+    paths = write_froc_outputs(result, args.output, title=args.candidates.stem)
     summary, by_kind = froc_summary(result), None
     if args.nodules is not None:
         by_kind = kind_table(result, read_nodule_kinds(args.nodules))
-        paths["by_kind"] = write_csv(by_kind, args.out / "sensitivity_by_kind.csv")
+        paths["by_kind"] = write_csv(by_kind, args.output / "sensitivity_by_kind.csv")
         summary["by_kind"] = clean(by_kind.to_dict(orient="records"))
     if args.json:
         print(json.dumps(summary))
@@ -127,7 +136,7 @@ def run_froc(args: argparse.Namespace) -> int:
         print(format_froc(result))
         if by_kind is not None:
             print(format_kinds(by_kind))
-        print(f"outputs in {args.out} ({', '.join(p.name for p in paths.values())})")
+        print(f"outputs in {args.output} ({', '.join(p.name for p in paths.values())})")
     return 0
 
 
@@ -137,7 +146,7 @@ def run_dsb(args: argparse.Namespace) -> int:
 
     cfg = load_evaluate_config(args.config).dsb
     result = compute_dsb_files(args.labels, args.predictions, config=cfg, only_predicted=args.only_predicted)
-    out = args.out if args.out is not None else args.predictions.resolve().parent
+    out = args.output if args.output is not None else args.predictions.resolve().parent
     paths = write_dsb_outputs(result, out)
     if args.json:
         print(json.dumps(dsb_summary(result)))

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
+from lungcad.cli.options import EXIT_CODES_INSPECT
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "inspect",
         help="read a scan and print its geometry, series and warnings",
         description="Read a DICOM folder, .mhd/.mha or NIfTI scan and print what was read.",
+        epilog=EXIT_CODES_INSPECT,
     )
     p.add_argument("path", help="DICOM folder or file, .mhd, .mha, .nii or .nii.gz")
     p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to read from a multi-series folder")

@@ -9,7 +9,11 @@ Commands register lazily: ``lungcad --help`` lists :data:`COMMANDS` without impo
 ``lungcad CMD ...`` imports only ``lungcad.cli.CMD`` (whose parser gives ``lungcad CMD --help`` its options).
 
 Exit codes: 0 success, 1 a lungcad error (bad input file ...), 2 bad arguments or config,
-3 a batch finished with some scans failed, 130 interrupted.
+3 a batch finished with some scans failed, 130 interrupted. :mod:`lungcad.cli.options` holds what every parser
+shares (one-line argparse errors, defaults in ``--help``, ``-q/-v`` after the command, ``--no-progress``).
+
+TensorFlow's native start-up lines stay off stderr unless ``-v`` (:mod:`lungcad.tfquiet`, installed before any
+command runs); progress is :mod:`lungcad.progress` (off with ``-q`` or ``--no-progress``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import logging
 import sys
 from collections.abc import Iterable
 
-from lungcad import __version__
+from lungcad import __version__, progress, tfquiet
+from lungcad.cli.options import LungcadParser, finish
 from lungcad.errors import LungcadError
 from lungcad.fileio import printable
 
@@ -42,19 +47,27 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
     """The ``lungcad`` parser: ``commands`` (default: all of :data:`COMMANDS`) get their module's full parser,
     the others a placeholder with their one-line help (enough for ``lungcad --help``, imports nothing)."""
     full = set(COMMANDS if commands is None else commands)
-    parser = argparse.ArgumentParser(
+    parser = LungcadParser(
         prog="lungcad",
         description="Lung cancer CAD for chest CT (LUNA16 .mhd/.raw, DICOM series, NIfTI).",
+        epilog="Options -q/-v also go after the command (lungcad detect ... -q).",
     )
     parser.add_argument("--version", action="version", version=f"lungcad {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more log output, and TensorFlow's own start-up messages (-vv: debug)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors; no progress")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         if name in full:
             importlib.import_module(f"lungcad.cli.{name}").add_parser(sub)
         else:
             sub.add_parser(name, help=help_text)
+    finish(parser)
     return parser
 
 
@@ -97,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     setup_logging(args.verbose, args.quiet)
+    tfquiet.install(verbose=args.verbose >= 1)  # before anything imports TensorFlow
+    progress.set_enabled(not (args.quiet or getattr(args, "no_progress", False)))
     try:
         return int(args.func(args) or 0)
     except LungcadError as exc:

@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lungcad.cli.options import EXIT_CODES_BATCH, add_no_progress, add_workers
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "preprocess",
         help="resample, segment lungs, crop and normalise scans into a training cache",
         description="Write OUT/<id>/{image.npy, lung_mask.npy, geometry.json} per scan; reruns skip finished "
-        "scans; failures go to OUT/errors.csv. Exit 0: all scans ok, 3: some failed.",
+        "scans; failures go to OUT/errors.csv.",
+        epilog=EXIT_CODES_BATCH,
     )
     p.add_argument("inputs", nargs="+", help="scans: .mhd/.mha/.nii(.gz), DICOM folders, or folders of them")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--config", default="preprocess", help="YAML config (default: configs/preprocess.yaml)")
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    add_workers(p)
+    add_no_progress(p)
     p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to read from multi-series DICOM folders")
     p.add_argument("--overwrite", action="store_true", help="redo scans already in OUT")
     p.add_argument(

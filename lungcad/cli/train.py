@@ -4,8 +4,61 @@ from __future__ import annotations
 
 import argparse
 import functools
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
+
+from lungcad.cli.options import add_no_progress, add_workers
+
+log = logging.getLogger(__name__)
+
+#: The datasets a training command's ``--data`` may be: layout folder -> (the file that marks one, the folder of
+#: scans inside it). ``lungcad synth OUT`` writes ``OUT/luna16/`` and ``OUT/dsb2017/``.
+DATA_LAYOUTS = {"luna16": ("annotations.csv", "."), "dsb2017": ("stage1_labels.csv", "stage1")}
+
+
+def data_folder(data: str, layouts: Sequence[str] = ("luna16",)) -> str:
+    """The folder a training command reads for ``--data``: ``data`` itself when it is one of ``layouts`` (a folder
+    with the layout's marker file; a DSB 2017 folder's ``stage1/``), else the one ``<layout>/`` folder in it or one
+    level below (a dataset root, such as ``lungcad synth OUT``'s), the first of ``layouts`` found; logged when it
+    is not ``data``. Anything else is returned as given (the training reports what is missing).
+
+    Raises:
+        DataLayoutError: ``data`` holds several folders of the layout.
+    """
+    path = Path(data)
+    if not path.is_dir():
+        return data
+
+    def scans(folder: Path, layout: str) -> Path:
+        inner = folder / DATA_LAYOUTS[layout][1]
+        return inner if inner.is_dir() else folder
+
+    for layout in layouts:
+        if (path / DATA_LAYOUTS[layout][0]).is_file():
+            chosen = scans(path, layout)
+            break
+    else:
+        for layout in layouts:
+            marker = DATA_LAYOUTS[layout][0]
+            found = sorted({p for p in [path / layout, *path.glob(f"*/{layout}")] if (p / marker).is_file()})
+            if len(found) > 1:
+                from lungcad.errors import DataLayoutError
+
+                raise DataLayoutError(
+                    f"{len(found)} {layout}/ datasets in this folder: {', '.join(map(str, found))}",
+                    path=path,
+                    fix="give one of them with --data",
+                )
+            if found:
+                chosen = scans(found[0], layout)
+                break
+        else:
+            return data
+    if chosen != path:
+        log.info("--data %s: using %s", data, chosen)
+    return str(chosen)
 
 
 def _model_parser(
@@ -14,7 +67,9 @@ def _model_parser(
     """A ``lungcad train <name>`` parser with the options every model shares."""
     p = models.add_parser(name, help=help_text, description=description)
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", help="LUNA16-layout folder")
+    source.add_argument(
+        "--data", help="LUNA16-layout folder (annotations.csv, subset*/), or a dataset root holding one luna16/"
+    )
     source.add_argument(
         "--synth",
         metavar="SYNTH_CONFIG",
@@ -22,12 +77,12 @@ def _model_parser(
         "new ones each epoch (seeded by --synth-seed and the epoch, so --resume continues with the next epoch's)",
     )
     g = p.add_argument_group("on-the-fly synthetic data (--synth)")
-    g.add_argument("--synth-seed", type=int, default=0, help="synthetic dataset seed (default 0)")
+    g.add_argument("--synth-seed", type=int, default=0, help="synthetic dataset seed")
     g.add_argument(
         "--synth-size",
         type=int,
         default=512,
-        help="phantom matrix (default 512; 256: about half the generation time, coarser pixels)",
+        help="phantom matrix (256: about half the generation time, coarser pixels)",
     )
     g.add_argument(
         "--synth-patches",
@@ -42,7 +97,7 @@ def _model_parser(
         default=2,
         help="generator processes beside the training (0: generate between steps; default 2)",
     )
-    g.add_argument("--synth-val", type=int, default=4, help="validation phantoms, made once at the start (default 4)")
+    g.add_argument("--synth-val", type=int, default=4, help="validation phantoms, made once at the start")
     g.add_argument("--synth-max-slices", type=int, help="cap on slices per phantom (quick runs)")
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="model directory")
     config = default_config or name
@@ -58,6 +113,7 @@ def _model_parser(
         default="default",
         help="tf.distribute strategy: one device, all local GPUs (mirrored), or TF_CONFIG workers",
     )
+    add_no_progress(p)
     p.add_argument("--gpus", type=int, help="mirrored: use this many GPUs (default: all visible)")
     p.add_argument("--cpu-replicas", type=int, help="mirrored: split the CPU into N logical devices (no GPU needed)")
     p.add_argument(
@@ -90,6 +146,7 @@ def _synth_source(args: argparse.Namespace):
     if not args.synth:
         from lungcad.synth.datasets import check_training_folder
 
+        args.data = data_folder(args.data)
         check_training_folder(args.data)
         return None
     from lungcad.train.synthetic import SynthSource
@@ -133,7 +190,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "metrics.json, checkpoints/}; --resume continues from the last checkpoint.",
         "preprocess cache folder (default: MODEL_DIR/cache)",
     )
-    u.add_argument("--workers", type=int, default=1, help="processes for preprocessing the cache")
+    add_workers(u, "processes for preprocessing the cache")
     u.set_defaults(func=run_unet)
     f = _model_parser(
         models,
@@ -174,7 +231,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "MODEL_DIR/detections, or reuse --detections), measures the top candidates' features, cross-validates "
         "(log loss and AUC per fold, MODEL_DIR/calibration.png) and writes MODEL_DIR/risk.json.",
     )
-    r.add_argument("--data", required=True, help="scans (DSB layout: one DICOM folder per patient) or a LUNA16 folder")
+    r.add_argument(
+        "--data",
+        required=True,
+        help="scans (DSB layout: one DICOM folder per patient) or a LUNA16 folder, or a dataset root holding one "
+        "dsb2017/ (its stage1/ is used) or luna16/",
+    )
     r.add_argument("--labels", required=True, help="stage1_labels.csv (id,cancer; id = patient folder or seriesuid)")
     r.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="model directory")
     r.add_argument("--config", default="risk", help="YAML config (default: configs/risk.yaml)")
@@ -188,7 +250,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a 'lungcad train classifier' model whose logit is the feature NAME_logit of the config (repeat for "
         "several; configs/risk_classifiers.yaml uses malignancy and shape); copied into MODEL_DIR/classifiers/NAME",
     )
-    r.add_argument("--workers", type=int, default=1, help="parallel detection processes")
+    add_workers(r, "parallel detection processes")
+    add_no_progress(r)
     r.set_defaults(func=run_risk)
 
 
@@ -276,6 +339,7 @@ def run_risk(args: argparse.Namespace) -> int:
     from lungcad.train.risk.classifiers import parse_classifier_options
     from lungcad.train.risk.train import RiskTrainConfig, train_risk
 
+    args.data = data_folder(args.data, ("dsb2017", "luna16"))
     check_training_folder(args.data)
     config = load_config(RiskTrainConfig, args.config)
     summary = train_risk(

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from pathlib import Path
 
@@ -13,6 +14,37 @@ from lungcad.io import ScanRef, find_scans, load_scan
 from lungcad.pipeline.models import ModelSet, model_set
 from lungcad.pipeline.run import detect_scan
 from lungcad.pipeline.writers import is_finished, write_batch_tables, write_scan_result
+
+log = logging.getLogger(__name__)
+
+
+class StageLog(dict):
+    """The ``timings`` dict of one scan's run that logs each step as its time is stored (the pipeline stores a
+    step's seconds as it ends): ``1.2.3: preprocess done in 2.1 s; U-Net and merge ...``."""
+
+    #: timing key -> (what ended, what comes next given the models' last stage)
+    STEPS = {
+        "read_s": "read",
+        "preprocess_s": "preprocess (resample, lung mask)",
+        "unet_and_merge_s": "U-Net and merge",
+        "fpr_s": "false-positive reduction",
+        "risk_s": "cancer risk",
+        "pictures_s": "pictures",
+    }
+
+    def __init__(self, scan_id: str, models: ModelSet) -> None:
+        super().__init__()
+        self.scan_id = scan_id
+        last = {"candidates": "unet_and_merge_s", "fpr": "fpr_s", "risk": "risk_s"}[models.stage]
+        order = list(self.STEPS)
+        self.next = {k: self.STEPS[order[i + 1]] for i, k in enumerate(order[: order.index(last)])}
+        self.next[last] = "writing the results"
+
+    def __setitem__(self, key: str, value: float) -> None:
+        super().__setitem__(key, value)
+        if key in self.STEPS:
+            then = self.next.get(key)
+            log.info("%s: %s done in %.1f s%s", self.scan_id, self.STEPS[key], value, f"; {then} ..." if then else "")
 
 
 def detect_one(
@@ -24,11 +56,16 @@ def detect_one(
     pictures: bool = True,
     dicom_sr: bool = False,
     allow_external_data: bool = False,
+    stages: bool = False,
 ):
-    """Read one scan, detect, write its files (the batch worker); returns the candidate table."""
+    """Read one scan, detect, write its files (the batch worker); returns the candidate table. ``stages``: log
+    each step as it ends (:class:`StageLog`; a single-scan run shows this instead of a bar)."""
     t0 = time.perf_counter()
+    timings: dict[str, float] = StageLog(ref.id, models) if stages else {}
+    if stages:
+        log.info("%s: reading %s", ref.id, ref.path)
     scan = load_scan(ref.path, series_uid=series_uid, allow_external_data=allow_external_data)
-    timings: dict[str, float] = {"read_s": time.perf_counter() - t0}
+    timings["read_s"] = time.perf_counter() - t0
     result = detect_scan(scan, models, timings)
     write_scan_result(
         result, out, path=ref.path, models=models.record(), pictures=pictures, dicom_sr=dicom_sr, started=t0
@@ -61,8 +98,8 @@ def detect_scans(
     (:func:`lungcad.batch.output_folder`: OutputError, OutputBusyError).
     """
     with output_folder(out, "lungcad detect") as out:
+        refs = find_scans(inputs)  # a missing input is reported before the models' checks import TensorFlow
         models = model_set(stage, model_dir, fpr_model_dir, risk_model_dir, blobs)
-        refs = find_scans(inputs)
         work = functools.partial(
             detect_one,
             out=out,
@@ -71,6 +108,7 @@ def detect_scans(
             pictures=pictures,
             dicom_sr=dicom_sr,
             allow_external_data=allow_external_data,
+            stages=len(refs) == 1,
         )
         summary = run_batch(
             refs,

@@ -99,8 +99,9 @@ class CandidateDetector:
         t0 = time.perf_counter()
         pre = preprocess_scan(scan, self.config.preprocess)
         t1 = time.perf_counter()
+        timings["preprocess_s"] = t1 - t0  # each step's time as it ends: a caller may show progress
         table = self.detect_preprocessed(pre)
-        timings.update(preprocess_s=t1 - t0, unet_and_merge_s=time.perf_counter() - t1)
+        timings["unet_and_merge_s"] = time.perf_counter() - t1
         return table, pre
 
     def lung_probability(self, pre: PreprocessedScan) -> np.ndarray:

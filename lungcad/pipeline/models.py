@@ -83,14 +83,21 @@ def model_set(
     """The checked models ``stage`` needs (default :func:`default_stage`), the bundled ones where none is given;
     ``blobs`` is a config name in ``configs/`` or a YAML path, checked now (a bad file fails before any scan is
     read)."""
-    from lungcad.fpr.inference import check_model_dir as check_fpr
-    from lungcad.pipeline.detector import check_model_dir as check_unet
-    from lungcad.risk.model import check_model_dir as check_risk
-
     stage = stage or default_stage(fpr_model_dir, risk_model_dir)
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}", expected=" or ".join(STAGES))
     needed = STAGES.index(stage)
+    # a missing folder is reported now, before the checks below import TensorFlow (seconds)
+    given = (("unet", model_dir, 0), ("fpr", fpr_model_dir, 1), ("risk", risk_model_dir, 2))
+    for name, path, index in given:
+        if path is not None and index <= needed and not Path(path).is_dir():
+            raise ConfigError(
+                "no such model directory", path=path, fix=f"give a folder written by 'lungcad train {name}'"
+            )
+    from lungcad.fpr.inference import check_model_dir as check_fpr
+    from lungcad.pipeline.detector import check_model_dir as check_unet
+    from lungcad.risk.model import check_model_dir as check_risk
+
     unet = str(check_unet(model_dir or default_model_dir("unet")))
     fpr = str(check_fpr(fpr_model_dir or default_model_dir("fpr"))) if needed >= 1 else None
     risk = str(check_risk(risk_model_dir or default_model_dir("risk"))) if needed >= 2 else None

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from lungcad import __version__
 from lungcad.config import to_dict
@@ -46,6 +45,7 @@ from lungcad.errors import ConfigError, CorruptScanError, DataLayoutError
 from lungcad.fileio import write_text_atomic
 from lungcad.io.itk import check_mhd_data
 from lungcad.io.writers import write_dicom_series, write_mhd
+from lungcad.progress import progress as progress_bar
 from lungcad.synth.config import SynthConfig, load_synth_config
 from lungcad.synth.phantom import PHANTOM_VERSION, Nodule, Phantom, make_phantom
 
@@ -403,7 +403,7 @@ def write_dataset(
         fmt: ``"luna"``, ``"dsb"`` or ``"both"``.
         config: default ``configs/synth.yaml``.
         workers: processes generating scans in parallel.
-        progress: show a tqdm progress bar.
+        progress: show progress (:func:`lungcad.progress.progress`: a bar on a terminal, else log lines).
         compress: write the LUNA16 layout's pixel data zlib-compressed (``.zraw``, about half the size of ``.raw``
             on phantoms; every MetaImage reader, ours and SimpleITK, reads it). A folder may mix both.
     Returns:
@@ -420,7 +420,7 @@ def write_dataset(
     jobs = [(out, seed, i, size, cfg, formats, compress) for i in range(n_scans)]
     recs: dict[int, dict] = {}
     generated = 0
-    bar = tqdm(total=n_scans, desc="synth", unit="scan", disable=not progress)
+    bar = progress_bar(total=n_scans, desc="synth", unit="scan", show=progress)
     if workers <= 1:
         for job in jobs:
             rec, made = _make_scan_job(job)

@@ -32,10 +32,10 @@ from typing import Literal
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from lungcad.errors import ConfigError
 from lungcad.fileio import write_text_atomic
+from lungcad.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -315,13 +315,12 @@ def _run_epoch(task: Task, config: LoopConfig, strategy, step_fn, model, global_
     data = data.take(config.steps_per_epoch)
     losses, step_s, wait_s = [], [], 0.0
     batches = iter(
-        tqdm(
+        progress(
             strategy.experimental_distribute_dataset(data),
             total=config.steps_per_epoch,
             desc=f"epoch {epoch}/{config.epochs}",
             unit="step",
             leave=False,
-            disable=None,
         )
     )
     while True:

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from lungcad.errors import ConfigError, DataLayoutError
 from lungcad.fileio import write_text_atomic
 from lungcad.io import find_scans, load_scan
+from lungcad.progress import progress
 from lungcad.risk.features import FeatureConfig, candidate_features, classifier_names
 from lungcad.risk.model import CLASSIFIERS_DIR, NoisyOrConfig, RiskConfig, RiskModel, load_classifiers
 from lungcad.schema import by_probability
@@ -121,7 +121,7 @@ def collect_features(
     """Top-k candidate features of every labelled scan with a finished detection (``key``: :func:`features_key`)."""
     cache = out / "features"
     frames = []
-    for ref in tqdm([r for r in refs if r.id in ids], desc="risk features", unit="scan", disable=None):
+    for ref in progress([r for r in refs if r.id in ids], desc="risk features", unit="scan"):
         scan_csv = detections / "scans" / f"{ref.id}.csv"
         if scan_csv.exists():
             frames.append(scan_features(scan_csv, ref.path, cache, config, classifiers, key))
