@@ -50,9 +50,7 @@ def draw_pictures(result: Detection, shown: pd.DataFrame, out: Path) -> dict:
     from lungcad.visualize import scan_pictures
 
     folder = out / "pictures" / scan_stem(result.scan.id)
-    return scan_pictures(
-        result.scan, result.preprocessed, shown, folder, picture_config(), result.cancer_probability
-    )
+    return scan_pictures(result.scan, result.preprocessed, shown, folder, picture_config(), result.cancer_probability)
 
 
 def write_report(result: Detection, shown: pd.DataFrame, out: Path) -> str:
