@@ -324,9 +324,15 @@ def finding_stack(scan: CTScan, centre_xyz, crop_mm: float = 80.0, pixels: int =
     for i in range(3):  # i, j, k -> array axis 2 - i
         m = to_index[i]
         coords[2 - i] = base[i] + m[2] * plane_z[:, None, None] + m[1] * u[None, :, None] + m[0] * u[None, None, :]
-    hu = map_coordinates(
-        scan.array, coords.reshape(3, -1), order=1, mode="constant", cval=OUTSIDE_HU, output=np.float32
-    )
+    coords = coords.reshape(3, -1)
+    # only the block around the crops, as float32 (faster to interpolate than int16, small to convert)
+    lo = np.clip(np.floor(coords.min(axis=1)).astype(int) - 1, 0, np.asarray(scan.shape))
+    hi = np.clip(np.ceil(coords.max(axis=1)).astype(int) + 2, lo, np.asarray(scan.shape))
+    block = scan.array[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(np.float32)
+    if block.size:
+        hu = map_coordinates(block, coords - lo[:, None], order=1, mode="constant", cval=OUTSIDE_HU, output=np.float32)
+    else:  # the crops lie wholly outside the scan
+        hu = np.full(coords.shape[1], OUTSIDE_HU, np.float32)
     points = np.repeat(centre[None, :], len(plane_z), axis=0)
     points[:, 2] = plane_z
     _, numbers = slice_numbers(scan, points)

@@ -239,3 +239,9 @@ def test_report_pages_in_headless_chromium(tmp_path):
     shot = tmp_path / "scan.png"
     browse(page.as_uri(), tmp_path, f"--screenshot={shot}", "--window-size=1280,900")
     assert shot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_stack_outside_the_scan_is_air_without_slice_numbers():
+    scan = marker_scan(np.eye(3), n=9)
+    stack = finding_stack(scan, (500.0, 0.0, 500.0), crop_mm=20.0, pixels=8, half=2)
+    assert stack.hu.shape == (5, 8, 8) and np.all(stack.hu == -1024) and stack.slices == [None] * 5
