@@ -49,7 +49,7 @@ WINDOWS = {"lung": LUNG_WINDOW_HU, "mediastinal": MEDIASTINAL_WINDOW_HU}
 #: HU outside the scan's field of view in the crops.
 OUTSIDE_HU = -1024.0
 #: The per-finding nodule classifiers of the risk stage shown in the findings table (column -> header).
-CLASSIFIER_COLUMNS = {"malignancy_logit": "P(malignant)", "shape_logit": "P(lobulated/spiculated)"}
+CLASSIFIER_COLUMNS = {"malignancy_logit": "P(malignant)", "shape_logit": "P(lobulated or spiculated)"}
 
 
 @dataclass(frozen=True)
@@ -407,6 +407,7 @@ STYLE = (
     "td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#eee}"
     ".viewer{display:inline-block;margin:0 1.5em 1.5em 0;vertical-align:top}"
     "canvas{background:#000;display:block;cursor:ns-resize}.viewer .stack{display:none}"
+    "td.id{min-width:11em;max-width:14em;word-break:break-all}"
     ".viewer button.on{font-weight:bold}.muted{color:#666;font-size:90%}"
 )
 
@@ -480,26 +481,31 @@ def _fmt(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else html.escape(str(value))
 
 
-def findings_table(slice_name: str, rows: list[dict], link: str = "#finding-") -> str:
-    """The HTML findings table (``class="findings"``, a ``<tr class="finding">`` per finding)."""
+def findings_table(slice_name: str, rows: list[dict], link: str = "#finding-", images: list[str] | None = None) -> str:
+    """The HTML findings table (``class="findings"``, a ``<tr class="finding">`` per finding), each rank linking to
+    ``link + rank``; with ``images`` (one key image per finding: the index's compact table) the positions give way to
+    a thumbnail."""
     extra = [h for h in CLASSIFIER_COLUMNS.values() if any(h in r for r in rows)]
     slice_header = "InstanceNumber" if slice_name == "InstanceNumber" else "slice (1-based)"
+    position = "" if images else "<th>world x, y, z (mm, LPS)</th><th>voxel z, y, x</th>"
     head = (
-        "<tr><th>#</th><th>probability</th><th>diameter (mm)</th><th>world x, y, z (mm, LPS)</th>"
-        f"<th>voxel z, y, x</th><th>{slice_header}</th><th>side</th>"
-        + "".join(f"<th>{html.escape(h)}</th>" for h in extra)
-        + "</tr>"
+        f"<tr><th>#</th>{'<th>axial</th>' if images else ''}<th>probability</th><th>diameter (mm)</th>{position}"
+        f"<th>{slice_header}</th><th>side</th>" + "".join(f"<th>{html.escape(h)}</th>" for h in extra) + "</tr>"
     )
     body = []
-    for r in rows:
-        world = ", ".join(f"{v:.1f}" for v in r["world_xyz_mm"])
-        voxel = ", ".join(f"{v:.1f}" for v in r["voxel_zyx"])
-        cells = [
-            f'<td class="n"><a href="{html.escape(link)}{r["rank"]}">{r["rank"]}</a></td>',
-            f'<td class="n">{_fmt(r["probability"], 3)}</td>',
-            f'<td class="n">{_fmt(r["diameter_mm"], 1)}</td>',
-            f'<td class="n">{world}</td>',
-            f'<td class="n">{voxel}</td>',
+    for i, r in enumerate(rows):
+        target = html.escape(f"{link}{r['rank']}")
+        cells = [f'<td class="n"><a href="{target}">{r["rank"]}</a></td>']
+        if images:
+            src = html.escape(images[i])
+            cells.append(
+                f'<td><a href="{target}"><img src="{src}" height="64" alt="#{r["rank"]}" {IMG_STATE}></a></td>'
+            )
+        cells += [f'<td class="n">{_fmt(r["probability"], 3)}</td>', f'<td class="n">{_fmt(r["diameter_mm"], 1)}</td>']
+        if not images:
+            cells.append(f'<td class="n">{", ".join(f"{v:.1f}" for v in r["world_xyz_mm"])}</td>')
+            cells.append(f'<td class="n">{", ".join(f"{v:.1f}" for v in r["voxel_zyx"])}</td>')
+        cells += [
             f'<td class="n">{_fmt(r["slice"])}</td>',
             f"<td>{_fmt(r['side'])}</td>",
             *(f'<td class="n">{_fmt(r.get(h), 3)}</td>' for h in extra),
@@ -592,12 +598,16 @@ def write_index(out: Path, records: list[dict]) -> Path | None:
         title = f'<a href="pictures/{html.escape(page)}">{name}</a>' if page else name
         if "table" in pics:
             link = f"pictures/{page}#finding-"
-            table = findings_table(pics.get("slice_number", "slice"), pics["table"], link) if pics["table"] else ""
+            images = [f"pictures/{p}" for p in pics["findings"]]
+            table = (
+                findings_table(pics.get("slice_number", "slice"), pics["table"], link, images) if pics["table"] else ""
+            )
         else:  # a record written before the findings table existed: its key images
             table = " ".join(f'<img src="pictures/{html.escape(p)}" height="96" {IMG_STATE}>' for p in pics["findings"])
         rows.append(
-            f'<tr class="scan"><td>{title}</td><td class="n">{cancer}</td><td class="n">{len(pics["findings"])}</td>'
-            f'<td><a href="{overview}"><img src="{overview}" height="180" {IMG_STATE}></a></td><td>{table}</td></tr>'
+            f'<tr class="scan"><td class="id">{title}</td><td class="n">{cancer}</td>'
+            f'<td class="n">{len(pics["findings"])}</td>'
+            f'<td><a href="{overview}"><img src="{overview}" height="140" {IMG_STATE}></a></td><td>{table}</td></tr>'
         )
     page = _page(
         "lungcad detections",

@@ -119,7 +119,7 @@ def test_findings_rows_side_and_classifiers():
     assert [r["side"] for r in rows] == ["left", "right"]  # LPS: +x is the patient's left
     assert [r["slice"] for r in rows] == [5, 7] and rows[1]["diameter_mm"] is None
     assert rows[0]["P(malignant)"] == pytest.approx(0.5) and rows[1]["P(malignant)"] == pytest.approx(0.8808, abs=1e-4)
-    assert "P(lobulated/spiculated)" not in rows[0]
+    assert "P(lobulated or spiculated)" not in rows[0]
     json.dumps(rows)
 
 
@@ -227,7 +227,7 @@ def test_report_pages_in_headless_chromium(tmp_path):
     dom, console = browse((tmp_path / "index.html").as_uri(), tmp_path, "--dump-dom")
     assert console == []
     assert dom.count('<tr class="scan">') == 1 and dom.count('<tr class="finding">') == 2
-    assert image_states(dom) == ["loaded"]  # the overview
+    assert image_states(dom) == ["loaded"] * 3  # the overview and the findings' key images
     page = tmp_path / "pictures" / "chest" / "scan.html"
     dom, console = browse(page.as_uri(), tmp_path, "--dump-dom")
     assert console == []
