@@ -612,6 +612,13 @@ def _float_or_none(value: object) -> float | None:
         return None
 
 
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
 def _metadata(group: SeriesGroup, kept: list[SliceHeader], non_dicom: int, resampled: bool) -> dict:
     ds = group.first
     tags = {
@@ -638,6 +645,7 @@ def _metadata(group: SeriesGroup, kept: list[SliceHeader], non_dicom: int, resam
     meta.update(
         slice_files=[str(s.path) for s in kept],
         sop_instance_uids=[str(getattr(s.ds, "SOPInstanceUID", "")) for s in kept],
+        instance_numbers=[_int_or_none(getattr(s.ds, "InstanceNumber", None)) for s in kept],
         slice_positions_mm=[float(s.position @ normal) for s in kept],
         slices_read=len(kept),
         non_dicom_files=non_dicom,

@@ -7,7 +7,7 @@ keep the full id::
     OUT/scans/<id>.csv      the scan's candidates (LUNA16 submission columns first)
     OUT/scans/<id>.json     geometry, timings, models, P(cancer), candidates with world (mm) and voxel coordinates
                             in the input scan's grid (+ slice index and SOPInstanceUID for DICOM)
-    OUT/pictures/<id>/      overview and finding PNGs (:mod:`lungcad.visualize`)
+    OUT/pictures/<id>/      overview, finding PNGs, slice viewer stacks and scan.html (:mod:`lungcad.visualize`)
     OUT/sr/<id>.dcm         the DICOM SR of the reported findings (``--dicom-sr``, DICOM input)
 
 After a batch: ``OUT/candidates.csv`` (union of the finished scans), ``OUT/patients.csv`` (``id,cancer``, the DSB
@@ -45,11 +45,12 @@ def scan_stem(scan_id: str) -> str:
 
 
 def draw_pictures(result: Detection, shown: pd.DataFrame, out: Path) -> dict:
-    """The scan's overview and finding PNGs of the reported findings ``shown`` in ``OUT/pictures/<id>/``."""
+    """The scan's report (overview, finding PNGs and viewer stacks, ``scan.html``) of the reported findings ``shown``
+    in ``OUT/pictures/<id>/``."""
     from lungcad.visualize import scan_pictures
 
     folder = out / "pictures" / scan_stem(result.scan.id)
-    return scan_pictures(result.scan, result.preprocessed, shown, folder, picture_config())
+    return scan_pictures(result.scan, result.preprocessed, shown, folder, picture_config(), result.cancer_probability)
 
 
 def write_report(result: Detection, shown: pd.DataFrame, out: Path) -> str:

@@ -54,7 +54,8 @@ def test_train_risk_then_detect_writes_the_dsb_submission(tmp_path, confident_mo
     # pictures: an overview per scan, and index.html lists the patients by cancer probability, highest first
     page = (out_dir / "index.html").read_text()
     ranked = patients.sort_values("cancer", ascending=False, kind="stable").id
-    assert [page.index(f"<td>{uid}</td>") for uid in ranked] == sorted(page.index(f"<td>{uid}</td>") for uid in ids)
+    cell = '<td class="id"><a href="pictures/{0}/scan.html">{0}</a></td>'.format
+    assert [page.index(cell(uid)) for uid in ranked] == sorted(page.index(cell(uid)) for uid in ids)
     for uid in ids:
         record = json.loads((out_dir / "scans" / f"{uid}.json").read_text())
         for name in [record["pictures"]["overview"], *record["pictures"]["findings"]]:
