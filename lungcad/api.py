@@ -78,13 +78,16 @@ class DetectionResult(Detection):
         return reported_findings(self.candidates, _picture_config())
 
     def picture(self, rank: int = 1) -> Picture:
-        """PNG of the axial slice through the candidate of ``rank`` (1 = the most probable), as in the report."""
-        from lungcad.visualize import finding_picture
+        """PNG of the axial slice through the candidate of ``rank`` (1 = the most probable), as the report's key image
+        (radiological convention, lung window, the finding circled)."""
+        from lungcad.schema import XYZ
+        from lungcad.visualize import finding_stack, key_image
 
         if not 1 <= rank <= len(self.candidates):
             raise IndexError(f"rank {rank} is out of range: {self.scan.id} has {len(self.candidates)} candidate(s)")
-        row = self.candidates.iloc[rank - 1]
-        return _png(lambda path: finding_picture(self.scan, row, rank, path, _picture_config().crop_mm))
+        row, config = self.candidates.iloc[rank - 1], _picture_config()
+        stack = finding_stack(self.scan, row[XYZ].to_numpy(float), config.crop_mm, config.viewer_pixels, 0)
+        return _png(lambda path: key_image(stack, float(row["diameter_mm"]), path))
 
     def overview(self) -> Picture:
         """PNG of the axial lung MIP (preprocessed grid) with the :meth:`reported` findings numbered by rank."""
