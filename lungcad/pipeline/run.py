@@ -102,12 +102,13 @@ def locate_in_source(scan: CTScan, table: pd.DataFrame) -> pd.DataFrame:
     """The candidates' voxel indices on the input scan's own grid: the preprocessing grid's ``grid_z, grid_y,
     grid_x`` become ``voxel_z, voxel_y, voxel_x`` (same place in the table) on ``scan``'s grid, and for DICOM input
     ``slice_index`` and ``sop_instance_uid`` of the slice nearest each centre are added; last come
-    :data:`~lungcad.schema.DICOM_UIDS`, the series' SeriesInstanceUID and StudyInstanceUID (empty for other input:
-    ``seriesuid`` stays the scan's id, e.g. a DSB patient folder's name)."""
+    :data:`~lungcad.schema.DICOM_UIDS`, the series' SeriesInstanceUID and StudyInstanceUID (None for other input: an
+    empty CSV cell, a JSON null). ``seriesuid`` stays the scan's id, e.g. a DSB patient folder's name."""
     table = _locate(scan, table.rename(columns=dict(zip(GRID_ZYX, VOXEL_ZYX, strict=True))))
     dicom = scan.metadata.get("format") == "dicom"
-    uids = [str(scan.metadata.get(key, "")) if dicom else "" for key in ("series_uid", "study_uid")]
-    return table.assign(**{name: pd.Series(uid, index=table.index, dtype=str) for name, uid in zip(DICOM_UIDS, uids)})
+    uids = [str(scan.metadata.get(key) or "") or None if dicom else None for key in ("series_uid", "study_uid")]
+    columns = {name: pd.Series(uid, index=table.index, dtype=object) for name, uid in zip(DICOM_UIDS, uids)}
+    return table.assign(**columns)
 
 
 def _locate(scan: CTScan, table: pd.DataFrame) -> pd.DataFrame:

@@ -131,7 +131,8 @@ def _finished_files(out: Path, suffix: str) -> list[Path]:
 
 
 def collect_candidates(out: Path) -> pd.DataFrame:
-    """Union of every finished scan's candidates; rewrites ``OUT/candidates.csv`` atomically."""
+    """Union of every finished scan's candidates; rewrites ``OUT/candidates.csv`` atomically. The series' UIDs
+    (:data:`~lungcad.schema.DICOM_UIDS`) stay the last columns when DICOM and other scans are mixed."""
     frames = [
         pd.read_csv(p, dtype=dict.fromkeys(UID_COLUMNS, str), encoding="utf-8", encoding_errors="backslashreplace")
         for p in _finished_files(out, ".csv")
@@ -139,6 +140,7 @@ def collect_candidates(out: Path) -> pd.DataFrame:
     ]
     frames = [f for f in frames if not f.empty]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SUBMISSION_COLUMNS)
+    table = table[[c for c in table.columns if c not in DICOM_UIDS] + [c for c in DICOM_UIDS if c in table.columns]]
     write_text_atomic(out / "candidates.csv", table.to_csv(index=False))
     return table
 
