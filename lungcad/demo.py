@@ -14,11 +14,10 @@ Everything lands in ``OUT`` (``data/``, ``detect/`` with ``index.html``, ``froc/
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from lungcad.errors import DataLayoutError
-from lungcad.fileio import write_text_atomic
+from lungcad.fileio import write_json_atomic
 
 DEMO_SEED = 90210
 
@@ -73,7 +72,7 @@ def run_demo(
         dsb = compute_dsb_files(luna / "cancer_labels.csv", detections / "patients.csv")
         write_dsb_outputs(dsb, out / "dsb")
         summary.update(patients=dsb.n, with_cancer=dsb.positives, log_loss=dsb.log_loss, auc=dsb.auc)
-    write_text_atomic(out / "demo.json", json.dumps(summary, indent=1, default=float))
+    write_json_atomic(out / "demo.json", summary)
     return summary
 
 

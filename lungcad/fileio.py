@@ -7,15 +7,23 @@ atomic on one file system), so an interrupted run never leaves a half-written fi
 Text is written as UTF-8 through :func:`printable`, so a path or id holding the bytes of a non-UTF-8 file name
 (Python's surrogate escapes) is written as ``\\xNN`` instead of failing the write. A scan id becomes a file or folder
 name only through :func:`safe_stem` (the tables keep the full id).
+
+Every JSON file lungcad writes goes through :func:`write_json_atomic` (and every JSON it prints through
+:func:`to_json_text`): strict JSON that any parser reads, NaN and infinities written as ``null``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 #: The longest file name, in bytes, that common file systems take (ext4, XFS, btrfs, APFS: 255).
 NAME_MAX = 255
@@ -91,3 +99,33 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8, through :func:`printable`) to ``path`` through a temporary file and a rename; creates
     the folder."""
     return write_atomic(path, lambda tmp: tmp.write_text(printable(text), encoding="utf-8"))
+
+
+def to_jsonable(value: Any) -> Any:
+    """A copy of ``value`` that strict JSON holds: NaN and +-inf -> ``None``, numpy scalars and arrays -> Python
+    numbers and lists, tuples -> lists, mapping keys -> ``str``, a :class:`~pathlib.Path` -> its text. Anything else
+    is returned as is (and :func:`to_json_text` refuses what ``json`` cannot write)."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def to_json_text(value: Any, indent: int | None = 1) -> str:
+    """``value`` as strict JSON text (:func:`to_jsonable`; ``allow_nan=False`` guards against any NaN left), with a
+    final newline."""
+    return json.dumps(to_jsonable(value), indent=indent, allow_nan=False) + "\n"
+
+
+def write_json_atomic(path: str | Path, value: Any, indent: int | None = 1) -> Path:
+    """Write ``value`` as strict JSON (:func:`to_json_text`) to ``path`` atomically (:func:`write_text_atomic`)."""
+    return write_text_atomic(path, to_json_text(value, indent))

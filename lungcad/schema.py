@@ -14,6 +14,12 @@ column                              meaning
                                     output): :data:`VOXEL_ZYX`
 ``unet_probability``,               after the FPR: the U-Net's score, the WideResNet's, and ``probability``
 ``fpr_probability``                 their fusion (:mod:`lungcad.fpr.fusion`)
+``slice_index, sop_instance_uid``   DICOM input only: the 0-based index and SOPInstanceUID of the slice nearest the
+                                    centre (``lungcad detect``'s output)
+``series_instance_uid``,            the DICOM series' SeriesInstanceUID and StudyInstanceUID (tags (0020,000E),
+``study_instance_uid``              (0020,000D)), last in ``lungcad detect``'s output: :data:`DICOM_UIDS`; empty
+                                    (None) for other input. ``seriesuid`` stays the scan's id (for DICOM the folder
+                                    name, e.g. a DSB 2017 patient id), so these name the series for a PACS
 =================================== ====================================================================
 
 ``lungcad detect``'s ``candidates.csv`` starts with :data:`SUBMISSION_COLUMNS` (the LUNA16 submission format).
@@ -30,6 +36,9 @@ XYZ = ["coordX", "coordY", "coordZ"]
 GRID_ZYX = ["grid_z", "grid_y", "grid_x"]
 #: Fractional voxel index (z, y, x) on the input scan's own grid.
 VOXEL_ZYX = ["voxel_z", "voxel_y", "voxel_x"]
+#: The DICOM series' SeriesInstanceUID and StudyInstanceUID, the last columns of ``lungcad detect``'s tables (None
+#: for non-DICOM input: an empty CSV cell, a JSON null).
+DICOM_UIDS = ["series_instance_uid", "study_instance_uid"]
 #: Leading columns of ``candidates.csv`` (the LUNA16 submission format); the extras follow.
 SUBMISSION_COLUMNS = ["seriesuid", "coordX", "coordY", "coordZ", "probability", "diameter_mm"]
 

@@ -1,10 +1,13 @@
 """DICOM Structured Report of a scan's findings (TID 1500 measurement report, written with highdicom).
 
-One SR per DICOM series: each finding is a planar ROI (TID 1410) in the axial plane through its centre, an ellipse of
-its estimated diameter in the patient coordinates (mm) of the source's frame of reference, with its diameter and its
-nodule probability as measurements; the patient's cancer probability, when known, is one more measurement
-(DCM 111047 "Probability of cancer"). The SR references the source series' instances that its findings lie on, so
-viewers (OHIF, 3D Slicer) show the findings on the images.
+One SR per DICOM series: each finding is a planar ROI (TID 1410), an ellipse of its estimated diameter on the source
+slice nearest its centre (the plane of that image, its centre projected onto it: at most half a slice spacing away),
+in the patient coordinates (mm) of the source's frame of reference, with its diameter (whose source of measurement is
+that slice) and its nodule probability as measurements; the patient's cancer probability, when known, is one more
+measurement (DCM 111047 "Probability of cancer"). The SR references the source series' instances that its findings
+lie on, so viewers (OHIF, 3D Slicer) draw the findings on the images. The nodule probability's code is lungcad's own
+(scheme :data:`LUNGCAD_SCHEME`, a local "99" designator), declared in the Coding Scheme Identification Sequence
+(0008,0110).
 
 Every UID the SR copies from the source is checked (DICOM PS3.5 9.1, :func:`uid_problem`) before it is written: an
 invalid one that the SR's references need (:data:`REFERENCE_UIDS`, the frame of reference of the findings'
@@ -36,8 +39,11 @@ TYPE2_COPIED = (
 #: The person-name (PN) attributes among them.
 PERSON_NAMES = ("PatientName", "ReferringPhysicianName")
 
-#: Private code for the false-positive reducer's nodule probability ("99" schemes are local by DICOM rules).
-NODULE_PROBABILITY = ("nodule-probability", "99LUNGCAD", "Nodule probability (lungcad)")
+#: lungcad's local coding scheme ("99" designators are private by DICOM PS3.16 8.2): designator, name, organisation;
+#: declared in the SR's Coding Scheme Identification Sequence.
+LUNGCAD_SCHEME = ("99LUNGCAD", "lungcad local codes", "lungcad (https://github.com/lungcad)")
+#: Private code for the false-positive reducer's nodule probability.
+NODULE_PROBABILITY = ("nodule-probability", LUNGCAD_SCHEME[0], "Nodule probability (lungcad)")
 #: UCUM unit of a probability (a dimensionless ratio).
 NO_UNITS = ("1", "UCUM", "no units")
 
@@ -64,9 +70,32 @@ def _highdicom():
 
 def axial_ellipse(scan: CTScan, centre_xyz: np.ndarray, diameter_mm: float) -> np.ndarray:
     """(4, 3) world points: the ends of two perpendicular diameters in the slice plane (major then minor axis)."""
-    ex, ey = scan.direction[:, 0], scan.direction[:, 1]
+    return ellipse_points(centre_xyz, diameter_mm, scan.direction[:, 0], scan.direction[:, 1])
+
+
+def ellipse_points(centre_xyz: np.ndarray, diameter_mm: float, ex: np.ndarray, ey: np.ndarray) -> np.ndarray:
+    """(4, 3) world points: the ends of two perpendicular diameters (major then minor axis) along the unit vectors
+    ``ex`` and ``ey`` through ``centre_xyz``; a diameter under 1 mm is drawn as 1 mm."""
     r = max(float(diameter_mm), 1.0) / 2
     return np.stack([centre_xyz - r * ex, centre_xyz + r * ex, centre_xyz - r * ey, centre_xyz + r * ey])
+
+
+def slice_plane(ds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A source image's plane: a point on it (ImagePositionPatient), its row and column direction cosines
+    (ImageOrientationPatient), in world mm."""
+    iop = np.asarray(ds.ImageOrientationPatient, float)
+    return np.asarray(ds.ImagePositionPatient, float), iop[:3], iop[3:]
+
+
+def ellipse_on_slice(ds, centre_xyz: np.ndarray, diameter_mm: float) -> np.ndarray:
+    """:func:`ellipse_points` on the image ``ds``: centred on ``centre_xyz`` projected onto the image's plane, its
+    axes along the image's rows and columns, so every point lies on the image (viewers draw it there)."""
+    origin, row, column = slice_plane(ds)
+    normal = np.cross(row, column)
+    normal /= np.linalg.norm(normal)
+    centre = np.asarray(centre_xyz, float)
+    on_plane = centre - ((centre - origin) @ normal) * normal
+    return ellipse_points(on_plane, diameter_mm, row, column)
 
 
 def uid_problem(value) -> str | None:
@@ -170,16 +199,27 @@ def single_component_marked(name: str) -> str:
     return name + "^" if name and "^" not in name and "=" not in name else name
 
 
-def _finding(hd, scan: CTScan, row: pd.Series, rank: int, uid: str):
+def _finding(hd, scan: CTScan, row: pd.Series, rank: int, uid: str, image=None):
+    """The finding ``row`` as a planar ROI: on the source ``image`` (its nearest slice; a header) when given, else
+    (that slice left out of the evidence) in the scan's slice plane through its centre."""
     from pydicom.sr.codedict import codes
 
+    centre = row[["coordX", "coordY", "coordZ"]].to_numpy(float)
+    if image is not None:
+        points = ellipse_on_slice(image, centre, row["diameter_mm"])
+        sources = [hd.sr.SourceImageForMeasurement.from_source_image(image)]
+    else:
+        points, sources = axial_ellipse(scan, centre, row["diameter_mm"]), None
     region = hd.sr.ImageRegion3D(
-        graphic_type=hd.sr.GraphicTypeValues3D.ELLIPSE,
-        graphic_data=axial_ellipse(scan, row[["coordX", "coordY", "coordZ"]].to_numpy(float), row["diameter_mm"]),
-        frame_of_reference_uid=uid,
+        graphic_type=hd.sr.GraphicTypeValues3D.ELLIPSE, graphic_data=points, frame_of_reference_uid=uid
     )
     measurements = [
-        hd.sr.Measurement(name=codes.SCT.Diameter, value=float(row["diameter_mm"]), unit=codes.UCUM.Millimeter),
+        hd.sr.Measurement(
+            name=codes.SCT.Diameter,
+            value=float(row["diameter_mm"]),
+            unit=codes.UCUM.Millimeter,
+            referenced_images=sources,
+        ),
         hd.sr.Measurement(
             name=hd.sr.CodedConcept(*NODULE_PROBABILITY),
             value=float(row["probability"]),
@@ -193,6 +233,14 @@ def _finding(hd, scan: CTScan, row: pd.Series, rank: int, uid: str):
         finding_sites=[hd.sr.FindingSite(codes.SCT.Lung)],
         measurements=measurements,
     )
+
+
+def _lungcad_scheme():
+    """The Coding Scheme Identification Sequence item that declares :data:`LUNGCAD_SCHEME`."""
+    from highdicom.coding_schemes import CodingSchemeIdentificationItem
+
+    designator, name, organisation = LUNGCAD_SCHEME
+    return CodingSchemeIdentificationItem(designator, name=name, responsible_organization=organisation)
 
 
 def write_sr(
@@ -221,7 +269,15 @@ def write_sr(
     problem = uid_problem(uid)
     if problem:  # the findings' coordinates are in this frame: without it they mean nothing
         raise _invalid_uid(paths[0], "FrameOfReferenceUID", problem, "the SR's coordinates are in this frame")
-    groups = [_finding(hd, scan, row, rank, uid) for rank, (_, row) in enumerate(table.iterrows(), start=1)]
+    files = [str(p) for p in scan.metadata.get("slice_files") or []]
+    by_file = dict(zip(paths, evidence, strict=True))
+    images = (
+        [by_file.get(files[int(i)]) for i in table["slice_index"]] if "slice_index" in table else [None] * len(table)
+    )
+    groups = [
+        _finding(hd, scan, row, rank, uid, image)
+        for rank, ((_, row), image) in enumerate(zip(table.iterrows(), images, strict=True), start=1)
+    ]
     if cancer_probability is not None:
         patient = hd.sr.Measurement(
             name=codes.DCM.ProbabilityOfCancer,
@@ -254,6 +310,7 @@ def write_sr(
         instance_number=1,
         manufacturer="lungcad",
         series_description="lungcad findings",
+        coding_schemes=[_lungcad_scheme()],
     )
     for element in sr.iterall():  # the last guard: nothing invalid copied by a path not checked above
         problem = next(filter(None, map(uid_problem, _uid_values(element))), None) if element.VR == "UI" else None

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from pipeline_steps import REPO, concat_tables, link_into, lungcad, tune_merge
 
+from lungcad.fileio import write_json_atomic
 from lungcad.synth import PHANTOM_VERSION
 
 TRAIN_SEED, HELDOUT_SEED = 1000, 5000
@@ -124,7 +125,7 @@ def bundle(stage: str, model: Path, files: tuple[str, ...], summary: dict, pictu
     for source, name in pictures.items():
         shutil.copy2(source, target / name)
     summary = {**summary, "phantom_version": PHANTOM_VERSION}  # the generator version of the held-out phantoms
-    (target / "heldout_metrics.json").write_text(json.dumps(summary, indent=1))
+    write_json_atomic(target / "heldout_metrics.json", summary)
     headline = {k: summary[k] for k in ("cpm", "log_loss", "auc") if k in summary}
     print(f"bundled {target}: held-out {headline}")
 

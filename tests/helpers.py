@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"not strict JSON: {name}")
+
+
+def read_strict_json(path: str | Path):
+    """The JSON in ``path`` read as a strict parser reads it: ``NaN``, ``Infinity`` and ``-Infinity`` refused."""
+    return json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_refuse_constant)
 
 
 def rotation(axis: str, degrees: float) -> np.ndarray:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -31,9 +33,9 @@ def test_sr_round_trip_names_each_finding_its_centre_diameter_and_source(tmp_pat
     sr = hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(out / "sr" / "patientC.dcm"))
     groups = sr.content.get_planar_roi_measurement_groups()
     assert len(groups) == len(reported) > 0
-    source = {
-        pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in (tmp_path / "in" / "patientC").iterdir()
-    }
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in (tmp_path / "in" / "patientC").iterdir()]
+    source = {ds.SOPInstanceUID for ds in headers}
+    planes = {ds.SOPInstanceUID: _plane(ds) for ds in headers}
     evidence = {i.ReferencedSOPInstanceUID for s in sr.CurrentRequestedProcedureEvidenceSequence
                 for series in s.ReferencedSeriesSequence for i in series.ReferencedSOPSequence}  # fmt: skip
     assert evidence <= source and set(reported.sop_instance_uid) <= evidence
@@ -43,10 +45,47 @@ def test_sr_round_trip_names_each_finding_its_centre_diameter_and_source(tmp_pat
     for group, (_, row) in zip(groups, reported.iterrows(), strict=True):
         points = np.asarray(group.roi.value, float)
         centre = row[["coordX", "coordY", "coordZ"]].to_numpy(float)
-        np.testing.assert_allclose(points.mean(axis=0), centre, atol=1e-3)
+        # drawn on the slice through the centre: every point on that image's plane, which the diameter references
+        (image,) = {uid for m in group.get_measurements() for uid in _referenced(m)}
+        assert image == row.sop_instance_uid
+        origin, normal = planes[image]
+        assert np.abs((points - origin) @ normal).max() < 1e-3
+        assert min(abs((points[0] - o) @ n) for o, n in planes.values()) < 1e-3
+        shift = points.mean(axis=0) - centre  # the centre, moved along the normal onto the slice
+        np.testing.assert_allclose(shift - (shift @ normal) * normal, 0, atol=1e-3)
+        assert abs(shift @ normal) <= tilted.spacing[0] / 2 + 1e-3
         assert np.linalg.norm(points[1] - points[0]) == pytest.approx(row.diameter_mm, abs=1e-3)
         values = {m.name.meaning: m.value for m in group.get_measurements()}
         assert values["Diameter"] == pytest.approx(row.diameter_mm, abs=1e-3)
         assert values["Nodule probability (lungcad)"] == pytest.approx(row.probability, abs=1e-6)
     record = json.loads((out / "scans" / "1.2.3.json").read_text())
     assert record["dicom_sr"].startswith("not written") and not (out / "sr" / "1.2.3.dcm").exists()
+    # the private scheme of the probability's code is declared (PS3.3 C.12.1.1.4)
+    (scheme,) = sr.CodingSchemeIdentificationSequence
+    assert scheme.CodingSchemeDesignator == "99LUNGCAD" == groups[0].get_measurements()[1].name.scheme_designator
+    assert scheme.CodingSchemeName == "lungcad local codes" and scheme.CodingSchemeResponsibleOrganization
+    _check_with_dciodvfy(out / "sr" / "patientC.dcm")
+
+
+def _plane(ds) -> tuple[np.ndarray, np.ndarray]:
+    iop = np.asarray(ds.ImageOrientationPatient, float)
+    normal = np.cross(iop[:3], iop[3:])
+    return np.asarray(ds.ImagePositionPatient, float), normal / np.linalg.norm(normal)
+
+
+def _referenced(measurement) -> list[str]:
+    return [image.referenced_sop_instance_uid for image in measurement.referenced_images]
+
+
+#: dciodvfy's warnings that are not the SR's own: the source (lungcad's test writer) has no StudyTime, which the SR
+#: copies empty; dciodvfy knows no private ("99") coding scheme, declared or not.
+KNOWN_WARNINGS = ("needed to build DICOMDIR - Study Time", "Unrecognized defined term <99LUNGCAD>")
+
+
+def _check_with_dciodvfy(path) -> None:
+    """dciodvfy (Debian's dicom3tools), where installed, finds no error and no other warning in the SR."""
+    if shutil.which("dciodvfy") is None:
+        return
+    done = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith(("Error", "Warning"))]
+    assert [line for line in lines if not any(known in line for known in KNOWN_WARNINGS)] == []

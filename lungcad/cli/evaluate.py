@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -116,6 +115,7 @@ def run_froc(args: argparse.Namespace) -> int:
     from lungcad.evaluate.analysis import kind_table
     from lungcad.evaluate.report import clean, format_kinds, write_csv
     from lungcad.evaluate.tables import read_nodule_kinds
+    from lungcad.fileio import to_json_text
 
     try:
         cfg = froc_config(args)
@@ -131,7 +131,7 @@ def run_froc(args: argparse.Namespace) -> int:
         paths["by_kind"] = write_csv(by_kind, args.output / "sensitivity_by_kind.csv")
         summary["by_kind"] = clean(by_kind.to_dict(orient="records"))
     if args.json:
-        print(json.dumps(summary))
+        print(to_json_text(summary, indent=None), end="")
     else:
         print(format_froc(result))
         if by_kind is not None:
@@ -143,13 +143,14 @@ def run_froc(args: argparse.Namespace) -> int:
 def run_dsb(args: argparse.Namespace) -> int:
     """``lungcad evaluate dsb``: score, write ``dsb.json`` and ``calibration.png``, print a summary."""
     from lungcad.evaluate import compute_dsb_files, dsb_summary, format_dsb, load_evaluate_config, write_dsb_outputs
+    from lungcad.fileio import to_json_text
 
     cfg = load_evaluate_config(args.config).dsb
     result = compute_dsb_files(args.labels, args.predictions, config=cfg, only_predicted=args.only_predicted)
     out = args.output if args.output is not None else args.predictions.resolve().parent
     paths = write_dsb_outputs(result, out)
     if args.json:
-        print(json.dumps(dsb_summary(result)))
+        print(to_json_text(dsb_summary(result), indent=None), end="")
     else:
         print(format_dsb(result))
         print(f"outputs in {out} ({', '.join(p.name for p in paths.values())})")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from lungcad.cli.options import EXIT_CODES_INSPECT
 
@@ -29,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lungcad.fileio import to_json_text
     from lungcad.io import load_scan
 
     scan = load_scan(
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     )
     info = scan.summary()
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(to_json_text(info, indent=2), end="")
         return 0
     print(format_summary(info))
     return 0

@@ -6,8 +6,6 @@ so an interrupted run never leaves a half-written file under the final name.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import pandas as pd
 from lungcad.evaluate.analysis import FrocResult, point_label, size_bins
 from lungcad.evaluate.dsb import DsbResult
 from lungcad.evaluate.matching import DOUBLE, EXCLUDED, FP, OVER_LIMIT, TP
-from lungcad.fileio import write_text_atomic
+from lungcad.fileio import to_jsonable, write_json_atomic, write_text_atomic
 from lungcad.schema import XYZ
 
 
@@ -26,17 +24,8 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     return write_text_atomic(path, df.to_csv(index=False))
 
 
-def clean(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+#: JSON-safe copy: NaN/inf -> None, numpy scalars -> Python, tuples -> lists (:func:`lungcad.fileio.to_jsonable`).
+clean = to_jsonable
 
 
 def froc_summary(r: FrocResult) -> dict[str, Any]:
@@ -135,7 +124,7 @@ def write_froc_outputs(r: FrocResult, out_dir: str | Path, *, title: str = "FROC
     fps = cands[cands["status"] == FP].sort_values("probability", ascending=False, kind="stable")
     ignored = cands[cands["status"].isin([DOUBLE, EXCLUDED, OVER_LIMIT])].rename(columns={"status": "reason"})
     paths = {
-        "json": write_text_atomic(out / "froc.json", json.dumps(froc_summary(r), indent=2) + "\n"),
+        "json": write_json_atomic(out / "froc.json", froc_summary(r), indent=2),
         "csv": write_csv(operating_point_table(r), out / "froc.csv"),
         "curve": write_csv(curve, out / "froc_curve.csv"),
         "nodules": write_csv(nodules, out / "nodules.csv"),
@@ -212,7 +201,7 @@ def write_dsb_outputs(r: DsbResult, out_dir: str | Path) -> dict[str, Path]:
 
     out = Path(out_dir)
     return {
-        "json": write_text_atomic(out / "dsb.json", json.dumps(dsb_summary(r), indent=2) + "\n"),
+        "json": write_json_atomic(out / "dsb.json", dsb_summary(r), indent=2),
         "calibration": write_csv(r.calibration, out / "calibration.csv"),
         "png": plot_calibration(r, out / "calibration.png"),
     }

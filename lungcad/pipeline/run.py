@@ -29,7 +29,7 @@ from lungcad.fpr.fusion import UNET_SCORE_COLUMN
 from lungcad.pipeline.models import ModelSet, load_detector, load_risk_model, load_scorer
 from lungcad.preprocess.pipeline import PreprocessedScan
 from lungcad.scan import CTScan
-from lungcad.schema import GRID_ZYX, VOXEL_ZYX, by_probability, centres_xyz, submission_order
+from lungcad.schema import DICOM_UIDS, GRID_ZYX, VOXEL_ZYX, by_probability, centres_xyz, submission_order
 
 
 @dataclass
@@ -41,7 +41,8 @@ class Detection:
         preprocessed: the resampled, lung-masked scan the U-Net ran on.
         candidates: the candidate table (:mod:`lungcad.schema`), sorted by ``probability`` (highest first),
             submission columns first, ``voxel_z, voxel_y, voxel_x`` on ``scan``'s grid (and, for DICOM input,
-            ``slice_index`` and ``sop_instance_uid`` of the nearest slice).
+            ``slice_index`` and ``sop_instance_uid`` of the nearest slice), then ``series_instance_uid`` and
+            ``study_instance_uid`` (the DICOM series' UIDs; empty for other input).
         cancer_probability: the patient's P(cancer), when the risk stage ran.
         timings_s: seconds per step (``preprocess_s``, ``unet_and_merge_s``, ``fpr_s``, ``risk_s``).
     """
@@ -101,8 +102,17 @@ def assess_risk(
 def locate_in_source(scan: CTScan, table: pd.DataFrame) -> pd.DataFrame:
     """The candidates' voxel indices on the input scan's own grid: the preprocessing grid's ``grid_z, grid_y,
     grid_x`` become ``voxel_z, voxel_y, voxel_x`` (same place in the table) on ``scan``'s grid, and for DICOM input
-    ``slice_index`` and ``sop_instance_uid`` of the slice nearest each centre are added."""
-    table = table.rename(columns=dict(zip(GRID_ZYX, VOXEL_ZYX, strict=True)))
+    ``slice_index`` and ``sop_instance_uid`` of the slice nearest each centre are added; last come
+    :data:`~lungcad.schema.DICOM_UIDS`, the series' SeriesInstanceUID and StudyInstanceUID (None for other input: an
+    empty CSV cell, a JSON null). ``seriesuid`` stays the scan's id, e.g. a DSB patient folder's name."""
+    table = _locate(scan, table.rename(columns=dict(zip(GRID_ZYX, VOXEL_ZYX, strict=True))))
+    dicom = scan.metadata.get("format") == "dicom"
+    uids = [str(scan.metadata.get(key) or "") or None if dicom else None for key in ("series_uid", "study_uid")]
+    columns = {name: pd.Series(uid, index=table.index, dtype=object) for name, uid in zip(DICOM_UIDS, uids)}
+    return table.assign(**columns)
+
+
+def _locate(scan: CTScan, table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return table.assign(slice_index=pd.Series(dtype=int), sop_instance_uid=pd.Series(dtype=str))
     xyz = centres_xyz(table)

@@ -24,9 +24,12 @@ from pathlib import Path
 import pandas as pd
 
 from lungcad import __version__
-from lungcad.fileio import printable, safe_stem, write_text_atomic
+from lungcad.fileio import printable, safe_stem, write_json_atomic, write_text_atomic
 from lungcad.pipeline.run import Detection
-from lungcad.schema import SUBMISSION_COLUMNS
+from lungcad.schema import DICOM_UIDS, SUBMISSION_COLUMNS
+
+#: Columns read back as text (a UID such as "1.20" is not the number 1.2).
+UID_COLUMNS = ["seriesuid", "sop_instance_uid", *DICOM_UIDS]
 
 
 @functools.lru_cache(maxsize=1)
@@ -105,9 +108,9 @@ def write_scan_result(
         **({"pictures": drawn} if drawn is not None else {}),
         **({"dicom_sr": report} if report is not None else {}),
         "lungcad_version": __version__,
-        "candidates": json.loads(table.to_json(orient="records")),
+        "candidates": table.to_dict(orient="records"),
     }
-    write_text_atomic(scans / f"{stem}.json", json.dumps(record, indent=1))
+    write_json_atomic(scans / f"{stem}.json", record)
 
 
 def is_finished(out: Path, scan_id: str, models: dict[str, str]) -> bool:
@@ -129,14 +132,16 @@ def _finished_files(out: Path, suffix: str) -> list[Path]:
 
 
 def collect_candidates(out: Path) -> pd.DataFrame:
-    """Union of every finished scan's candidates; rewrites ``OUT/candidates.csv`` atomically."""
+    """Union of every finished scan's candidates; rewrites ``OUT/candidates.csv`` atomically. The series' UIDs
+    (:data:`~lungcad.schema.DICOM_UIDS`) stay the last columns when DICOM and other scans are mixed."""
     frames = [
-        pd.read_csv(p, dtype={"seriesuid": str}, encoding="utf-8", encoding_errors="backslashreplace")
+        pd.read_csv(p, dtype=dict.fromkeys(UID_COLUMNS, str), encoding="utf-8", encoding_errors="backslashreplace")
         for p in _finished_files(out, ".csv")
         if p.with_suffix(".json").exists()
     ]
     frames = [f for f in frames if not f.empty]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SUBMISSION_COLUMNS)
+    table = table[[c for c in table.columns if c not in DICOM_UIDS] + [c for c in DICOM_UIDS if c in table.columns]]
     write_text_atomic(out / "candidates.csv", table.to_csv(index=False))
     return table
 

@@ -27,7 +27,7 @@ import numpy as np
 from lungcad import __version__
 from lungcad.batch import BatchSummary, output_folder, run_batch
 from lungcad.config import to_dict
-from lungcad.fileio import printable, safe_stem, temporary_name
+from lungcad.fileio import printable, safe_stem, temporary_name, to_json_text
 from lungcad.io import ScanRef, find_scans
 from lungcad.preprocess.config import PreprocessConfig
 from lungcad.preprocess.crop import Box, bounding_box, crop_scan
@@ -120,7 +120,7 @@ def save_preprocessed(pre: PreprocessedScan, out_dir: str | Path) -> Path:
     tmp.mkdir(parents=True)
     np.save(tmp / "image.npy", pre.image)
     np.save(tmp / "lung_mask.npy", pre.lung_mask)
-    (tmp / "geometry.json").write_text(printable(json.dumps(geometry_dict(pre), indent=1)), encoding="utf-8")
+    (tmp / "geometry.json").write_text(printable(to_json_text(geometry_dict(pre))), encoding="utf-8")
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -187,7 +187,7 @@ def preprocess_scans(
     """
     with output_folder(out, "lungcad preprocess") as out:
         refs = find_scans(inputs)
-        wanted = json.loads(json.dumps(to_dict(config)))  # as geometry.json stores it (tuples become lists)
+        wanted = json.loads(to_json_text(to_dict(config)))  # as geometry.json stores it (tuples become lists)
         work = functools.partial(
             preprocess_one, out=out, config=config, series_uid=series_uid, allow_external_data=allow_external_data
         )

@@ -19,7 +19,7 @@ import pandas as pd
 
 from lungcad.config import from_dict, to_dict
 from lungcad.errors import ConfigError
-from lungcad.fileio import write_text_atomic
+from lungcad.fileio import write_json_atomic
 from lungcad.risk.features import FEATURES, FeatureConfig, candidate_features, classifier_names
 from lungcad.risk.noisy_or import NoisyOrRisk
 from lungcad.schema import by_probability
@@ -108,7 +108,7 @@ class RiskModel:
             "leak_logit": self.noisy_or.leak_logit,
         }
         path = Path(model_dir) / RISK_FILE
-        write_text_atomic(path, json.dumps(record, indent=1))
+        write_json_atomic(path, record)
         return Path(model_dir)
 
     @classmethod

@@ -42,7 +42,7 @@ import numpy as np
 from lungcad import __version__
 from lungcad.config import to_dict
 from lungcad.errors import ConfigError, CorruptScanError, DataLayoutError
-from lungcad.fileio import write_text_atomic
+from lungcad.fileio import write_json_atomic
 from lungcad.io.itk import check_mhd_data
 from lungcad.io.writers import write_dicom_series, write_mhd
 from lungcad.progress import progress as progress_bar
@@ -237,7 +237,7 @@ def make_scan(
             _write_luna(out, ph, rec, compress)
         else:
             _write_dsb(out, ph, rec)
-    write_text_atomic(rec_path, json.dumps(rec, indent=1))
+    write_json_atomic(rec_path, rec)
     return rec, True
 
 
@@ -416,7 +416,7 @@ def write_dataset(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = _check_manifest(out / "synth.json", _manifest(seed, size, n_scans, formats, cfg))
-    write_text_atomic(out / "synth.json", json.dumps(manifest, indent=1))
+    write_json_atomic(out / "synth.json", manifest)
     jobs = [(out, seed, i, size, cfg, formats, compress) for i in range(n_scans)]
     recs: dict[int, dict] = {}
     generated = 0

@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import io
-import json
 import logging
 import math
 import time
@@ -34,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from lungcad.errors import ConfigError
-from lungcad.fileio import write_text_atomic
+from lungcad.fileio import write_json_atomic, write_text_atomic
 from lungcad.progress import progress
 
 log = logging.getLogger(__name__)
@@ -283,12 +282,9 @@ def fit(task: Task, config: LoopConfig, out_dir: str | Path, *, strategy=None, r
     best = _best_row(history, config)
     if history:
         plot_history(history, out / "training_curve.png", model.name)
-    write_text_atomic(
+    write_json_atomic(
         out / "metrics.json",
-        json.dumps(
-            {"best": best, "last": history[-1] if history else {}, "replicas": replicas, "global_batch": global_batch},
-            indent=1,
-        ),
+        {"best": best, "last": history[-1] if history else {}, "replicas": replicas, "global_batch": global_batch},
     )
     return FitResult(model, history, best, out)
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import yaml
 from lungcad import __version__
 from lungcad.config import to_dict
 from lungcad.errors import ConfigError
-from lungcad.fileio import write_text_atomic
+from lungcad.fileio import write_json_atomic, write_text_atomic
 
 
 def start_from(model: keras.Model, source: keras.Model, settings: str, found: Any, expected: Any, path: Path):
@@ -46,4 +45,4 @@ def write_run_record(result: Any, out: Path, train_config: Any, info: dict[str, 
     """Write ``train_config.yaml`` and ``run.json`` (lungcad version, ``info``, best epoch's metrics)."""
     write_text_atomic(out / "train_config.yaml", yaml.safe_dump(to_dict(train_config), sort_keys=False))
     record = {"lungcad_version": __version__, **info, "best": result.best}
-    write_text_atomic(out / "run.json", json.dumps(record, indent=1))
+    write_json_atomic(out / "run.json", record)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import simple_chest, tiny_detector_config, tiny_scorer
+from helpers import read_strict_json, simple_chest, tiny_detector_config, tiny_scorer
 
 from lungcad.candidates.unet import build_unet
 from lungcad.cli.main import main
@@ -41,7 +41,7 @@ def test_detect_batch_with_corrupt_scan_and_resume(tmp_path, tiny_model, capsys)
     table = pd.read_csv(out / "candidates.csv")
     assert list(table.columns[:6]) == ["seriesuid", "coordX", "coordY", "coordZ", "probability", "diameter_mm"]
     assert set(table.seriesuid) <= {"1.2.3", "patientA"}
-    record = json.loads((out / "scans" / "patientA.json").read_text())
+    record = read_strict_json(out / "scans" / "patientA.json")
     assert record["geometry"]["modality"] == "CT" and "total_s" in record["timings_s"]
     assert len(record["candidates"]) == (table.seriesuid == "patientA").sum()
     stamp = (out / "scans" / "1.2.3.json").stat().st_mtime_ns
@@ -125,14 +125,23 @@ def test_dicom_candidates_name_the_slice_through_their_centre(tmp_path, confiden
 
     scan, _, _ = simple_chest(seed=3)
     flipped = scan.with_array(scan.array, direction=rotation("x", 180.0))  # feet-first-like: z runs the other way
-    write_dicom_series(flipped, tmp_path / "in" / "patientB")
+    # UIDs that a CSV reader would take for numbers (1.20 -> 1.2) unless read as text
+    write_dicom_series(flipped, tmp_path / "in" / "patientB", series_uid="1.20", study_uid="1.30")
+    write_mhd(simple_chest(seed=4)[0], tmp_path / "in" / "9.8.7.mhd")
     out = tmp_path / "out"
     assert (
         main(["detect", str(tmp_path / "in"), "-o", str(out), "--model", str(confident_model), "--stage", "candidates"])
         == 0
     )
-    table = pd.read_csv(out / "candidates.csv")
-    assert len(table) > 0
+    both = pd.read_csv(out / "candidates.csv", dtype=str, keep_default_na=False)
+    assert list(both.columns[-2:]) == ["series_instance_uid", "study_instance_uid"]
+    other = both[both.seriesuid == "9.8.7"]
+    assert len(other) > 0 and (other.series_instance_uid == "").all() and (other.study_instance_uid == "").all()
+    dicom = both[both.seriesuid != "9.8.7"]
+    assert len(dicom) > 0 and (dicom.seriesuid == "patientB").all()  # the folder name: the DSB patient id
+    assert (dicom.series_instance_uid == "1.20").all() and (dicom.study_instance_uid == "1.30").all()
+    table = pd.read_csv(out / "candidates.csv", dtype={"seriesuid": str, "sop_instance_uid": str})
+    table = table[table.seriesuid == "patientB"]
     by_uid = {}
     for path in (tmp_path / "in" / "patientB").iterdir():
         ds = pydicom.dcmread(path, stop_before_pixels=True)

@@ -6,9 +6,17 @@ import math
 
 import numpy as np
 import pytest
+from helpers import read_strict_json
 
 from lungcad.errors import DataLayoutError
-from lungcad.evaluate import auc, base_rate_log_loss, calibration_table, compute_dsb_files, log_loss
+from lungcad.evaluate import (
+    auc,
+    base_rate_log_loss,
+    calibration_table,
+    compute_dsb_files,
+    log_loss,
+    write_dsb_outputs,
+)
 
 
 def test_log_loss_equals_hand_computation():
@@ -83,3 +91,11 @@ def test_unknown_prediction_id_is_an_error(write):
 def test_bad_values(write, labels, preds, message):
     with pytest.raises(DataLayoutError, match=message):
         compute_dsb_files(write("l.csv", labels), write("p.csv", preds))
+
+
+def test_dsb_json_of_a_single_class_is_strict_json_with_a_null_auc(write, tmp_path):
+    labels = write("l.csv", "id,cancer\naaa,1\nbbb,1\n")
+    preds = write("p.csv", "id,cancer\naaa,0.9\nbbb,0.4\n")
+    paths = write_dsb_outputs(compute_dsb_files(labels, preds), tmp_path / "out")
+    summary = read_strict_json(paths["json"])
+    assert summary["auc"] is None and summary["n"] == 2 and summary["positives"] == 2

@@ -1,9 +1,11 @@
 """``lungcad detect`` on the bundled sample scan gives the pinned table (all stages, bundled models), and the Python
 API's :func:`lungcad.pipeline.detect_scan` gives the same table in memory without writing a file.
 
-``sample_candidates.csv`` and ``sample_patients.csv`` are what ``lungcad detect sample_data/luna16`` wrote before the
-#31 refactor (commit 3897261). Other CPUs round float32 U-Net and WideResNet outputs differently in the last bits, so
-numbers are compared to 1e-3 (mm, probability, logit); the rows, their order and the columns must be the same.
+``sample_candidates.csv`` and ``sample_patients.csv`` are what ``lungcad detect sample_data/luna16`` wrote before
+the #31 refactor (commit 3897261), with the two empty columns ``series_instance_uid, study_instance_uid`` added at
+the end (#34: the DICOM series' UIDs; the sample is a ``.mhd`` scan, so they are empty). Other CPUs round float32
+U-Net and WideResNet outputs differently in the last bits, so numbers are compared to 1e-3 (mm, probability, logit);
+the rows, their order and the columns must be the same.
 """
 
 from __future__ import annotations

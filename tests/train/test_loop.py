@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import read_strict_json
 
 from lungcad.train.loop import LoopConfig, Task, fit
 
@@ -60,6 +61,8 @@ def test_fit_learns_and_writes_outputs(tmp_path):
     for name in ("history.csv", "best.weights.h5", "last.weights.h5", "training_curve.png", "metrics.json"):
         assert (tmp_path / "run" / name).exists(), name
     assert (tmp_path / "run" / "tensorboard").is_dir()
+    metrics = read_strict_json(tmp_path / "run" / "metrics.json")
+    assert metrics["best"]["val_accuracy"] == result.best["val_accuracy"] and metrics["last"]["epoch"] == 4
     rows = list(csv.DictReader((tmp_path / "run" / "history.csv").read_text().splitlines()))
     assert [int(float(r["epoch"])) for r in rows] == [1, 2, 3, 4]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from lungcad.errors import ConfigError, DataLayoutError
-from lungcad.fileio import write_text_atomic
+from lungcad.fileio import write_json_atomic, write_text_atomic
 from lungcad.io import find_scans, load_scan
 from lungcad.progress import progress
 from lungcad.risk.features import FeatureConfig, candidate_features, classifier_names
@@ -227,11 +226,11 @@ def write_report(out: Path, folds: pd.DataFrame, oof: pd.Series, labels: pd.Seri
             "log_loss": pooled.log_loss,
             "base_rate_log_loss": pooled.base_rate_log_loss,
             "auc": pooled.auc,
-            "per_fold": json.loads(folds.to_json(orient="records")),
+            "per_fold": folds.to_dict(orient="records"),
         },
         "weights": dict(zip(config.model.features, model.noisy_or.weights.round(4).tolist(), strict=True)),
         "leak": float(1 / (1 + np.exp(-model.noisy_or.leak_logit))),
         "config": to_dict(config),
     }
-    write_text_atomic(out / "run.json", json.dumps(summary, indent=1))
+    write_json_atomic(out / "run.json", summary)
     return summary

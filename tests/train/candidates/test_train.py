@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import simple_chest, tiny_unet_config
+from helpers import read_strict_json, simple_chest, tiny_unet_config
 
 from lungcad.config import load_config
 from lungcad.errors import ConfigError
@@ -41,6 +41,7 @@ def test_tiny_training_run_writes_a_usable_model(tmp_path):
     assert {"val_loss", "val_dice", "val_recall", "val_candidates"} <= set(result.history[-1])
     for name in ("model.keras", "detector.yaml", "train_config.yaml", "run.json", "training_curve.png"):
         assert (out / name).exists(), name
+    assert read_strict_json(out / "run.json")["best"]["epoch"] in (1.0, 2.0)
     detector = CandidateDetector.load(out)
     scan, _, _ = simple_chest(seed=0)
     table = detector.detect(scan)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import simple_chest, tiny_scorer
+from helpers import read_strict_json, simple_chest, tiny_scorer
 
 from lungcad.cli.main import main
 from lungcad.io import write_mhd
@@ -38,7 +38,7 @@ def test_train_risk_then_detect_writes_the_dsb_submission(tmp_path, confident_mo
     assert main([*args, "--config", str(config), *models]) == 0
     out = capsys.readouterr().out
     assert "6 patients (3 with cancer), 3-fold CV" in out and "fold 2:" in out
-    run = json.loads((tmp_path / "risk" / "run.json").read_text())
+    run = read_strict_json(tmp_path / "risk" / "run.json")
     assert len(run["cv"]["per_fold"]) == 3 and set(run["weights"]) == set(run["config"]["model"]["features"])
     assert (tmp_path / "risk" / "calibration.png").stat().st_size > 0
     assert len(list((tmp_path / "risk" / "features").glob("*.csv"))) == 6
