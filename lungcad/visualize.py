@@ -30,7 +30,6 @@ file images; reading pixels back, which a window/level drag would need, is not, 
 from __future__ import annotations
 
 import html
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lungcad.fileio import write_atomic, write_text_atomic
+from lungcad.fileio import to_json_text, write_atomic, write_text_atomic
 from lungcad.scan import CTScan
 from lungcad.schema import VOXEL_ZYX, XYZ
 
@@ -568,7 +567,7 @@ def scan_page(
         )
         size = f"{row['diameter_mm']:.1f} mm" if row["diameter_mm"] is not None else ""
         parts.append(
-            f'<div class="viewer" id="finding-{rank}" data-stack="{html.escape(json.dumps(data))}">'
+            f'<div class="viewer" id="finding-{rank}" data-stack="{html.escape(to_json_text(data, indent=None))}">'
             f"<h3>#{rank}: p = {row['probability']:.3f}, {size}, {_fmt(row['side'])}</h3>"
             f'<canvas width="384" height="384" tabindex="0"></canvas>'
             f'<input type="range" min="0" value="{stack.centre}" aria-label="slice"> {buttons}'
