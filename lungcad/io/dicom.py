@@ -30,6 +30,7 @@ import logging
 import os
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -48,7 +49,7 @@ from lungcad.errors import (
     UnsupportedCompressionError,
 )
 from lungcad.io.geometry import ORTHOGONAL_TOLERANCE, largest_stack, regularize_slices
-from lungcad.io.hu import PADDING_HU, map_padding
+from lungcad.io.hu import PADDING_HU, PADDING_THRESHOLD_HU
 from lungcad.io.limits import check_voxel_count
 from lungcad.scan import CTScan
 
@@ -425,33 +426,138 @@ def _names(paths: Sequence[Path]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- pixels
-def slice_hu(sl: SliceHeader) -> np.ndarray:
-    """HU of one slice, shape (rows, columns), float32, padding already mapped to :data:`PADDING_HU`.
+#: Uncompressed transfer syntaxes whose pixel values are read straight from the file: UID -> numpy byte order.
+#: (Deflated Explicit VR Little Endian is not here: its offsets are into the inflated stream.)
+NATIVE_BYTE_ORDER = {
+    pydicom.uid.ImplicitVRLittleEndian: "<",
+    pydicom.uid.ExplicitVRLittleEndian: "<",
+    pydicom.uid.ExplicitVRBigEndian: ">",
+}
+#: Threads decoding slices (file reads and numpy release the GIL).
+DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
+_PIXEL_DATA_TAG = 0x7FE00010
+
+
+@dataclass(frozen=True)
+class _Native:
+    """Where and how one slice's stored values lie in its file (uncompressed, 16-bit, one sample)."""
+
+    dtype: np.dtype  # stored values with the transfer syntax's byte order
+    unused_bits: int  # BitsAllocated - BitsStored: shifted out as pydicom does (mask, or sign-extend)
+    offset: int | None  # file offset of the PixelData value (deferred element), or
+    data: bytes | None  # the value itself when it was small enough to be read with the header
+
+
+def _native_layout(sl: SliceHeader) -> _Native | None:
+    """How to read ``sl``'s pixels without pydicom's decoder, or None when only pydicom may decode them: the
+    fast read covers exactly the case where pydicom's ``pixel_array`` is ``np.frombuffer`` of the value (with
+    the unused high bits corrected): native transfer syntax, 16 bits allocated, 1 sample, MONOCHROME, a value of
+    exactly ``Rows * Columns * 2`` bytes. Everything else (compressed, odd sizes, short data, ...) goes through
+    pydicom, so its errors and its reading of odd files stay those of :func:`slice_hu`."""
+    ds = sl.ds
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    order = NATIVE_BYTE_ORDER.get(ts) if ts is not None else None
+    if order is None:
+        return None
+    try:
+        allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
+        signed, samples = int(ds.PixelRepresentation), int(ds.SamplesPerPixel)
+        photometric = str(ds.PhotometricInterpretation).strip()
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    if allocated != 16 or not 1 <= stored <= 16 or signed not in (0, 1) or samples != 1:
+        return None
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return None
+    elem = ds.get_item(_PIXEL_DATA_TAG, keep_deferred=True)
+    if elem is None:
+        return None
+    value = elem.value
+    expected = sl.rows * sl.columns * 2
+    dtype = np.dtype(f"{order}{'i' if signed else 'u'}2")
+    if value is None:  # deferred: still in the file
+        tell, length = getattr(elem, "value_tell", None), getattr(elem, "length", None)
+        if not isinstance(tell, int) or length != expected:
+            return None
+        return _Native(dtype, allocated - stored, tell, None)
+    if not isinstance(value, bytes) or len(value) != expected:
+        return None
+    return _Native(dtype, allocated - stored, None, value)
+
+
+def _read_native(sl: SliceHeader, layout: _Native) -> np.ndarray | None:
+    """Stored values of one slice (native-endian int16/uint16, shape (rows, columns)); None if the file no
+    longer holds them (truncated or replaced since its header was read: pydicom's path then says why)."""
+    count = sl.rows * sl.columns
+    if layout.data is not None:
+        raw = np.frombuffer(layout.data, dtype=layout.dtype, count=count).copy()
+    else:
+        raw = np.empty(count, dtype=layout.dtype)
+        view = memoryview(raw).cast("B")
+        try:
+            with open(sl.path, "rb", buffering=0) as fh:
+                fh.seek(layout.offset)
+                got = 0
+                while got < len(view):
+                    n = fh.readinto(view[got:])
+                    if not n:
+                        return None
+                    got += n
+        except OSError:
+            return None
+    if not raw.dtype.isnative:
+        raw = raw.byteswap(inplace=True).view(raw.dtype.newbyteorder("="))
+    if layout.unused_bits:
+        np.left_shift(raw, layout.unused_bits, out=raw)
+        np.right_shift(raw, layout.unused_bits, out=raw)
+    return raw.reshape(sl.rows, sl.columns)
+
+
+def slice_hu(sl: SliceHeader, out: np.ndarray | None = None) -> np.ndarray:
+    """HU of one slice, shape (rows, columns), float32, padding already mapped to :data:`PADDING_HU`; written
+    into ``out`` when given.
+
+    Uncompressed 16-bit slices are read straight from the file (:func:`_native_layout`); any other slice is
+    decoded by pydicom. Both give the same values.
 
     Raises:
         UnsupportedCompressionError: no installed decoder handles the transfer syntax.
         CorruptScanError: the pixel data cannot be decoded (truncated, wrong length).
     """
     ds = sl.ds
-    _check_decoder(ds, sl.path)
+    layout = _native_layout(sl)
+    raw = _read_native(sl, layout) if layout is not None else None
+    if raw is None:
+        raw = _pydicom_pixels(sl)
+    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
+    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+    hu = np.empty(raw.shape, np.float32) if out is None else out
+    hu[...] = raw  # int -> float32: exact, as raw.astype(np.float32)
+    if slope != 1.0:
+        hu *= np.float32(slope)
+    hu += np.float32(intercept)
+    padding = hu <= PADDING_THRESHOLD_HU  # as map_padding, without counting
+    ppv = getattr(ds, "PixelPaddingValue", None)
+    if isinstance(ppv, int):
+        limit = getattr(ds, "PixelPaddingRangeLimit", None)
+        lo, hi = sorted((ppv, limit)) if isinstance(limit, int) else (ppv, ppv)
+        padding |= (raw >= lo) & (raw <= hi)
+    np.copyto(hu, np.float32(PADDING_HU), where=padding)
+    return hu
+
+
+def _pydicom_pixels(sl: SliceHeader) -> np.ndarray:
+    """The slice's stored values decoded by pydicom (any transfer syntax it has a decoder for)."""
+    _check_decoder(sl.ds, sl.path)
     try:
-        raw = ds.pixel_array
+        raw = sl.ds.pixel_array
     except Exception as exc:
         raise CorruptScanError(f"pixel data unreadable ({_one_line(exc)})", path=sl.path) from exc
     if raw.shape != (sl.rows, sl.columns):
         expected = f"({sl.rows}, {sl.columns})"
         raise CorruptScanError(f"pixel array has shape {raw.shape}", path=sl.path, expected=expected)
-    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
-    hu = raw.astype(np.float32) * np.float32(slope) + np.float32(intercept)
-    padding = None
-    ppv = getattr(ds, "PixelPaddingValue", None)
-    if isinstance(ppv, int):
-        limit = getattr(ds, "PixelPaddingRangeLimit", None)
-        lo, hi = sorted((ppv, limit)) if isinstance(limit, int) else (ppv, ppv)
-        padding = (raw >= lo) & (raw <= hi)
-    map_padding(hu, padding)
-    return hu
+    return raw
 
 
 def _check_decoder(ds: Dataset, path: Path) -> None:
@@ -490,22 +596,38 @@ def _one_line(exc: BaseException) -> str:
 
 def read_pixels(slices: list[SliceHeader]) -> tuple[list[SliceHeader], np.ndarray, list[str]]:
     """Decode every slice to HU (float32, shape (Z, Y, X)); truncated/undecodable slices are dropped
-    with a warning naming the file (the gap is resampled later)."""
+    with a warning naming the file (the gap is resampled later).
+
+    The volume is allocated once (after the voxel-limit check) and each slice is decoded into its plane, in
+    :data:`DECODE_THREADS` threads; a dropped slice's plane is filled by moving the later planes down.
+    """
     folder = slices[0].path.parent
     check_voxel_count((len(slices), slices[0].rows, slices[0].columns), path=folder, what="the series as declared")
-    kept: list[SliceHeader] = []
-    planes: list[np.ndarray] = []
-    warnings: list[str] = []
-    first_error: CorruptScanError | None = None
-    for sl in slices:
+    volume = np.empty((len(slices), slices[0].rows, slices[0].columns), np.float32)
+
+    def decode(k: int) -> CorruptScanError | None:
         try:
-            planes.append(slice_hu(sl))
+            slice_hu(slices[k], out=volume[k])
         except CorruptScanError as exc:
-            first_error = first_error or exc
+            return exc
+        return None
+
+    if DECODE_THREADS > 1 and len(slices) > 1:
+        with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="lungcad-dicom") as pool:
+            errors = list(pool.map(decode, range(len(slices))))
+    else:
+        errors = [decode(k) for k in range(len(slices))]
+    kept: list[SliceHeader] = []
+    warnings: list[str] = []
+    for k, (sl, exc) in enumerate(zip(slices, errors, strict=True)):
+        if exc is not None:
             warnings.append(f"skipped slice {exc}")
             continue
+        if len(kept) != k:
+            volume[len(kept)] = volume[k]
         kept.append(sl)
     if not kept:
+        first_error = next((e for e in errors if e is not None), None)
         reason = "" if first_error is None else f"; the first, {first_error}"
         raise CorruptScanError(
             f"no slice of the series could be decoded ({len(slices)} slices of {slices[0].rows} x "
@@ -513,7 +635,7 @@ def read_pixels(slices: list[SliceHeader]) -> tuple[list[SliceHeader], np.ndarra
             path=folder,
             fix=None if first_error is None else first_error.fix,
         )
-    return kept, np.stack(planes), warnings
+    return kept, volume[: len(kept)], warnings
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -553,7 +675,7 @@ def read_dicom_series(
     warnings += grid.warnings
     for w in warnings:
         log.warning("%s: %s", folder, w)
-    array = np.clip(np.rint(grid.array), -32768, 32767).astype(np.int16)
+    array = _to_int16(grid.array)
     return CTScan(
         array=array,
         spacing=grid.spacing_zyx,
@@ -603,6 +725,27 @@ def _read_decodable(
         return candidate, kept, hu, warnings
     assert failure is not None
     raise failure
+
+
+def _to_int16(hu: np.ndarray, chunk: int = 8) -> np.ndarray:
+    """``clip(rint(hu))`` as int16: ``hu`` (ours, float32) is rounded and clipped in place a few slices at a time
+    (the chunk stays in cache; no float copy of the volume), in :data:`DECODE_THREADS` threads."""
+    out = np.empty(hu.shape, np.int16)
+
+    def convert(start: int) -> None:
+        part = hu[start : start + chunk]
+        np.rint(part, out=part)
+        np.clip(part, -32768, 32767, out=part)
+        out[start : start + chunk] = part
+
+    starts = range(0, hu.shape[0], chunk)
+    if DECODE_THREADS > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="lungcad-int16") as pool:
+            list(pool.map(convert, starts))
+    else:
+        for start in starts:
+            convert(start)
+    return out
 
 
 def _float_or_none(value: object) -> float | None:
