@@ -487,7 +487,7 @@ def _native_layout(sl: SliceHeader) -> _Native | None:
 
 
 def _read_native(sl: SliceHeader, layout: _Native) -> np.ndarray | None:
-    """Stored values of one slice (native-endian int16/uint16, shape (rows, columns)); None if the file no
+    """Stored values of one slice (int16/uint16 in the file's byte order, shape (rows, columns)); None if the file no
     longer holds them (truncated or replaced since its header was read: pydicom's path then says why)."""
     count = sl.rows * sl.columns
     if layout.data is not None:
@@ -506,8 +506,6 @@ def _read_native(sl: SliceHeader, layout: _Native) -> np.ndarray | None:
                     got += n
         except OSError:
             return None
-    if not raw.dtype.isnative:
-        raw = raw.byteswap(inplace=True).view(raw.dtype.newbyteorder("="))
     if layout.unused_bits:
         np.left_shift(raw, layout.unused_bits, out=raw)
         np.right_shift(raw, layout.unused_bits, out=raw)
