@@ -26,6 +26,8 @@ air (:data:`PADDING_HU`).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import os
 import warnings
@@ -523,26 +525,86 @@ def slice_hu(sl: SliceHeader, out: np.ndarray | None = None) -> np.ndarray:
         UnsupportedCompressionError: no installed decoder handles the transfer syntax.
         CorruptScanError: the pixel data cannot be decoded (truncated, wrong length).
     """
-    ds = sl.ds
-    layout = _native_layout(sl)
-    raw = _read_native(sl, layout) if layout is not None else None
-    if raw is None:
-        raw = _pydicom_pixels(sl)
-    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+    raw = _stored_values(sl)
+    slope, intercept = _rescale(sl.ds)
     hu = np.empty(raw.shape, np.float32) if out is None else out
     hu[...] = raw  # int -> float32: exact, as raw.astype(np.float32)
     if slope != 1.0:
         hu *= np.float32(slope)
     hu += np.float32(intercept)
-    padding = hu <= PADDING_THRESHOLD_HU  # as map_padding, without counting
+    np.copyto(hu, np.float32(PADDING_HU), where=_padding(sl.ds, raw, hu))
+    return hu
+
+
+def _slice_hu_int16(sl: SliceHeader, out: np.ndarray) -> bool:
+    """:func:`slice_hu` rounded and clipped to int16, into ``out``, computed in integers: for a slice whose
+    :func:`_integer_rescale` holds, float32 ``raw * slope + intercept`` is an exact integer, so this is the same
+    volume without a float copy. Returns whether any value was clipped (then the int16 plane is not the float one).
+
+    Raises:
+        _NotInteger: the stored values are wider than 16 bits (float32 would round them).
+    """
+    raw = _stored_values(sl)
+    if raw.dtype.itemsize > 2 or raw.dtype.kind not in "iu":
+        raise _NotInteger(sl.path)
+    slope, intercept = _rescale(sl.ds)
+    hu = raw.astype(np.int32)
+    if slope != 1.0:
+        hu *= int(slope)
+    if intercept:
+        hu += int(intercept)
+    np.copyto(hu, PADDING_HU, where=_padding(sl.ds, raw, hu))  # afterwards every value is > PADDING_THRESHOLD_HU
+    info = np.iinfo(raw.dtype)
+    clipped = max(abs(int(info.min)), int(info.max)) * abs(slope) + intercept > 32767 and int(hu.max()) > 32767
+    np.clip(hu, -32768, 32767, out=hu)
+    out[...] = hu
+    return clipped
+
+
+class _NotInteger(Exception):
+    """A slice whose HU the integer path cannot compute exactly: the series is decoded in float32."""
+
+
+#: Largest |RescaleSlope| and |RescaleIntercept| of the integer path: 16-bit values times the slope plus the
+#: intercept stay below 2**24, where float32 holds every integer (so float32 and int32 arithmetic agree).
+_INT_SLOPE_MAX, _INT_INTERCEPT_MAX = 128, 2**22
+
+
+def _integer_rescale(sl: SliceHeader) -> bool:
+    """Whether ``sl``'s RescaleSlope and RescaleIntercept are integers small enough for :func:`_slice_hu_int16`."""
+    try:
+        slope, intercept = _rescale(sl.ds)
+    except Exception:  # let the float path raise whatever it raised before
+        return False
+    return (
+        slope.is_integer()
+        and 1 <= abs(slope) <= _INT_SLOPE_MAX
+        and intercept.is_integer()
+        and abs(intercept) <= _INT_INTERCEPT_MAX
+    )
+
+
+def _stored_values(sl: SliceHeader) -> np.ndarray:
+    """The slice's stored values: straight from the file when :func:`_native_layout` allows, else by pydicom."""
+    layout = _native_layout(sl)
+    raw = _read_native(sl, layout) if layout is not None else None
+    return _pydicom_pixels(sl) if raw is None else raw
+
+
+def _rescale(ds: Dataset) -> tuple[float, float]:
+    return float(getattr(ds, "RescaleSlope", 1.0) or 1.0), float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+
+
+def _padding(ds: Dataset, raw: np.ndarray, hu: np.ndarray) -> np.ndarray:
+    """Padding voxels (as :func:`lungcad.io.hu.map_padding`): HU at or below the threshold, or a stored value
+    within PixelPaddingValue (to PixelPaddingRangeLimit)."""
+    padding = hu <= PADDING_THRESHOLD_HU
     ppv = getattr(ds, "PixelPaddingValue", None)
     if isinstance(ppv, int):
         limit = getattr(ds, "PixelPaddingRangeLimit", None)
         lo, hi = sorted((ppv, limit)) if isinstance(limit, int) else (ppv, ppv)
         padding |= (raw >= lo) & (raw <= hi)
-    np.copyto(hu, np.float32(PADDING_HU), where=padding)
-    return hu
+    return padding
 
 
 def _pydicom_pixels(sl: SliceHeader) -> np.ndarray:
@@ -592,40 +654,55 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
 
 
-def read_pixels(slices: list[SliceHeader]) -> tuple[list[SliceHeader], np.ndarray, list[str]]:
-    """Decode every slice to HU (float32, shape (Z, Y, X)); truncated/undecodable slices are dropped
-    with a warning naming the file (the gap is resampled later).
+def read_pixels(
+    slices: list[SliceHeader], *, as_float: bool = False
+) -> tuple[list[SliceHeader], np.ndarray, list[str], bool]:
+    """Decode every slice to HU, shape (Z, Y, X); truncated/undecodable slices are dropped with a warning naming
+    the file (the gap is resampled later).
 
     The volume is allocated once (after the voxel-limit check) and each slice is decoded into its plane, in
-    :data:`DECODE_THREADS` threads; a dropped slice's plane is filled by moving the later planes down.
+    :data:`DECODE_THREADS` threads; a dropped slice's plane is filled by moving the later planes down. When every
+    slice has an integer rescale (:func:`_integer_rescale`, the usual CT) and not ``as_float``, the volume is the
+    final int16 (``clip(rint(HU))``, computed in integers); else float32 HU.
+
+    Returns:
+        kept slices, the volume, warnings, and whether int16 values were clipped (then the int16 volume is not the
+        float one: resampling must decode again ``as_float``).
     """
     folder = slices[0].path.parent
     check_voxel_count((len(slices), slices[0].rows, slices[0].columns), path=folder, what="the series as declared")
-    volume = np.empty((len(slices), slices[0].rows, slices[0].columns), np.float32)
+    as_int16 = not as_float and all(_integer_rescale(sl) for sl in slices)
+    volume = np.empty((len(slices), slices[0].rows, slices[0].columns), np.int16 if as_int16 else np.float32)
 
-    def decode(k: int) -> CorruptScanError | None:
+    def decode(k: int) -> CorruptScanError | bool:
         try:
+            if as_int16:
+                return _slice_hu_int16(slices[k], volume[k])
             slice_hu(slices[k], out=volume[k])
         except CorruptScanError as exc:
             return exc
-        return None
+        return False
 
-    if DECODE_THREADS > 1 and len(slices) > 1:
-        with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="lungcad-dicom") as pool:
-            errors = list(pool.map(decode, range(len(slices))))
-    else:
-        errors = [decode(k) for k in range(len(slices))]
+    try:
+        if DECODE_THREADS > 1 and len(slices) > 1:
+            with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="lungcad-dicom") as pool:
+                results = list(pool.map(decode, range(len(slices))))
+        else:
+            results = [decode(k) for k in range(len(slices))]
+    except _NotInteger:
+        del volume
+        return read_pixels(slices, as_float=True)
     kept: list[SliceHeader] = []
     warnings: list[str] = []
-    for k, (sl, exc) in enumerate(zip(slices, errors, strict=True)):
-        if exc is not None:
-            warnings.append(f"skipped slice {exc}")
+    for k, (sl, result) in enumerate(zip(slices, results, strict=True)):
+        if isinstance(result, CorruptScanError):
+            warnings.append(f"skipped slice {result}")
             continue
         if len(kept) != k:
             volume[len(kept)] = volume[k]
         kept.append(sl)
     if not kept:
-        first_error = next((e for e in errors if e is not None), None)
+        first_error = next((r for r in results if isinstance(r, CorruptScanError)), None)
         reason = "" if first_error is None else f"; the first, {first_error}"
         raise CorruptScanError(
             f"no slice of the series could be decoded ({len(slices)} slices of {slices[0].rows} x "
@@ -633,7 +710,8 @@ def read_pixels(slices: list[SliceHeader]) -> tuple[list[SliceHeader], np.ndarra
             path=folder,
             fix=None if first_error is None else first_error.fix,
         )
-    return kept, volume[: len(kept)], warnings
+    clipped = any(r is True for r in results)
+    return kept, volume[: len(kept)], warnings, clipped
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -654,14 +732,14 @@ def read_dicom_series(
     slices, warnings, non_dicom = scan_folder(folder)
     groups = group_series(slices)
     chosen, choose_warnings = choose_series(groups, folder, series_uid)
-    group, kept, hu, pixel_warnings = _read_decodable(chosen, groups, folder)
+    group, kept, volume, pixel_warnings, clipped = _read_decodable(chosen, groups, folder)
     warnings += (choose_warnings if group is chosen else []) + pixel_warnings
     first = kept[0]
     row_mm, col_mm = first.pixel_spacing or (1.0, 1.0)
     if first.pixel_spacing is None:
         warnings.append("PixelSpacing missing: assumed 1 mm")
-    grid = regularize_slices(
-        hu,
+    regularize = functools.partial(
+        regularize_slices,
         positions=np.stack([s.position for s in kept]),
         orientation=first.orientation,
         pixel_spacing_yx=(row_mm, col_mm),
@@ -670,10 +748,21 @@ def read_dicom_series(
         fill_hu=PADDING_HU,
         slice_thickness=_float_or_none(getattr(first.ds, "SliceThickness", None)),
     )
+    if volume.dtype == np.int16:
+        # whether the grid is resampled depends on the positions alone: ask on 1 x 1 planes first
+        grid = regularize(np.full((len(kept), 1, 1), PADDING_HU, np.float32))
+        if grid.resampled:  # the float32 HU it interpolates: exact from int16 unless values were clipped
+            hu = read_pixels(kept, as_float=True)[1] if clipped else volume.astype(np.float32)
+            del volume
+            grid = regularize(hu)
+        else:
+            grid = dataclasses.replace(grid, array=volume)
+    else:
+        grid = regularize(volume)
     warnings += grid.warnings
     for w in warnings:
         log.warning("%s: %s", folder, w)
-    array = _to_int16(grid.array)
+    array = grid.array if grid.array.dtype == np.int16 else _to_int16(grid.array)
     return CTScan(
         array=array,
         spacing=grid.spacing_zyx,
@@ -688,7 +777,7 @@ def read_dicom_series(
 
 def _read_decodable(
     group: SeriesGroup, groups: list[SeriesGroup], folder: Path
-) -> tuple[SeriesGroup, list[SliceHeader], np.ndarray, list[str]]:
+) -> tuple[SeriesGroup, list[SliceHeader], np.ndarray, list[str], bool]:
     """Sort ``group``'s slices, drop duplicates and stray slices, decode them. When none of its slices decodes
     (e.g. most slices of the series claim a Rows that their pixel data does not have), the next group of the same
     series (other matrix size) is read instead, with a warning; the first group's error if none decodes."""
@@ -707,7 +796,7 @@ def _read_decodable(
             )
         ordered, stray_warnings = drop_stray_slices(ordered)
         try:
-            kept, hu, pixel_warnings = read_pixels(ordered)
+            kept, volume, pixel_warnings, clipped = read_pixels(ordered)
         except CorruptScanError as exc:
             if not str(exc.problem).startswith("no slice of the series could be decoded"):
                 raise
@@ -720,7 +809,7 @@ def _read_decodable(
                 f"{failure.problem}: read the {len(candidate.slices)} slices of {candidate.slices[0].rows} x "
                 f"{candidate.slices[0].columns} pixels instead, dropping the other {others} image(s) of the series"
             )
-        return candidate, kept, hu, warnings
+        return candidate, kept, volume, warnings, clipped
     assert failure is not None
     raise failure
 

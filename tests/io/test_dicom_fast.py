@@ -1,6 +1,7 @@
-"""The fast pixel read of uncompressed DICOM (stored values straight from the file) gives exactly what pydicom's
-decoder gives: the same int16 volume bit for bit, the same geometry, metadata and warnings; whatever it does not
-cover (compressed, odd layouts, truncated data) goes through pydicom."""
+"""The fast pixel read of uncompressed DICOM (stored values straight from the file) and the integer HU path give
+exactly what pydicom's decoder and float32 HU gave: the same int16 volume bit for bit, the same geometry, metadata
+and warnings; whatever they do not cover (compressed, odd layouts, truncated data, fractional rescale, 32-bit
+values, clipped values that are then resampled) goes the old way."""
 
 from __future__ import annotations
 
@@ -33,8 +34,9 @@ def _fast_and_pydicom(folder, monkeypatch) -> tuple[CTScan, CTScan, int]:
     with monkeypatch.context() as m:
         m.setattr(dicom, "_read_native", spy)
         fast = load_scan(folder)
-    with monkeypatch.context() as m:
+    with monkeypatch.context() as m:  # the reader as it was: pydicom decodes, HU in float32, then rint and clip
         m.setattr(dicom, "_native_layout", lambda sl: None)
+        m.setattr(dicom, "_integer_rescale", lambda sl: False)
         reference = load_scan(folder)
     return fast, reference, len(fast_reads)
 
@@ -198,3 +200,54 @@ def test_pixel_data_longer_than_one_frame_goes_through_pydicom(tmp_path, make_sc
     assert fast_reads == 3
     _assert_identical(fast, reference)
     assert fast.metadata["slices_read"] == 3 and any("pixel array has shape (2, 40, 40)" in w for w in fast.warnings)
+
+
+@pytest.mark.parametrize("geometry", ["regular", "missing-slice", "gantry-tilt"])
+def test_integer_path_clipped_values_and_resampling(tmp_path, make_scan, monkeypatch, geometry):
+    """uint16 values above 32767 HU (clipped to int16) in a series that is then resampled: the interpolation must
+    see the unclipped float HU, as before."""
+    scan = make_scan(shape=(6, 40, 40), low=-1000, high=1500)
+    datasets = ct_slice_datasets(scan, signed=False, rescale_intercept=-1024.0, padding_value=None)
+    for ds in datasets:
+        stored = np.frombuffer(ds.PixelData, dtype="<u2").reshape(40, 40).copy()
+        stored[:4, :] = 65000  # HU 63976: clipped to 32767
+        ds.PixelData = stored.tobytes()
+    if geometry == "missing-slice":
+        del datasets[2]
+    if geometry == "gantry-tilt":
+        for k, ds in enumerate(datasets):
+            x, y, z = (float(v) for v in ds.ImagePositionPatient)
+            ds.ImagePositionPatient = [f"{x:.6f}", f"{y + 0.3 * k:.6f}", f"{z:.6f}"]
+    _write(scan, tmp_path / "p", datasets)
+    fast, reference, fast_reads = _fast_and_pydicom(tmp_path / "p", monkeypatch)
+    assert fast_reads == len(datasets) * (1 if geometry == "regular" else 2)  # read again as float to resample
+    _assert_identical(fast, reference)
+    assert fast.metadata["resampled"] == (geometry != "regular")
+    assert fast.array.max() == 32767
+
+
+def test_integer_path_resampled_without_clipping(tmp_path, make_scan, monkeypatch):
+    scan = make_scan(shape=(6, 40, 40))
+    datasets = ct_slice_datasets(scan, padding_value=-2000)
+    del datasets[3]
+    _write(scan, tmp_path / "p", datasets)
+    fast, reference, fast_reads = _fast_and_pydicom(tmp_path / "p", monkeypatch)
+    assert fast_reads == 5  # read once: the float HU comes from the int16 volume
+    _assert_identical(fast, reference)
+    assert fast.metadata["resampled"]
+
+
+def test_32_bit_values_decoded_in_float(tmp_path, make_scan, monkeypatch):
+    """32-bit stored values (pydicom decodes them): float32 rounds large ones, so the volume is made the old way."""
+    scan = make_scan(shape=(3, 40, 40))
+    datasets = ct_slice_datasets(scan, padding_value=None)
+    for ds in datasets:
+        stored = np.frombuffer(ds.PixelData, dtype="<i2").astype("<i4").reshape(40, 40)
+        stored[0, 0] = 2**24 + 1  # not a float32
+        ds.PixelData = stored.tobytes()
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 32, 32, 31
+    _write(scan, tmp_path / "p", datasets)
+    fast, reference, fast_reads = _fast_and_pydicom(tmp_path / "p", monkeypatch)
+    assert fast_reads == 0
+    _assert_identical(fast, reference)
+    np.testing.assert_array_equal(fast.array.reshape(3, -1)[:, 1:], scan.array.reshape(3, -1)[:, 1:])
