@@ -435,8 +435,10 @@ NATIVE_BYTE_ORDER = {
     pydicom.uid.ExplicitVRLittleEndian: "<",
     pydicom.uid.ExplicitVRBigEndian: ">",
 }
-#: Threads decoding slices (file reads and numpy release the GIL).
-DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: Threads decoding slices (file reads and numpy release the GIL): the CPUs this process may use, at most 4.
+DECODE_THREADS = max(
+    1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+)
 _PIXEL_DATA_TAG = 0x7FE00010
 
 
@@ -555,8 +557,10 @@ def _slice_hu_int16(sl: SliceHeader, out: np.ndarray) -> bool:
         hu += int(intercept)
     np.copyto(hu, PADDING_HU, where=_padding(sl.ds, raw, hu))  # afterwards every value is > PADDING_THRESHOLD_HU
     info = np.iinfo(raw.dtype)
-    clipped = max(abs(int(info.min)), int(info.max)) * abs(slope) + intercept > 32767 and int(hu.max()) > 32767
-    np.clip(hu, -32768, 32767, out=hu)
+    clipped = False
+    if max(abs(int(info.min)), int(info.max)) * abs(slope) + intercept > 32767:  # else nothing can be clipped
+        clipped = int(hu.max()) > 32767
+        np.clip(hu, -32768, 32767, out=hu)
     out[...] = hu
     return clipped
 
@@ -603,7 +607,7 @@ def _padding(ds: Dataset, raw: np.ndarray, hu: np.ndarray) -> np.ndarray:
     if isinstance(ppv, int):
         limit = getattr(ds, "PixelPaddingRangeLimit", None)
         lo, hi = sorted((ppv, limit)) if isinstance(limit, int) else (ppv, ppv)
-        padding |= (raw >= lo) & (raw <= hi)
+        padding |= (raw == lo) if lo == hi else (raw >= lo) & (raw <= hi)
     return padding
 
 
