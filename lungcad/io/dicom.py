@@ -22,6 +22,12 @@ Geometry comes only from ImagePositionPatient (IPP) and ImageOrientationPatient 
 Pixel values are converted per slice with that slice's RescaleSlope/Intercept; padding outside the scan
 circle (PixelPaddingValue, or anything at or below -2000 HU such as DSB's raw -2000 and -3024) becomes
 air (:data:`PADDING_HU`).
+
+Speed: headers are read by pydicom with the pixel data deferred. The pixels of uncompressed 16-bit slices are then
+read straight from each file at the PixelData offset (:func:`_native_layout`; compressed and unusual slices are
+decoded by pydicom), in threads, into one volume allocated after the voxel-limit check; with integer
+RescaleSlope/Intercept (the usual CT) HU are computed in integers straight into the int16 volume. Every path gives
+the voxels that pydicom's decoder and float32 HU give (``tests/io/test_dicom_fast.py``).
 """
 
 from __future__ import annotations
@@ -435,10 +441,20 @@ NATIVE_BYTE_ORDER = {
     pydicom.uid.ExplicitVRLittleEndian: "<",
     pydicom.uid.ExplicitVRBigEndian: ">",
 }
-#: Threads decoding slices (file reads and numpy release the GIL): the CPUs this process may use, at most 4.
-DECODE_THREADS = max(
-    1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-)
+#: Most threads decoding the slices of one series (file reads and numpy release the GIL).
+MAX_DECODE_THREADS = 4
+
+
+def decode_threads() -> int:
+    """Threads for decoding: the CPUs this process may use, no more than ``OMP_NUM_THREADS`` where set (a batch
+    worker's share of the cores, :func:`lungcad.batch.worker_threads`), at most :data:`MAX_DECODE_THREADS`."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    share = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if share.isdigit() and int(share) > 0:
+        cpus = min(cpus, int(share))
+    return max(1, min(MAX_DECODE_THREADS, cpus))
+
+
 _PIXEL_DATA_TAG = 0x7FE00010
 
 
@@ -665,7 +681,7 @@ def read_pixels(
     the file (the gap is resampled later).
 
     The volume is allocated once (after the voxel-limit check) and each slice is decoded into its plane, in
-    :data:`DECODE_THREADS` threads; a dropped slice's plane is filled by moving the later planes down. When every
+    :func:`decode_threads` threads; a dropped slice's plane is filled by moving the later planes down. When every
     slice has an integer rescale (:func:`_integer_rescale`, the usual CT) and not ``as_float``, the volume is the
     final int16 (``clip(rint(HU))``, computed in integers); else float32 HU.
 
@@ -688,8 +704,9 @@ def read_pixels(
         return False
 
     try:
-        if DECODE_THREADS > 1 and len(slices) > 1:
-            with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="lungcad-dicom") as pool:
+        threads = decode_threads()
+        if threads > 1 and len(slices) > 1:
+            with ThreadPoolExecutor(threads, thread_name_prefix="lungcad-dicom") as pool:
                 results = list(pool.map(decode, range(len(slices))))
         else:
             results = [decode(k) for k in range(len(slices))]
@@ -820,7 +837,7 @@ def _read_decodable(
 
 def _to_int16(hu: np.ndarray, chunk: int = 8) -> np.ndarray:
     """``clip(rint(hu))`` as int16: ``hu`` (ours, float32) is rounded and clipped in place a few slices at a time
-    (the chunk stays in cache; no float copy of the volume), in :data:`DECODE_THREADS` threads."""
+    (the chunk stays in cache; no float copy of the volume), in :func:`decode_threads` threads."""
     out = np.empty(hu.shape, np.int16)
 
     def convert(start: int) -> None:
@@ -830,8 +847,9 @@ def _to_int16(hu: np.ndarray, chunk: int = 8) -> np.ndarray:
         out[start : start + chunk] = part
 
     starts = range(0, hu.shape[0], chunk)
-    if DECODE_THREADS > 1 and len(starts) > 1:
-        with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="lungcad-int16") as pool:
+    threads = decode_threads()
+    if threads > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(threads, thread_name_prefix="lungcad-int16") as pool:
             list(pool.map(convert, starts))
     else:
         for start in starts:

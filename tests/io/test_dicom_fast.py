@@ -251,3 +251,23 @@ def test_32_bit_values_decoded_in_float(tmp_path, make_scan, monkeypatch):
     assert fast_reads == 0
     _assert_identical(fast, reference)
     np.testing.assert_array_equal(fast.array.reshape(3, -1)[:, 1:], scan.array.reshape(3, -1)[:, 1:])
+
+
+def test_decode_threads_follow_the_workers_share(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert dicom.decode_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "64")
+    assert 1 <= dicom.decode_threads() <= dicom.MAX_DECODE_THREADS
+    monkeypatch.setenv("OMP_NUM_THREADS", "junk")
+    assert 1 <= dicom.decode_threads() <= dicom.MAX_DECODE_THREADS
+
+
+def test_one_thread_and_several_read_the_same(tmp_path, make_scan, monkeypatch):
+    scan = make_scan(shape=(7, 40, 40))
+    datasets = ct_slice_datasets(scan, rescale_slope=0.5, padding_value=-2000)
+    del datasets[4]  # resampled, and decoded in float32 (fractional slope)
+    _write(scan, tmp_path / "p", datasets)
+    monkeypatch.setattr(dicom, "decode_threads", lambda: 1)
+    one = load_scan(tmp_path / "p")
+    monkeypatch.setattr(dicom, "decode_threads", lambda: 3)
+    _assert_identical(load_scan(tmp_path / "p"), one)
