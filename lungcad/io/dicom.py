@@ -36,6 +36,7 @@ import dataclasses
 import functools
 import logging
 import os
+import struct
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -466,6 +467,7 @@ class _Native:
     unused_bits: int  # BitsAllocated - BitsStored: shifted out as pydicom does (mask, or sign-extend)
     offset: int | None  # file offset of the PixelData value (deferred element), or
     data: bytes | None  # the value itself when it was small enough to be read with the header
+    element_header: bytes = b""  # the bytes just before ``offset``: tag (and VR), checked as pydicom's deferred read
 
 
 def _native_layout(sl: SliceHeader) -> _Native | None:
@@ -500,7 +502,9 @@ def _native_layout(sl: SliceHeader) -> _Native | None:
         tell, length = getattr(elem, "value_tell", None), getattr(elem, "length", None)
         if not isinstance(tell, int) or length != expected:
             return None
-        return _Native(dtype, allocated - stored, tell, None)
+        tag = struct.pack(f"{order}HH", 0x7FE0, 0x0010)
+        header = tag if elem.is_implicit_VR else tag + str(elem.VR).encode("ascii", "replace")[:2]
+        return _Native(dtype, allocated - stored, tell, None, header)
     if not isinstance(value, bytes) or len(value) != expected:
         return None
     return _Native(dtype, allocated - stored, None, value)
@@ -517,6 +521,9 @@ def _read_native(sl: SliceHeader, layout: _Native) -> np.ndarray | None:
         view = memoryview(raw).cast("B")
         try:
             with open(sl.path, "rb", buffering=0) as fh:
+                fh.seek(layout.offset - (8 if len(layout.element_header) == 4 else 12))
+                if fh.read(len(layout.element_header)) != layout.element_header:
+                    return None  # not the element the header read saw: the file changed
                 fh.seek(layout.offset)
                 got = 0
                 while got < len(view):

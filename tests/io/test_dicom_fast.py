@@ -271,3 +271,24 @@ def test_one_thread_and_several_read_the_same(tmp_path, make_scan, monkeypatch):
     one = load_scan(tmp_path / "p")
     monkeypatch.setattr(dicom, "decode_threads", lambda: 3)
     _assert_identical(load_scan(tmp_path / "p"), one)
+
+
+def test_file_replaced_after_its_header_was_read(tmp_path, make_scan, monkeypatch):
+    """Another file (its pixel data elsewhere) under the name between the header read and the pixel read: the fast
+    read finds no PixelData element at the offset and leaves the slice to pydicom, which refuses it as before."""
+    scan = make_scan(shape=(4, 40, 40))
+    paths = _write(scan, tmp_path / "p", padding_value=None)
+    image_slice = dicom.image_slice
+
+    def replace_after_header(path, ds):
+        sl = image_slice(path, ds)
+        if path == paths[1]:
+            ds2 = pydicom.dcmread(path)
+            ds2.ImageComments = "x" * 64  # moves the pixel data 72 bytes further into the file
+            ds2.save_as(path)
+        return sl
+
+    monkeypatch.setattr(dicom, "image_slice", replace_after_header)
+    read = load_scan(tmp_path / "p")
+    assert read.metadata["slices_read"] == 3
+    assert any(paths[1].name in w and "pixel data unreadable" in w for w in read.warnings)
