@@ -22,14 +22,24 @@ Geometry comes only from ImagePositionPatient (IPP) and ImageOrientationPatient 
 Pixel values are converted per slice with that slice's RescaleSlope/Intercept; padding outside the scan
 circle (PixelPaddingValue, or anything at or below -2000 HU such as DSB's raw -2000 and -3024) becomes
 air (:data:`PADDING_HU`).
+
+Speed: headers are read by pydicom with the pixel data deferred. The pixels of uncompressed 16-bit slices are then
+read straight from each file at the PixelData offset (:func:`_native_layout`; compressed and unusual slices are
+decoded by pydicom), in threads, into one volume allocated after the voxel-limit check; with integer
+RescaleSlope/Intercept (the usual CT) HU are computed in integers straight into the int16 volume. Every path gives
+the voxels that pydicom's decoder and float32 HU give (``tests/io/test_dicom_fast.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import os
+import struct
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -48,7 +58,7 @@ from lungcad.errors import (
     UnsupportedCompressionError,
 )
 from lungcad.io.geometry import ORTHOGONAL_TOLERANCE, largest_stack, regularize_slices
-from lungcad.io.hu import PADDING_HU, map_padding
+from lungcad.io.hu import PADDING_HU, PADDING_THRESHOLD_HU
 from lungcad.io.limits import check_voxel_count
 from lungcad.scan import CTScan
 
@@ -425,33 +435,216 @@ def _names(paths: Sequence[Path]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- pixels
-def slice_hu(sl: SliceHeader) -> np.ndarray:
-    """HU of one slice, shape (rows, columns), float32, padding already mapped to :data:`PADDING_HU`.
+#: Uncompressed transfer syntaxes whose pixel values are read straight from the file: UID -> numpy byte order.
+#: (Deflated Explicit VR Little Endian is not here: its offsets are into the inflated stream.)
+NATIVE_BYTE_ORDER = {
+    pydicom.uid.ImplicitVRLittleEndian: "<",
+    pydicom.uid.ExplicitVRLittleEndian: "<",
+    pydicom.uid.ExplicitVRBigEndian: ">",
+}
+#: Most threads decoding the slices of one series (file reads and numpy release the GIL).
+MAX_DECODE_THREADS = 4
+
+
+def decode_threads() -> int:
+    """Threads for decoding: the CPUs this process may use, no more than ``OMP_NUM_THREADS`` where set (a batch
+    worker's share of the cores, :func:`lungcad.batch.worker_threads`), at most :data:`MAX_DECODE_THREADS`."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    share = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if share.isdigit() and int(share) > 0:
+        cpus = min(cpus, int(share))
+    return max(1, min(MAX_DECODE_THREADS, cpus))
+
+
+_PIXEL_DATA_TAG = 0x7FE00010
+
+
+@dataclass(frozen=True)
+class _Native:
+    """Where and how one slice's stored values lie in its file (uncompressed, 16-bit, one sample)."""
+
+    dtype: np.dtype  # stored values with the transfer syntax's byte order
+    unused_bits: int  # BitsAllocated - BitsStored: shifted out as pydicom does (mask, or sign-extend)
+    offset: int | None  # file offset of the PixelData value (deferred element), or
+    data: bytes | None  # the value itself when it was small enough to be read with the header
+    element_header: bytes = b""  # the bytes just before ``offset``: tag (and VR), checked as pydicom's deferred read
+
+
+def _native_layout(sl: SliceHeader) -> _Native | None:
+    """How to read ``sl``'s pixels without pydicom's decoder, or None when only pydicom may decode them: the
+    fast read covers exactly the case where pydicom's ``pixel_array`` is ``np.frombuffer`` of the value (with
+    the unused high bits corrected): native transfer syntax, 16 bits allocated, 1 sample, MONOCHROME, a value of
+    exactly ``Rows * Columns * 2`` bytes. Everything else (compressed, odd sizes, short data, ...) goes through
+    pydicom, so its errors and its reading of odd files stay those of :func:`slice_hu`."""
+    ds = sl.ds
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    order = NATIVE_BYTE_ORDER.get(ts) if ts is not None else None
+    if order is None:
+        return None
+    try:
+        allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
+        signed, samples = int(ds.PixelRepresentation), int(ds.SamplesPerPixel)
+        photometric = str(ds.PhotometricInterpretation).strip()
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    if allocated != 16 or not 1 <= stored <= 16 or signed not in (0, 1) or samples != 1:
+        return None
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return None
+    elem = ds.get_item(_PIXEL_DATA_TAG, keep_deferred=True)
+    if elem is None:
+        return None
+    value = elem.value
+    expected = sl.rows * sl.columns * 2
+    dtype = np.dtype(f"{order}{'i' if signed else 'u'}2")
+    if value is None:  # deferred: still in the file
+        tell, length = getattr(elem, "value_tell", None), getattr(elem, "length", None)
+        if not isinstance(tell, int) or length != expected:
+            return None
+        tag = struct.pack(f"{order}HH", 0x7FE0, 0x0010)
+        header = tag if elem.is_implicit_VR else tag + str(elem.VR).encode("ascii", "replace")[:2]
+        return _Native(dtype, allocated - stored, tell, None, header)
+    if not isinstance(value, bytes) or len(value) != expected:
+        return None
+    return _Native(dtype, allocated - stored, None, value)
+
+
+def _read_native(sl: SliceHeader, layout: _Native) -> np.ndarray | None:
+    """Stored values of one slice (int16/uint16 in the file's byte order, shape (rows, columns)); None if the file no
+    longer holds them (truncated or replaced since its header was read: pydicom's path then says why)."""
+    count = sl.rows * sl.columns
+    if layout.data is not None:
+        raw = np.frombuffer(layout.data, dtype=layout.dtype, count=count).copy()
+    else:
+        raw = np.empty(count, dtype=layout.dtype)
+        view = memoryview(raw).cast("B")
+        try:
+            with open(sl.path, "rb", buffering=0) as fh:
+                fh.seek(layout.offset - (8 if len(layout.element_header) == 4 else 12))
+                if fh.read(len(layout.element_header)) != layout.element_header:
+                    return None  # not the element the header read saw: the file changed
+                fh.seek(layout.offset)
+                got = 0
+                while got < len(view):
+                    n = fh.readinto(view[got:])
+                    if not n:
+                        return None
+                    got += n
+        except OSError:
+            return None
+    if layout.unused_bits:
+        np.left_shift(raw, layout.unused_bits, out=raw)
+        np.right_shift(raw, layout.unused_bits, out=raw)
+    return raw.reshape(sl.rows, sl.columns)
+
+
+def slice_hu(sl: SliceHeader, out: np.ndarray | None = None) -> np.ndarray:
+    """HU of one slice, shape (rows, columns), float32, padding already mapped to :data:`PADDING_HU`; written
+    into ``out`` when given.
+
+    Uncompressed 16-bit slices are read straight from the file (:func:`_native_layout`); any other slice is
+    decoded by pydicom. Both give the same values.
 
     Raises:
         UnsupportedCompressionError: no installed decoder handles the transfer syntax.
         CorruptScanError: the pixel data cannot be decoded (truncated, wrong length).
     """
-    ds = sl.ds
-    _check_decoder(ds, sl.path)
+    raw = _stored_values(sl)
+    slope, intercept = _rescale(sl.ds)
+    hu = np.empty(raw.shape, np.float32) if out is None else out
+    hu[...] = raw  # int -> float32: exact, as raw.astype(np.float32)
+    if slope != 1.0:
+        hu *= np.float32(slope)
+    hu += np.float32(intercept)
+    np.copyto(hu, np.float32(PADDING_HU), where=_padding(sl.ds, raw, hu))
+    return hu
+
+
+def _slice_hu_int16(sl: SliceHeader, out: np.ndarray) -> bool:
+    """:func:`slice_hu` rounded and clipped to int16, into ``out``, computed in integers: for a slice whose
+    :func:`_integer_rescale` holds, float32 ``raw * slope + intercept`` is an exact integer, so this is the same
+    volume without a float copy. Returns whether any value was clipped (then the int16 plane is not the float one).
+
+    Raises:
+        _NotInteger: the stored values are wider than 16 bits (float32 would round them).
+    """
+    raw = _stored_values(sl)
+    if raw.dtype.itemsize > 2 or raw.dtype.kind not in "iu":
+        raise _NotInteger(sl.path)
+    slope, intercept = _rescale(sl.ds)
+    hu = raw.astype(np.int32)
+    if slope != 1.0:
+        hu *= int(slope)
+    if intercept:
+        hu += int(intercept)
+    np.copyto(hu, PADDING_HU, where=_padding(sl.ds, raw, hu))  # afterwards every value is > PADDING_THRESHOLD_HU
+    info = np.iinfo(raw.dtype)
+    clipped = False
+    if max(abs(int(info.min)), int(info.max)) * abs(slope) + intercept > 32767:  # else nothing can be clipped
+        clipped = int(hu.max()) > 32767
+        np.clip(hu, -32768, 32767, out=hu)
+    out[...] = hu
+    return clipped
+
+
+class _NotInteger(Exception):
+    """A slice whose HU the integer path cannot compute exactly: the series is decoded in float32."""
+
+
+#: Largest |RescaleSlope| and |RescaleIntercept| of the integer path: 16-bit values times the slope plus the
+#: intercept stay below 2**24, where float32 holds every integer (so float32 and int32 arithmetic agree).
+_INT_SLOPE_MAX, _INT_INTERCEPT_MAX = 128, 2**22
+
+
+def _integer_rescale(sl: SliceHeader) -> bool:
+    """Whether ``sl``'s RescaleSlope and RescaleIntercept are integers small enough for :func:`_slice_hu_int16`."""
     try:
-        raw = ds.pixel_array
+        slope, intercept = _rescale(sl.ds)
+    except Exception:  # let the float path raise whatever it raised before
+        return False
+    return (
+        slope.is_integer()
+        and 1 <= abs(slope) <= _INT_SLOPE_MAX
+        and intercept.is_integer()
+        and abs(intercept) <= _INT_INTERCEPT_MAX
+    )
+
+
+def _stored_values(sl: SliceHeader) -> np.ndarray:
+    """The slice's stored values: straight from the file when :func:`_native_layout` allows, else by pydicom."""
+    layout = _native_layout(sl)
+    raw = _read_native(sl, layout) if layout is not None else None
+    return _pydicom_pixels(sl) if raw is None else raw
+
+
+def _rescale(ds: Dataset) -> tuple[float, float]:
+    return float(getattr(ds, "RescaleSlope", 1.0) or 1.0), float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+
+
+def _padding(ds: Dataset, raw: np.ndarray, hu: np.ndarray) -> np.ndarray:
+    """Padding voxels (as :func:`lungcad.io.hu.map_padding`): HU at or below the threshold, or a stored value
+    within PixelPaddingValue (to PixelPaddingRangeLimit)."""
+    padding = hu <= PADDING_THRESHOLD_HU
+    ppv = getattr(ds, "PixelPaddingValue", None)
+    if isinstance(ppv, int):
+        limit = getattr(ds, "PixelPaddingRangeLimit", None)
+        lo, hi = sorted((ppv, limit)) if isinstance(limit, int) else (ppv, ppv)
+        padding |= (raw == lo) if lo == hi else (raw >= lo) & (raw <= hi)
+    return padding
+
+
+def _pydicom_pixels(sl: SliceHeader) -> np.ndarray:
+    """The slice's stored values decoded by pydicom (any transfer syntax it has a decoder for)."""
+    _check_decoder(sl.ds, sl.path)
+    try:
+        raw = sl.ds.pixel_array
     except Exception as exc:
         raise CorruptScanError(f"pixel data unreadable ({_one_line(exc)})", path=sl.path) from exc
     if raw.shape != (sl.rows, sl.columns):
         expected = f"({sl.rows}, {sl.columns})"
         raise CorruptScanError(f"pixel array has shape {raw.shape}", path=sl.path, expected=expected)
-    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
-    hu = raw.astype(np.float32) * np.float32(slope) + np.float32(intercept)
-    padding = None
-    ppv = getattr(ds, "PixelPaddingValue", None)
-    if isinstance(ppv, int):
-        limit = getattr(ds, "PixelPaddingRangeLimit", None)
-        lo, hi = sorted((ppv, limit)) if isinstance(limit, int) else (ppv, ppv)
-        padding = (raw >= lo) & (raw <= hi)
-    map_padding(hu, padding)
-    return hu
+    return raw
 
 
 def _check_decoder(ds: Dataset, path: Path) -> None:
@@ -488,24 +681,56 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
 
 
-def read_pixels(slices: list[SliceHeader]) -> tuple[list[SliceHeader], np.ndarray, list[str]]:
-    """Decode every slice to HU (float32, shape (Z, Y, X)); truncated/undecodable slices are dropped
-    with a warning naming the file (the gap is resampled later)."""
+def read_pixels(
+    slices: list[SliceHeader], *, as_float: bool = False
+) -> tuple[list[SliceHeader], np.ndarray, list[str], bool]:
+    """Decode every slice to HU, shape (Z, Y, X); truncated/undecodable slices are dropped with a warning naming
+    the file (the gap is resampled later).
+
+    The volume is allocated once (after the voxel-limit check) and each slice is decoded into its plane, in
+    :func:`decode_threads` threads; a dropped slice's plane is filled by moving the later planes down. When every
+    slice has an integer rescale (:func:`_integer_rescale`, the usual CT) and not ``as_float``, the volume is the
+    final int16 (``clip(rint(HU))``, computed in integers); else float32 HU.
+
+    Returns:
+        kept slices, the volume, warnings, and whether int16 values were clipped (then the int16 volume is not the
+        float one: resampling must decode again ``as_float``).
+    """
     folder = slices[0].path.parent
     check_voxel_count((len(slices), slices[0].rows, slices[0].columns), path=folder, what="the series as declared")
-    kept: list[SliceHeader] = []
-    planes: list[np.ndarray] = []
-    warnings: list[str] = []
-    first_error: CorruptScanError | None = None
-    for sl in slices:
+    as_int16 = not as_float and all(_integer_rescale(sl) for sl in slices)
+    volume = np.empty((len(slices), slices[0].rows, slices[0].columns), np.int16 if as_int16 else np.float32)
+
+    def decode(k: int) -> CorruptScanError | bool:
         try:
-            planes.append(slice_hu(sl))
+            if as_int16:
+                return _slice_hu_int16(slices[k], volume[k])
+            slice_hu(slices[k], out=volume[k])
         except CorruptScanError as exc:
-            first_error = first_error or exc
-            warnings.append(f"skipped slice {exc}")
+            return exc
+        return False
+
+    try:
+        threads = decode_threads()
+        if threads > 1 and len(slices) > 1:
+            with ThreadPoolExecutor(threads, thread_name_prefix="lungcad-dicom") as pool:
+                results = list(pool.map(decode, range(len(slices))))
+        else:
+            results = [decode(k) for k in range(len(slices))]
+    except _NotInteger:
+        del volume
+        return read_pixels(slices, as_float=True)
+    kept: list[SliceHeader] = []
+    warnings: list[str] = []
+    for k, (sl, result) in enumerate(zip(slices, results, strict=True)):
+        if isinstance(result, CorruptScanError):
+            warnings.append(f"skipped slice {result}")
             continue
+        if len(kept) != k:
+            volume[len(kept)] = volume[k]
         kept.append(sl)
     if not kept:
+        first_error = next((r for r in results if isinstance(r, CorruptScanError)), None)
         reason = "" if first_error is None else f"; the first, {first_error}"
         raise CorruptScanError(
             f"no slice of the series could be decoded ({len(slices)} slices of {slices[0].rows} x "
@@ -513,7 +738,8 @@ def read_pixels(slices: list[SliceHeader]) -> tuple[list[SliceHeader], np.ndarra
             path=folder,
             fix=None if first_error is None else first_error.fix,
         )
-    return kept, np.stack(planes), warnings
+    clipped = any(r is True for r in results)
+    return kept, volume[: len(kept)], warnings, clipped
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -534,14 +760,14 @@ def read_dicom_series(
     slices, warnings, non_dicom = scan_folder(folder)
     groups = group_series(slices)
     chosen, choose_warnings = choose_series(groups, folder, series_uid)
-    group, kept, hu, pixel_warnings = _read_decodable(chosen, groups, folder)
+    group, kept, volume, pixel_warnings, clipped = _read_decodable(chosen, groups, folder)
     warnings += (choose_warnings if group is chosen else []) + pixel_warnings
     first = kept[0]
     row_mm, col_mm = first.pixel_spacing or (1.0, 1.0)
     if first.pixel_spacing is None:
         warnings.append("PixelSpacing missing: assumed 1 mm")
-    grid = regularize_slices(
-        hu,
+    regularize = functools.partial(
+        regularize_slices,
         positions=np.stack([s.position for s in kept]),
         orientation=first.orientation,
         pixel_spacing_yx=(row_mm, col_mm),
@@ -550,10 +776,21 @@ def read_dicom_series(
         fill_hu=PADDING_HU,
         slice_thickness=_float_or_none(getattr(first.ds, "SliceThickness", None)),
     )
+    if volume.dtype == np.int16:
+        # whether the grid is resampled depends on the positions alone: ask on 1 x 1 planes first
+        grid = regularize(np.full((len(kept), 1, 1), PADDING_HU, np.float32))
+        if grid.resampled:  # the float32 HU it interpolates: exact from int16 unless values were clipped
+            hu = read_pixels(kept, as_float=True)[1] if clipped else volume.astype(np.float32)
+            del volume
+            grid = regularize(hu)
+        else:
+            grid = dataclasses.replace(grid, array=volume)
+    else:
+        grid = regularize(volume)
     warnings += grid.warnings
     for w in warnings:
         log.warning("%s: %s", folder, w)
-    array = np.clip(np.rint(grid.array), -32768, 32767).astype(np.int16)
+    array = grid.array if grid.array.dtype == np.int16 else _to_int16(grid.array)
     return CTScan(
         array=array,
         spacing=grid.spacing_zyx,
@@ -568,7 +805,7 @@ def read_dicom_series(
 
 def _read_decodable(
     group: SeriesGroup, groups: list[SeriesGroup], folder: Path
-) -> tuple[SeriesGroup, list[SliceHeader], np.ndarray, list[str]]:
+) -> tuple[SeriesGroup, list[SliceHeader], np.ndarray, list[str], bool]:
     """Sort ``group``'s slices, drop duplicates and stray slices, decode them. When none of its slices decodes
     (e.g. most slices of the series claim a Rows that their pixel data does not have), the next group of the same
     series (other matrix size) is read instead, with a warning; the first group's error if none decodes."""
@@ -587,7 +824,7 @@ def _read_decodable(
             )
         ordered, stray_warnings = drop_stray_slices(ordered)
         try:
-            kept, hu, pixel_warnings = read_pixels(ordered)
+            kept, volume, pixel_warnings, clipped = read_pixels(ordered)
         except CorruptScanError as exc:
             if not str(exc.problem).startswith("no slice of the series could be decoded"):
                 raise
@@ -600,9 +837,31 @@ def _read_decodable(
                 f"{failure.problem}: read the {len(candidate.slices)} slices of {candidate.slices[0].rows} x "
                 f"{candidate.slices[0].columns} pixels instead, dropping the other {others} image(s) of the series"
             )
-        return candidate, kept, hu, warnings
+        return candidate, kept, volume, warnings, clipped
     assert failure is not None
     raise failure
+
+
+def _to_int16(hu: np.ndarray, chunk: int = 8) -> np.ndarray:
+    """``clip(rint(hu))`` as int16: ``hu`` (ours, float32) is rounded and clipped in place a few slices at a time
+    (the chunk stays in cache; no float copy of the volume), in :func:`decode_threads` threads."""
+    out = np.empty(hu.shape, np.int16)
+
+    def convert(start: int) -> None:
+        part = hu[start : start + chunk]
+        np.rint(part, out=part)
+        np.clip(part, -32768, 32767, out=part)
+        out[start : start + chunk] = part
+
+    starts = range(0, hu.shape[0], chunk)
+    threads = decode_threads()
+    if threads > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(threads, thread_name_prefix="lungcad-int16") as pool:
+            list(pool.map(convert, starts))
+    else:
+        for start in starts:
+            convert(start)
+    return out
 
 
 def _float_or_none(value: object) -> float | None:
