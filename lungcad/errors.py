@@ -106,3 +106,7 @@ class OutputBusyError(OutputError):
 class InvalidUIDError(LungcadError):
     """A DICOM UID that is not valid (DICOM PS3.5 9.1: digits and dots, no leading zeros, at most 64 characters)
     where lungcad would have to copy it, e.g. into a DICOM SR's references to its source."""
+
+
+class PacsError(LungcadError):
+    """A DICOMweb server cannot be reached, answers with an error, or has no such study (``lungcad.pacs``)."""

@@ -35,6 +35,7 @@ LAYERS = [
     ("lungcad.evaluate",),
     ("lungcad.visualize", "lungcad.sr"),
     ("lungcad.pipeline",),
+    ("lungcad.pacs",),
     ("lungcad.train",),
     ("lungcad.demo", "lungcad.api"),
     ("lungcad.cli",),

@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "With one scan, each stage (read, preprocess, U-Net, FPR, risk) is logged as it ends.",
         epilog=EXIT_CODES_BATCH,
     )
-    p.add_argument("inputs", nargs="+", help="scans or folders of scans")
+    p.add_argument("inputs", nargs="*", help="scans or folders of scans (none with --dicomweb)")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument(
         "--stage",
@@ -68,10 +68,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="read MetaImage/NRRD data files outside the header's folder (ElementDataFile = ../x.raw, /abs/path, a "
         "symlink out); refused by default",
     )
-    p.set_defaults(func=run)
+    pacs = p.add_argument_group(
+        "DICOMweb (a PACS; needs: pip install 'lungcad[pacs]'; credentials only from the environment: "
+        "LUNGCAD_DICOMWEB_TOKEN, or LUNGCAD_DICOMWEB_USER and LUNGCAD_DICOMWEB_PASSWORD)"
+    )
+    pacs.add_argument(
+        "--dicomweb",
+        metavar="URL",
+        help="read the --study studies from this DICOMweb server (QIDO-RS, WADO-RS) instead of INPUTs; each "
+        "study's CT series is chosen as in a folder, outputs are named by its StudyInstanceUID",
+    )
+    pacs.add_argument("--study", action="append", metavar="UID", help="StudyInstanceUID to detect (repeatable)")
+    pacs.add_argument(
+        "--store-results",
+        action="store_true",
+        help="store each study's DICOM SR (as --dicom-sr) back on the server with STOW-RS",
+    )
+    p.set_defaults(func=run, parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dicomweb or args.study or args.store_results:
+        return run_dicomweb(args)
+    if not args.inputs:
+        args.parser.error("give scans or folders of scans, or --dicomweb URL --study UID")
     from lungcad.pipeline import detect_scans
 
     summary = detect_scans(
@@ -89,6 +109,32 @@ def run(args: argparse.Namespace) -> int:
         blobs=args.blobs,
         allow_external_data=args.allow_external_data,
     )
+    return report(summary, args)
+
+
+def run_dicomweb(args: argparse.Namespace) -> int:
+    if not (args.dicomweb and args.study) or args.inputs:
+        args.parser.error("--dicomweb URL and --study UID go together, without INPUTs")
+    from lungcad.pacs import detect_studies
+
+    summary = detect_studies(
+        args.dicomweb,
+        args.study,
+        args.output,
+        series_uid=args.series,
+        store_results=args.store_results,
+        stage=args.stage,
+        model_dir=args.model,
+        fpr_model_dir=args.fpr_model,
+        risk_model_dir=args.risk_model,
+        pictures=not args.no_pictures,
+        dicom_sr=args.dicom_sr,
+        blobs=args.blobs,
+    )
+    return report(summary, args)
+
+
+def report(summary, args: argparse.Namespace) -> int:
     out = Path(args.output)
     print(
         f"detect: {summary.line()}; candidates in {out / 'candidates.csv'}"

@@ -1,0 +1,93 @@
+"""A real Orthanc (Debian's ``orthanc`` and ``orthanc-dicomweb``) on free loopback ports with a temporary storage
+folder, started once per test session and stopped after. Skipped only when the ``Orthanc`` binary is missing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+#: Where Debian's orthanc-dicomweb puts the plugin.
+PLUGIN_PATHS = (
+    Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so"),
+    Path("/usr/lib/orthanc/libOrthancDicomWeb.so"),
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Orthanc:
+    """One Orthanc process: ``url`` (REST), ``dicomweb`` (the plugin's root), ``start``/``stop`` (same storage)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.http_port, self.dicom_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.dicomweb = f"{self.url}/dicom-web"
+        plugin = next((p for p in PLUGIN_PATHS if p.exists()), None)
+        if plugin is None:
+            pytest.fail(f"Orthanc is installed but its DICOMweb plugin is not in {[str(p) for p in PLUGIN_PATHS]}")
+        (root / "storage").mkdir(parents=True, exist_ok=True)
+        config = {
+            "Name": "lungcad-test",
+            "StorageDirectory": str(root / "storage"),
+            "IndexDirectory": str(root / "storage"),
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": "ORTHANC",
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "HttpServerEnabled": True,
+            "DicomServerEnabled": True,
+            "Plugins": [str(plugin)],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "StudiesMetadata": "Full"},
+        }
+        self.config = root / "orthanc.json"
+        self.config.write_text(json.dumps(config, indent=1))
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        with open(self.root / "orthanc.log", "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(["Orthanc", str(self.config)], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Orthanc exited ({self.proc.returncode}): see {self.root / 'orthanc.log'}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/system", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"Orthanc did not answer /system in {timeout} s: see {self.root / 'orthanc.log'}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    if shutil.which("Orthanc") is None:
+        pytest.skip("the Orthanc binary is missing (apt-get install orthanc orthanc-dicomweb; .ci/run does this)")
+    server = Orthanc(tmp_path_factory.mktemp("orthanc"))
+    server.start()
+    yield server
+    server.stop()

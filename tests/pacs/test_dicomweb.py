@@ -1,0 +1,101 @@
+"""``lungcad detect --dicomweb`` against a real Orthanc (tests/pacs/conftest.py): pull a study, detect, push the SR."""
+
+from __future__ import annotations
+
+import csv
+import socket
+from pathlib import Path
+
+import pandas as pd
+import pydicom
+import pytest
+
+from lungcad.cli.main import main
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "dsb2017" / "stage1"
+PATIENT = SAMPLE / sorted(p.name for p in SAMPLE.iterdir() if p.is_dir())[0]
+MISSING_STUDY = "1.2.826.0.1.3680043.8.498.99999999999999999999"
+
+
+@pytest.fixture(scope="module")
+def study(orthanc) -> str:
+    """The sample DSB patient uploaded to Orthanc with STOW-RS; its StudyInstanceUID."""
+    from lungcad.pacs.dicomweb import client
+
+    datasets = [pydicom.dcmread(p) for p in sorted(PATIENT.glob("*.dcm"))]
+    client(orthanc.dicomweb).store_instances(datasets)
+    uids = {ds.StudyInstanceUID for ds in datasets}
+    assert len(uids) == 1
+    return uids.pop()
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory, confident_model) -> pd.DataFrame:
+    out = tmp_path_factory.mktemp("folder")
+    argv = ["detect", str(PATIENT), "-o", str(out), "--stage", "candidates", "--model", str(confident_model)]
+    assert main([*argv, "--no-pictures"]) == 0
+    return pd.read_csv(out / "scans" / f"{PATIENT.name}.csv")
+
+
+def _detect(orthanc, study: str, out: Path, model, *extra: str) -> int:
+    argv = ["detect", "--dicomweb", orthanc.dicomweb, "--study", study, "-o", str(out), "--stage", "candidates"]
+    return main([*argv, "--model", str(model), "--no-pictures", *extra])
+
+
+def test_dicomweb_study_gives_the_folder_runs_candidates(orthanc, study, folder_run, confident_model, tmp_path):
+    out = tmp_path / "out"
+    assert _detect(orthanc, study, out, confident_model) == 0
+    got = pd.read_csv(out / "scans" / f"{study}.csv")
+    assert len(folder_run) > 0
+    pd.testing.assert_frame_equal(
+        got.drop(columns=["seriesuid"], errors="ignore"), folder_run.drop(columns=["seriesuid"], errors="ignore")
+    )
+    table = pd.read_csv(out / "candidates.csv")
+    assert set(table["seriesuid"].astype(str)) == {study}
+    assert not (out / ".scratch").exists()  # the retrieved instances are removed after
+    # resume: a rerun skips the finished study
+    assert _detect(orthanc, study, out, confident_model) == 0
+    assert (out / "scans" / f"{study}.json").exists()
+
+
+def test_store_results_puts_the_sr_in_orthanc(orthanc, study, confident_model, tmp_path):
+    import highdicom as hd
+
+    from lungcad.pacs.dicomweb import client
+
+    web = client(orthanc.dicomweb)
+    source = {ds.SeriesInstanceUID for ds in map(pydicom.dcmread, sorted(PATIENT.glob("*.dcm"))[:1])}
+    assert _detect(orthanc, study, tmp_path / "out", confident_model, "--store-results") == 0
+    found = web.search_for_series(study_instance_uid=study, search_filters={"Modality": "SR"})
+    assert len(found) == 1
+    series = found[0]["0020000E"]["Value"][0]
+    [sr] = list(web.iter_series(study_instance_uid=study, series_instance_uid=series))
+    report = hd.sr.Comprehensive3DSR.from_dataset(sr)
+    referenced = {
+        s.SeriesInstanceUID
+        for e in report.CurrentRequestedProcedureEvidenceSequence
+        for s in e.ReferencedSeriesSequence
+    }
+    assert referenced == source
+
+
+def test_unknown_study_is_one_errors_row(orthanc, confident_model, tmp_path):
+    out = tmp_path / "out"
+    assert _detect(orthanc, MISSING_STUDY, out, confident_model) == 3
+    with open(out / "errors.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["id"] for r in rows] == [MISSING_STUDY]
+    assert "not on this server" in rows[0]["error"] and orthanc.dicomweb in rows[0]["error"]
+
+
+def test_unreachable_server_is_one_line(tmp_path, capsys, monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/dicom-web"
+    monkeypatch.setenv("LUNGCAD_DICOMWEB_TOKEN", "s3cret-token")
+    code = main(["detect", "--dicomweb", url, "--study", MISSING_STUDY, "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0
+    assert len(err) == 1 and url in err[0] and "cannot be reached" in err[0]
+    assert "s3cret" not in err[0]
