@@ -99,3 +99,62 @@ def test_unreachable_server_is_one_line(tmp_path, capsys, monkeypatch):
     assert code != 0
     assert len(err) == 1 and url in err[0] and "cannot be reached" in err[0]
     assert "s3cret" not in err[0]
+
+
+def test_orthanc_stopped_mid_run_then_rerun_after_restart(
+    orthanc, study, confident_model, tmp_path, monkeypatch, capsys
+):
+    """The server goes away after the start-up check: the study is one errors.csv row naming the URL (exit 3);
+    after a restart the rerun completes it, and a third run does not redo it. The token never reaches an output."""
+    from lungcad.pacs import dicomweb
+
+    monkeypatch.setenv("LUNGCAD_DICOMWEB_TOKEN", "s3cret-token")
+    checked = dicomweb.check_server
+
+    def check_then_stop(url):
+        checked(url)
+        orthanc.stop()
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(dicomweb, "check_server", check_then_stop)
+    try:
+        assert _detect(orthanc, study, out, confident_model) == 3
+    finally:
+        orthanc.start()
+    monkeypatch.setattr(dicomweb, "check_server", checked)
+    with open(out / "errors.csv", newline="") as fh:
+        [row] = list(csv.DictReader(fh))
+    assert row["id"] == study and orthanc.dicomweb in row["error"] and "cannot be reached" in row["error"]
+    assert not (out / ".scratch").exists()
+    capsys.readouterr()
+    assert _detect(orthanc, study, out, confident_model) == 0
+    assert "1 scans done" in capsys.readouterr().out
+    assert (out / "errors.csv").read_text().strip() == "id,path,error"
+    assert _detect(orthanc, study, out, confident_model) == 0
+    printed = capsys.readouterr()
+    assert "0 scans done, 1 already done" in printed.out
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert b"s3cret" not in path.read_bytes(), path
+    assert "s3cret" not in printed.err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--study", MISSING_STUDY],  # no server
+        ["--dicomweb", "http://127.0.0.1:9/dicom-web"],  # no study
+        ["--dicomweb", "http://127.0.0.1:9/dicom-web", "--study", MISSING_STUDY, "scan.mhd"],  # both inputs
+        [],  # nothing to read
+    ],
+)
+def test_detect_arguments_are_checked(argv, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["detect", "-o", str(tmp_path / "out"), *argv])
+    assert exc.value.code == 2
+
+
+def test_a_study_uid_that_is_no_uid_is_refused(tmp_path, capsys):
+    code = main(["detect", "--dicomweb", "http://127.0.0.1:9/dicom-web", "--study", "../etc", "-o", str(tmp_path)])
+    assert code != 0
+    assert "is not a DICOM UID" in capsys.readouterr().err
