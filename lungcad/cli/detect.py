@@ -80,6 +80,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     pacs.add_argument("--study", action="append", metavar="UID", help="StudyInstanceUID to detect (repeatable)")
     pacs.add_argument(
+        "--study-list",
+        metavar="FILE",
+        help="StudyInstanceUIDs to detect: a CSV with a StudyInstanceUID column, or one UID a line",
+    )
+    pacs.add_argument(
+        "--query",
+        action="append",
+        metavar="KEY=VALUE",
+        help="detect the studies a QIDO-RS study search finds (repeatable, e.g. --query ModalitiesInStudy=CT "
+        "--query StudyDate=20200101-20201231)",
+    )
+    pacs.add_argument(
         "--store-results",
         action="store_true",
         help="store each study's DICOM SR (as --dicom-sr) back on the server with STOW-RS",
@@ -88,7 +100,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.dicomweb or args.study or args.store_results:
+    if args.dicomweb or args.study or args.study_list or args.query or args.store_results:
         return run_dicomweb(args)
     if not args.inputs:
         args.parser.error("give scans or folders of scans, or --dicomweb URL --study UID")
@@ -113,14 +125,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_dicomweb(args: argparse.Namespace) -> int:
-    if not (args.dicomweb and args.study) or args.inputs:
-        args.parser.error("--dicomweb URL and --study UID go together, without INPUTs")
-    from lungcad.pacs import detect_studies
+    if not (args.dicomweb and (args.study or args.study_list or args.query)) or args.inputs:
+        args.parser.error(
+            "--dicomweb URL goes with --study UID, --study-list FILE or --query KEY=VALUE, without INPUTs"
+        )
+    query = dict(q.partition("=")[::2] for q in args.query or [])
+    if not all(query) or not all(query.values()):
+        args.parser.error("--query takes KEY=VALUE, e.g. ModalitiesInStudy=CT")
+    from lungcad.pacs.dicomweb import detect_studies, read_study_list
 
+    studies = [*(args.study or []), *(read_study_list(args.study_list) if args.study_list else [])]
     summary = detect_studies(
         args.dicomweb,
-        args.study,
+        studies,
         args.output,
+        query=query,
         series_uid=args.series,
         store_results=args.store_results,
         stage=args.stage,

@@ -43,7 +43,7 @@ TIMEOUT_S = (10, 120)
 RETRIES = 3
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-MODALITY, SERIES_UID, SOP_UID = "00080060", "0020000E", "00080018"
+MODALITY, STUDY_UID, SERIES_UID = "00080060", "0020000D", "0020000E"
 
 
 def shown_url(url: str) -> str:
@@ -129,6 +129,31 @@ def check_server(url: str) -> None:
         raise
     except Exception as exc:
         raise _network_error(exc, url, "QIDO-RS study search") from exc
+
+
+def find_studies(url: str, query: dict[str, str]) -> list[str]:
+    """The StudyInstanceUIDs that a QIDO-RS study search with ``query`` (attribute keyword or tag -> value, e.g.
+    ``{"ModalitiesInStudy": "CT", "StudyDate": "20200101-20201231"}``) finds, all pages."""
+    try:
+        found = client(url).search_for_studies(search_filters=dict(query), get_remaining=True)
+    except Exception as exc:
+        raise _network_error(exc, url, f"QIDO-RS study search {query}") from exc
+    return [uid for uid in (_value(r, STUDY_UID) for r in found) if uid]
+
+
+def read_study_list(path: str | Path) -> list[str]:
+    """The StudyInstanceUIDs in ``path``: a CSV with a ``StudyInstanceUID`` column, or one UID a line."""
+    import csv
+
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PacsError(f"cannot read the study list ({type(exc).__name__})", path=path) from exc
+    lines = [line for line in lines if line.strip()]
+    if lines and "StudyInstanceUID" in lines[0].split(","):
+        return [row["StudyInstanceUID"].strip() for row in csv.DictReader(lines) if row["StudyInstanceUID"].strip()]
+    return [line.strip() for line in lines]
 
 
 def _value(record: dict, tag: str) -> str | None:
@@ -251,6 +276,7 @@ def detect_studies(
     studies: list[str],
     out: str | Path,
     *,
+    query: dict[str, str] | None = None,
     series_uid: str | None = None,
     store_results: bool = False,
     stage: str | None = None,
@@ -262,7 +288,8 @@ def detect_studies(
     blobs: str | Path | None = None,
 ) -> BatchSummary:
     """Run detection over the studies ``studies`` (StudyInstanceUIDs) of the DICOMweb server at ``url`` into
-    ``out``, as :func:`lungcad.pipeline.detect_scans` does over folders; ``store_results``: STOW-RS each study's
+    ``out``, as :func:`lungcad.pipeline.detect_scans` does over folders, and over those a QIDO-RS study search with
+    ``query`` finds (:func:`find_studies`); ``store_results``: STOW-RS each study's
     DICOM SR back (implies ``dicom_sr``).
 
     Raises:
@@ -273,6 +300,10 @@ def detect_studies(
         check_uid(series_uid, "SeriesInstanceUID")
     with output_folder(out, "lungcad detect --dicomweb") as out:
         check_server(url)
+        if query:
+            found = find_studies(url, query)
+            log.info("QIDO-RS study search %s: %d studies", query, len(found))
+            studies = list(dict.fromkeys([*studies, *(check_uid(s, "StudyInstanceUID") for s in found)]))
         models = model_set(stage, model_dir, fpr_model_dir, risk_model_dir, blobs)
         scratch = out / SCRATCH
         refs = [ScanRef(s, scratch / s) for s in studies]

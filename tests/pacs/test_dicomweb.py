@@ -158,3 +158,30 @@ def test_a_study_uid_that_is_no_uid_is_refused(tmp_path, capsys):
     code = main(["detect", "--dicomweb", "http://127.0.0.1:9/dicom-web", "--study", "../etc", "-o", str(tmp_path)])
     assert code != 0
     assert "is not a DICOM UID" in capsys.readouterr().err
+
+
+def test_studies_from_a_query_and_a_list(orthanc, study, confident_model, tmp_path, capsys):
+    """A QIDO-RS study search (the sample's PatientID) finds the sample study; a list adds an unknown study: one
+    done, one errors.csv row, exit 3."""
+    patient = pydicom.dcmread(next(PATIENT.glob("*.dcm")), stop_before_pixels=True).PatientID
+    listed = tmp_path / "studies.csv"
+    listed.write_text(f"StudyInstanceUID,note\n{MISSING_STUDY},gone\n")
+    out = tmp_path / "out"
+    extra = ["--query", f"PatientID={patient}", "--study-list", str(listed)]
+    argv = ["detect", "--dicomweb", orthanc.dicomweb, "-o", str(out), "--stage", "candidates"]
+    assert main([*argv, "--model", str(confident_model), "--no-pictures", *extra]) == 3
+    assert "1 scans done, 0 already done, 1 failed" in capsys.readouterr().out
+    assert (out / "scans" / f"{study}.json").exists()
+    with open(out / "errors.csv", newline="") as fh:
+        assert [r["id"] for r in csv.DictReader(fh)] == [MISSING_STUDY]
+
+
+def test_read_study_list(tmp_path):
+    from lungcad.pacs.dicomweb import read_study_list
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("1.2.3\n\n1.2.4\n")
+    table = tmp_path / "table.csv"
+    table.write_text("PatientID,StudyInstanceUID\np1,1.2.3\np2,\np3,1.2.5\n")
+    assert read_study_list(plain) == ["1.2.3", "1.2.4"]
+    assert read_study_list(table) == ["1.2.3", "1.2.5"]
