@@ -129,6 +129,8 @@ def run_dicomweb(args: argparse.Namespace) -> int:
         args.parser.error(
             "--dicomweb URL goes with --study UID, --study-list FILE or --query KEY=VALUE, without INPUTs"
         )
+    if args.workers > 1 or args.scheduler:
+        args.parser.error("--dicomweb runs one study at a time: leave out --workers and --scheduler")
     query = dict(q.partition("=")[::2] for q in args.query or [])
     if not all(query) or not all(query.values()):
         args.parser.error("--query takes KEY=VALUE, e.g. ModalitiesInStudy=CT")

@@ -146,6 +146,8 @@ def test_orthanc_stopped_mid_run_then_rerun_after_restart(
         ["--dicomweb", "http://127.0.0.1:9/dicom-web"],  # no study
         ["--dicomweb", "http://127.0.0.1:9/dicom-web", "--study", MISSING_STUDY, "scan.mhd"],  # both inputs
         [],  # nothing to read
+        ["--dicomweb", "http://127.0.0.1:9/dicom-web", "--study", MISSING_STUDY, "--workers", "2"],
+        ["--dicomweb", "http://127.0.0.1:9/dicom-web", "--query", "ModalitiesInStudy"],  # no value
     ],
 )
 def test_detect_arguments_are_checked(argv, tmp_path):
