@@ -7,7 +7,8 @@ time as the multipart answer streams in, removed after), and the folder reader c
 usual rules. A study that fails (unknown UID, no CT, an HTTP error) is one row in ``errors.csv`` and the rest go on.
 
 Credentials come only from the environment: ``LUNGCAD_DICOMWEB_TOKEN`` (HTTP bearer token) or
-``LUNGCAD_DICOMWEB_USER`` + ``LUNGCAD_DICOMWEB_PASSWORD`` (HTTP basic); they are never taken from the command line
+``LUNGCAD_DICOMWEB_TOKEN_FILE`` (a file holding it), or ``LUNGCAD_DICOMWEB_USER`` + ``LUNGCAD_DICOMWEB_PASSWORD``
+(HTTP basic); they are never taken from the command line
 and never written to logs or outputs. TLS certificates are verified (requests' default).
 """
 
@@ -32,6 +33,7 @@ from lungcad.pipeline.writers import is_finished, scan_stem, write_batch_tables,
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "LUNGCAD_DICOMWEB_TOKEN"
+TOKEN_FILE_ENV = "LUNGCAD_DICOMWEB_TOKEN_FILE"
 USER_ENV = "LUNGCAD_DICOMWEB_USER"
 PASSWORD_ENV = "LUNGCAD_DICOMWEB_PASSWORD"
 
@@ -90,6 +92,16 @@ def client(url: str):
     session.mount("https://", HTTPAdapter(max_retries=retry))
     headers = {}
     token, user = os.environ.get(TOKEN_ENV), os.environ.get(USER_ENV)
+    if not token and os.environ.get(TOKEN_FILE_ENV):
+        token_file = Path(os.environ[TOKEN_FILE_ENV])
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PacsError(
+                f"cannot read the token file named by {TOKEN_FILE_ENV} ({type(exc).__name__})",
+                path=token_file,
+                fix=f"point {TOKEN_FILE_ENV} at a readable file holding the token",
+            ) from exc
     if token:
         headers["Authorization"] = f"Bearer {token}"
     elif user:
@@ -107,7 +119,7 @@ def _network_error(exc: Exception, url: str, doing: str) -> PacsError:
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         status = exc.response.status_code
         fix = {
-            401: f"set {TOKEN_ENV}, or {USER_ENV} and {PASSWORD_ENV}",
+            401: f"set {TOKEN_ENV} (or {TOKEN_FILE_ENV}), or {USER_ENV} and {PASSWORD_ENV}",
             403: "ask the PACS administrator for access",
         }.get(status, "check the URL and the server's log")
         return PacsError(f"{doing} failed: HTTP {status} {exc.response.reason}", path=where, fix=fix)

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -27,9 +28,10 @@ def free_port() -> int:
 
 
 class Orthanc:
-    """One Orthanc process: ``url`` (REST), ``dicomweb`` (the plugin's root), ``start``/``stop`` (same storage)."""
+    """One Orthanc process: ``url`` (REST), ``dicomweb`` (the plugin's root), ``start``/``stop`` (same storage);
+    ``users`` (name -> password): HTTP basic authentication required."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, users: dict[str, str] | None = None) -> None:
         self.root = root
         self.http_port, self.dicom_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
@@ -46,7 +48,8 @@ class Orthanc:
             "DicomPort": self.dicom_port,
             "DicomAet": "ORTHANC",
             "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
+            "AuthenticationEnabled": bool(users),
+            "RegisteredUsers": users or {},
             "HttpServerEnabled": True,
             "DicomServerEnabled": True,
             "Plugins": [str(plugin)],
@@ -67,6 +70,8 @@ class Orthanc:
                 with urllib.request.urlopen(f"{self.url}/system", timeout=2) as r:
                     if r.status == 200:
                         return
+            except urllib.error.HTTPError:  # it answers (401 when authentication is on)
+                return
             except OSError:
                 time.sleep(0.2)
         self.stop()
@@ -88,6 +93,17 @@ def orthanc(tmp_path_factory):
     if shutil.which("Orthanc") is None:
         pytest.skip("the Orthanc binary is missing (apt-get install orthanc orthanc-dicomweb; .ci/run does this)")
     server = Orthanc(tmp_path_factory.mktemp("orthanc"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def locked_orthanc(tmp_path):
+    """An Orthanc that requires HTTP basic authentication (user ``reader``, password ``pw-123``)."""
+    if shutil.which("Orthanc") is None:
+        pytest.skip("the Orthanc binary is missing (apt-get install orthanc orthanc-dicomweb; .ci/run does this)")
+    server = Orthanc(tmp_path / "locked", users={"reader": "pw-123"})
     server.start()
     yield server
     server.stop()

@@ -187,3 +187,44 @@ def test_read_study_list(tmp_path):
     table.write_text("PatientID,StudyInstanceUID\np1,1.2.3\np2,\np3,1.2.5\n")
     assert read_study_list(plain) == ["1.2.3", "1.2.4"]
     assert read_study_list(table) == ["1.2.3", "1.2.5"]
+
+
+def test_credentials_from_the_environment(locked_orthanc, tmp_path, monkeypatch, capsys):
+    """Without credentials a server that wants them is one line naming the variables; with
+    LUNGCAD_DICOMWEB_USER/PASSWORD the study search passes; a token file is sent as a bearer token. The password is
+    never printed."""
+    from lungcad.pacs.dicomweb import check_server, client
+
+    url = locked_orthanc.dicomweb
+    argv = ["detect", "--dicomweb", url, "--study", MISSING_STUDY, "-o", str(tmp_path / "out")]
+    for name in ("LUNGCAD_DICOMWEB_TOKEN", "LUNGCAD_DICOMWEB_TOKEN_FILE", "LUNGCAD_DICOMWEB_USER"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(argv) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "HTTP 401" in line and url in line and "LUNGCAD_DICOMWEB_USER" in line
+    monkeypatch.setenv("LUNGCAD_DICOMWEB_USER", "reader")
+    monkeypatch.setenv("LUNGCAD_DICOMWEB_PASSWORD", "pw-123")
+    check_server(url)  # no error
+    token = tmp_path / "token"
+    token.write_text("tok-456\n")
+    monkeypatch.setenv("LUNGCAD_DICOMWEB_TOKEN_FILE", str(token))
+    assert client(url)._session.headers["Authorization"] == "Bearer tok-456"
+    assert "pw-123" not in capsys.readouterr().err
+
+
+def test_a_study_without_ct_is_one_errors_row(orthanc, confident_model, tmp_path):
+    """A study whose only series is MR: one errors.csv row naming the modality; nothing is retrieved."""
+    from pydicom.uid import generate_uid
+
+    from lungcad.pacs.dicomweb import client
+
+    ds = pydicom.dcmread(next(PATIENT.glob("*.dcm")))
+    ds.Modality, ds.PatientID = "MR", "lungcad-not-ct"  # not found by the PatientID query of another test
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    client(orthanc.dicomweb).store_instances([ds])
+    out = tmp_path / "out"
+    assert _detect(orthanc, ds.StudyInstanceUID, out, confident_model) == 3
+    with open(out / "errors.csv", newline="") as fh:
+        [row] = list(csv.DictReader(fh))
+    assert row["id"] == ds.StudyInstanceUID and "no CT series (modalities: MR)" in row["error"]
