@@ -331,7 +331,7 @@ def test_two_runs_on_one_output_folder(tmp_path, confident_model, capsys):
         main(["detect", str(tmp_path / "in"), "-o", str(out), "--model", str(confident_model), "--stage", "candidates"])
         == 0
     )
-    assert "1 scans done" in capsys.readouterr().out
+    assert "1 scan done" in capsys.readouterr().out
 
 
 def test_the_lock_is_held_within_one_process_too(tmp_path):
