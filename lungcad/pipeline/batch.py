@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lungcad.batch import BatchSummary, output_folder, run_batch
 from lungcad.io import ScanRef, find_scans, load_scan
-from lungcad.pipeline.models import ModelSet, loading_seconds, model_set
+from lungcad.pipeline.models import ModelSet, load_models, loading_seconds, model_set
 from lungcad.pipeline.run import detect_scan
 from lungcad.pipeline.writers import is_finished, write_batch_tables, write_scan_result
 
@@ -72,6 +72,10 @@ def detect_one(
         log.info("%s: reading %s", ref.id, ref.path)
     scan = load_scan(ref.path, series_uid=series_uid, allow_external_data=allow_external_data)
     timings["read_s"] = time.perf_counter() - t0
+    if stages:  # the first scan of a process loads the models (TensorFlow): say so, not a silent pause
+        seconds = load_models(models)
+        if seconds:
+            log.info("%s: models loaded in %.1f s (TensorFlow imported, weights read)", ref.id, seconds)
     result = detect_scan(scan, models, timings)
     write_scan_result(
         result, out, path=ref.path, models=models.record(), pictures=pictures, dicom_sr=dicom_sr, started=t0

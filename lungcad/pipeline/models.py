@@ -177,3 +177,15 @@ def load_risk_model(model_dir: str):
     from lungcad.risk.model import RiskModel
 
     return RiskModel.load(model_dir)
+
+
+def load_models(models: ModelSet) -> float:
+    """Load (once per process) every model of ``models``; returns the seconds it took now (0 when all were loaded
+    before)."""
+    before = loading_seconds()
+    load_detector(models.unet, models.blobs)
+    if models.fpr is not None:
+        load_scorer(models.fpr)
+    if models.risk is not None:
+        load_risk_model(models.risk)
+    return loading_seconds() - before

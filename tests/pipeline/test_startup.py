@@ -89,3 +89,23 @@ def test_the_wideresnet_graph_is_traced_once_for_every_batch_size(tmp_path):
         patches = rng.normal(size=(n, *scorer.model.input_shape[1:])).astype(np.float32)
         assert scorer.score_patches(patches).shape == (n,)
     assert side and channels and scorer.infer.experimental_get_tracing_count() == 1
+
+
+def test_a_single_scan_run_logs_the_model_loading_once(tmp_path, caplog):
+    import logging
+
+    from lungcad.candidates.unet import build_unet
+    from lungcad.config import load_config
+    from lungcad.io import ScanRef
+    from lungcad.pipeline import detect_one, model_set
+    from lungcad.pipeline.detector import CandidateDetector
+    from lungcad.train.candidates.train import UNetTrainConfig
+
+    detector = tiny_detector_config(load_config(UNetTrainConfig, "unet").detector)
+    CandidateDetector(build_unet(detector.model), detector).save(tmp_path / "unet")
+    models = model_set("candidates", tmp_path / "unet")
+    ref = ScanRef("s1", write_mhd(simple_chest(shape=(12, 48, 48))[0], tmp_path / "s1.mhd"))
+    with caplog.at_level(logging.INFO, logger="lungcad.pipeline.batch"):
+        for run in ("a", "b"):
+            detect_one(ref, out=tmp_path / run, models=models, pictures=False, stages=True)
+    assert sum("s1: models loaded in" in r.getMessage() for r in caplog.records) == 1  # the second run: cached
