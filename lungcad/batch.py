@@ -49,6 +49,8 @@ class BatchSummary:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: seconds before the first scan's work began, model loading (TensorFlow) included, when measured
+    startup_s: float | None = None
 
     @property
     def exit_code(self) -> int:
@@ -58,9 +60,28 @@ class BatchSummary:
     def line(self) -> str:
         n = len(self.done)
         per = f", {self.seconds / n:.1f} s/scan" if n else ""
+        startup = f", start-up {self.startup_s:.1f} s" if self.startup_s is not None else ""
         return (
-            f"{n} scans done, {len(self.skipped)} already done, {len(self.failed)} failed in {self.seconds:.1f} s{per}"
+            f"{n} scan{'' if n == 1 else 's'} done, {len(self.skipped)} already done, {len(self.failed)} failed "
+            f"in {self.seconds:.1f} s{per}{startup}"
         )
+
+
+_IMPORTED = time.perf_counter()
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux: ``/proc/self/stat``, to 10 ms), elsewhere since this module was
+    imported."""
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            stat = fh.read()
+        started = int(stat[stat.rindex(b")") + 2 :].split()[19]) / os.sysconf("SC_CLK_TCK")
+        with open("/proc/uptime", "rb") as fh:
+            uptime = float(fh.read().split()[0])
+        return max(0.0, uptime - started)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.perf_counter() - _IMPORTED
 
 
 # ---------------------------------------------------------------------------------------------- output

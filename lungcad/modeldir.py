@@ -9,19 +9,24 @@ loop's outputs, ``train_config.yaml`` and ``run.json`` (version, data, scans, be
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import keras
 import yaml
 
 from lungcad.config import from_dict, to_dict
 from lungcad.errors import ConfigError
 from lungcad.fileio import write_text_atomic
 
+if TYPE_CHECKING:  # Keras (TensorFlow, seconds) is imported only when a model is loaded or saved
+    import keras
+
 T = TypeVar("T")
 MODEL_FILE = "model.keras"
 #: How each ``lungcad train`` command's model is named in messages.
 LABELS = {"unet": "U-Net", "fpr": "FPR"}
+#: The inference config file beside ``model.keras`` in each ``lungcad train`` command's model directory (here, so
+#: that a model directory is checked without importing the modules that load it, and TensorFlow with them).
+CONFIG_FILES = {"unet": "detector.yaml", "fpr": "fpr.yaml"}
 
 
 def check_model_dir(model_dir: str | Path, config_file: str, command: str) -> Path:
@@ -68,4 +73,6 @@ def load_model_dir(model_dir: str | Path, config_cls: type[T], config_file: str,
     model_dir = check_model_dir(model_dir, config_file, command)
     path = model_dir / config_file
     config = from_dict(config_cls, yaml.safe_load(path.read_text()), source=str(path))
+    import keras
+
     return keras.models.load_model(model_dir / MODEL_FILE, compile=False), config

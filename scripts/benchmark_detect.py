@@ -3,7 +3,10 @@
 
 Writes the phantom as ``.mhd``, then times ``lungcad.pipeline.detect_one`` (read, preprocess, U-Net + merge, FPR,
 risk, pictures; the stages the bundled models allow) after one warm-up call that builds the TensorFlow graphs,
-and reports the peak resident memory of this process. With ``--seed-slices K`` it also times, in the same run,
+and reports the peak resident memory of this process. First it times the start-up of ``lungcad detect`` on that
+scan in a fresh process: from the process's start to the first scan's read beginning (its log line), and the
+summary's ``start-up`` (that plus loading the models: importing TensorFlow, reading the weights). With
+``--seed-slices K`` it also times, in the same run,
 the seed design's candidate stage: ``model.predict`` of the 32..512-filter U-Net on K full 512x512 slices,
 extrapolated to all slices.
 
@@ -14,8 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +31,27 @@ from benchmark_unet import seed_design_seconds
 from lungcad.io import ScanRef, write_mhd
 from lungcad.pipeline import default_stage, detect_one, model_set
 from lungcad.synth import make_phantom
+
+
+def startup_seconds(path: Path, out: Path) -> tuple[float, float | None]:
+    """``lungcad detect path -o out`` in a fresh process: seconds from its start to the first scan's read beginning
+    (its "reading" log line, timed here), and the start-up its summary line reports (None if it has none)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lungcad.cli.main", "detect", str(path), "-o", str(out), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    to_read = float("nan")
+    for line in proc.stderr:
+        if ": reading " in line and to_read != to_read:
+            to_read = time.perf_counter() - t0
+    stdout = proc.stdout.read()
+    if proc.wait() != 0:
+        raise SystemExit(f"lungcad detect failed: {stdout}")
+    found = re.search(r"start-up ([\d.]+) s", stdout)
+    return to_read, float(found[1]) if found else None
 
 
 def main() -> None:
@@ -42,6 +69,12 @@ def main() -> None:
     models = model_set(stage, args.model)
     ref = ScanRef("bench", path)
     print(f"scan {scan.shape} (z, y, x), spacing {tuple(round(s, 3) for s in scan.spacing)} mm; stages up to {stage}")
+    if args.model is None:  # lungcad detect runs the bundled models
+        to_read, startup = startup_seconds(path, work / "startup")
+        print(
+            f"start-up of lungcad detect (a fresh process): {to_read:.2f} s to the first scan's read, "
+            f"{startup} s with the models loaded (TensorFlow imported, weights read; the summary's figure)"
+        )
     detect_one(ref, out=work / "warmup", models=models)  # graph building
     runs = []
     for i in range(args.repeats):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lungcad.batch import read_errors, run_batch, worker_threads
+from lungcad.batch import BatchSummary, read_errors, run_batch, worker_threads
 from lungcad.errors import CorruptScanError
 from lungcad.io import ScanRef
 
@@ -99,3 +101,16 @@ def test_pool_workers_exit_when_the_batch_process_is_killed(tmp_path):
     while _running(worker) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _running(worker), f"worker {worker} outlived its killed parent"
+
+
+def test_summary_line_counts_in_words_and_shows_the_start_up():
+    one = BatchSummary(done=["a"], skipped=["b", "c"], seconds=12.34, startup_s=3.21)
+    assert one.line() == "1 scan done, 2 already done, 0 failed in 12.3 s, 12.3 s/scan, start-up 3.2 s"
+    two = BatchSummary(done=["a", "b"], failed={"c": "bad"}, seconds=4.0)
+    assert two.line() == "2 scans done, 0 already done, 1 failed in 4.0 s, 2.0 s/scan"  # start-up unknown: not shown
+
+
+def test_process_age_counts_from_the_process_start():
+    code = "import time; time.sleep(0.5); from lungcad.batch import process_age; print(process_age())"
+    age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 0.5 <= age < 60

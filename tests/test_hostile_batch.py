@@ -84,7 +84,7 @@ def _name_of_250_characters(root: Path) -> Crafted:
 
 CASES = [
     Case("non-utf8-folder", _non_utf8_folder_among_others, 0, "3 scans done, 0 already done, 0 failed"),
-    Case("dot", _dot_inside_the_scan_folder, 0, "1 scans done"),
+    Case("dot", _dot_inside_the_scan_folder, 0, "1 scan done"),
     Case("dotdot", _folder_then_dotdot, 0, "2 scans done"),
     Case("long-name", _name_of_250_characters, 0, "2 scans done"),
 ]
@@ -331,7 +331,7 @@ def test_two_runs_on_one_output_folder(tmp_path, confident_model, capsys):
         main(["detect", str(tmp_path / "in"), "-o", str(out), "--model", str(confident_model), "--stage", "candidates"])
         == 0
     )
-    assert "1 scans done" in capsys.readouterr().out
+    assert "1 scan done" in capsys.readouterr().out
 
 
 def test_the_lock_is_held_within_one_process_too(tmp_path):

@@ -18,12 +18,12 @@ import tensorflow as tf
 
 from lungcad.fpr.fusion import check_unet_weight, fuse
 from lungcad.fpr.wideresnet import WRNConfig
+from lungcad.modeldir import CONFIG_FILES, load_model_dir, save_model_dir
 from lungcad.modeldir import check_model_dir as check_dir
-from lungcad.modeldir import load_model_dir, save_model_dir
 from lungcad.patches import PatchConfig, candidate_spacing, extract_patches
 from lungcad.scan import CTScan
 
-FPR_FILE = "fpr.yaml"
+FPR_FILE = CONFIG_FILES["fpr"]
 
 
 def check_patches_fit_model(patches: PatchConfig, model: WRNConfig) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lungcad.batch import BatchSummary, output_folder, run_batch
 from lungcad.io import ScanRef, find_scans, load_scan
-from lungcad.pipeline.models import ModelSet, model_set
+from lungcad.pipeline.models import ModelSet, load_models, loading_seconds, model_set
 from lungcad.pipeline.run import detect_scan
 from lungcad.pipeline.writers import is_finished, write_batch_tables, write_scan_result
 
@@ -47,6 +47,10 @@ class StageLog(dict):
             log.info("%s: %s done in %.1f s%s", self.scan_id, self.STEPS[key], value, f"; {then} ..." if then else "")
 
 
+#: When (``time.perf_counter``) this process began reading its first scan of the current :func:`detect_scans` call.
+_FIRST_READ: list[float | None] = [None]
+
+
 def detect_one(
     ref: ScanRef,
     *,
@@ -61,11 +65,17 @@ def detect_one(
     """Read one scan, detect, write its files (the batch worker); returns the candidate table. ``stages``: log
     each step as it ends (:class:`StageLog`; a single-scan run shows this instead of a bar)."""
     t0 = time.perf_counter()
+    if _FIRST_READ[0] is None:
+        _FIRST_READ[0] = t0
     timings: dict[str, float] = StageLog(ref.id, models) if stages else {}
     if stages:
         log.info("%s: reading %s", ref.id, ref.path)
     scan = load_scan(ref.path, series_uid=series_uid, allow_external_data=allow_external_data)
     timings["read_s"] = time.perf_counter() - t0
+    if stages:  # the first scan of a process loads the models (TensorFlow): say so, not a silent pause
+        seconds = load_models(models)
+        if seconds:
+            log.info("%s: models loaded in %.1f s (TensorFlow imported, weights read)", ref.id, seconds)
     result = detect_scan(scan, models, timings)
     write_scan_result(
         result, out, path=ref.path, models=models.record(), pictures=pictures, dicom_sr=dicom_sr, started=t0
@@ -94,9 +104,14 @@ def detect_scans(
     to :func:`lungcad.pipeline.models.default_stage`; ``blobs`` (a config name in ``configs/`` or a YAML path) adds
     blob-filter candidates; ``allow_external_data``: see :func:`lungcad.io.load_scan`.
 
+    The summary's ``startup_s`` (single-process runs) is the time from this call to the first scan's read plus the
+    time spent loading models (importing TensorFlow, reading the weights) while the first scans ran.
+
     ``out`` is checked to be writable and locked for the run before any scan is read
     (:func:`lungcad.batch.output_folder`: OutputError, OutputBusyError).
     """
+    t0, loaded = time.perf_counter(), loading_seconds()
+    _FIRST_READ[0] = None
     with output_folder(out, "lungcad detect") as out:
         refs = find_scans(inputs)  # a missing input is reported before the models' checks import TensorFlow
         models = model_set(stage, model_dir, fpr_model_dir, risk_model_dir, blobs)
@@ -120,4 +135,6 @@ def detect_scans(
             is_done=lambda ref: is_finished(out, ref.id, models.record()),
         )
         write_batch_tables(out)
+    if _FIRST_READ[0] is not None:  # a scan was read in this process (not by workers): start-up is known
+        summary.startup_s = _FIRST_READ[0] - t0 + loading_seconds() - loaded
     return summary

@@ -21,15 +21,15 @@ from lungcad.candidates.blobs import BlobConfig, blob_candidates
 from lungcad.candidates.inference import near_lung, predict_volume
 from lungcad.candidates.unet import UNetConfig
 from lungcad.merge import MergeConfig, merge_candidates
+from lungcad.modeldir import CONFIG_FILES, load_model_dir, save_model_dir
 from lungcad.modeldir import check_model_dir as check_dir
-from lungcad.modeldir import load_model_dir, save_model_dir
 from lungcad.preprocess.config import PreprocessConfig
 from lungcad.preprocess.pipeline import PreprocessedScan, preprocess_scan
 from lungcad.scan import CTScan
 from lungcad.schema import GRID_ZYX, centres_xyz
 
 #: Inference config of a U-Net model directory (beside model.keras).
-DETECTOR_FILE = "detector.yaml"
+DETECTOR_FILE = CONFIG_FILES["unet"]
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,13 @@ The bundled models (``lungcad/models/<dir>``, made by ``scripts/train_default_mo
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lungcad.errors import ConfigError
+from lungcad.modeldir import CONFIG_FILES
+from lungcad.modeldir import check_model_dir as check_dir
 
 #: Where the bundled default models live (trained by scripts/train_default_models.py).
 BUNDLED_MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -94,12 +97,11 @@ def model_set(
             raise ConfigError(
                 "no such model directory", path=path, fix=f"give a folder written by 'lungcad train {name}'"
             )
-    from lungcad.fpr.inference import check_model_dir as check_fpr
-    from lungcad.pipeline.detector import check_model_dir as check_unet
     from lungcad.risk.model import check_model_dir as check_risk
 
-    unet = str(check_unet(model_dir or default_model_dir("unet")))
-    fpr = str(check_fpr(fpr_model_dir or default_model_dir("fpr"))) if needed >= 1 else None
+    # checked by their files only: TensorFlow is imported when a model is loaded (the first scan), not here
+    unet = str(check_dir(model_dir or default_model_dir("unet"), CONFIG_FILES["unet"], "unet"))
+    fpr = str(check_dir(fpr_model_dir or default_model_dir("fpr"), CONFIG_FILES["fpr"], "fpr")) if needed >= 1 else None
     risk = str(check_risk(risk_model_dir or default_model_dir("risk"))) if needed >= 2 else None
     return ModelSet(unet, fpr, risk, blob_config_path(blobs))
 
@@ -116,7 +118,37 @@ def blob_config_path(blobs: str | Path | None) -> str | None:
     return str(path)
 
 
-@functools.lru_cache(maxsize=4)
+#: Seconds this process has spent loading models (importing TensorFlow, reading ``model.keras``, building each
+#: model's graph): part of a run's start-up (:func:`loading_seconds`).
+_LOADING = [0.0]
+
+
+def loading_seconds() -> float:
+    """Seconds this process has spent in :func:`load_detector`, :func:`load_scorer` and :func:`load_risk_model`
+    (first calls: later ones are cached); the first one includes importing TensorFlow."""
+    return _LOADING[0]
+
+
+def _timed(load):
+    """``load`` cached per process (``functools.lru_cache``), its first calls' seconds added to
+    :func:`loading_seconds`."""
+    cached = functools.lru_cache(maxsize=4)(load)
+
+    @functools.wraps(load)
+    def wrapper(*args, **kwargs):
+        misses = cached.cache_info().misses
+        t0 = time.perf_counter()
+        value = cached(*args, **kwargs)
+        if cached.cache_info().misses > misses:
+            _LOADING[0] += time.perf_counter() - t0
+        return value
+
+    wrapper.cache_clear = cached.cache_clear
+    wrapper.cache_info = cached.cache_info
+    return wrapper
+
+
+@_timed
 def load_detector(model_dir: str, blobs: str | None = None):
     """The U-Net candidate detector of ``model_dir`` (cached per process); with ``blobs`` (a BlobConfig YAML) it
     also adds blob-filter candidates (:mod:`lungcad.candidates.blobs`), whatever its ``detector.yaml`` says."""
@@ -131,7 +163,7 @@ def load_detector(model_dir: str, blobs: str | None = None):
     return CandidateDetector(detector.model, config, detector.source)
 
 
-@functools.lru_cache(maxsize=4)
+@_timed
 def load_scorer(model_dir: str):
     """The patch scorer (FPR, nodule classifier) of ``model_dir``, cached per process."""
     from lungcad.fpr.inference import PatchScorer
@@ -139,9 +171,21 @@ def load_scorer(model_dir: str):
     return PatchScorer.load(model_dir)
 
 
-@functools.lru_cache(maxsize=4)
+@_timed
 def load_risk_model(model_dir: str):
     """The risk model of ``model_dir``, cached per process."""
     from lungcad.risk.model import RiskModel
 
     return RiskModel.load(model_dir)
+
+
+def load_models(models: ModelSet) -> float:
+    """Load (once per process) every model of ``models``; returns the seconds it took now (0 when all were loaded
+    before)."""
+    before = loading_seconds()
+    load_detector(models.unet, models.blobs)
+    if models.fpr is not None:
+        load_scorer(models.fpr)
+    if models.risk is not None:
+        load_risk_model(models.risk)
+    return loading_seconds() - before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -224,3 +225,18 @@ def test_blobs_option_adds_the_filter_s_candidates_and_is_part_of_the_resume_rec
     bad.write_text("sigmas_mm: []\nmin_hu: -750\npeak_window_mm: 5\nmax_candidates: 5\nexclusion_mm: 5\n")
     assert main([*args, "--blobs", str(bad)]) == 2
     assert "bad.yaml" in capsys.readouterr().err
+
+
+def test_detect_one_scan_says_scan_and_its_start_up(tmp_path, tiny_model, capsys):
+    from lungcad.batch import process_age
+
+    write_mhd(simple_chest(seed=3)[0], tmp_path / "in" / "1.2.5.mhd")
+    args = ["detect", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tiny_model)]
+    age = process_age()
+    assert main([*args, "--stage", "candidates", "--no-pictures"]) == 0
+    line = capsys.readouterr().out
+    startup = re.search(
+        r"^detect: 1 scan done, 0 already done, 0 failed in [\d.]+ s, [\d.]+ s/scan, start-up ([\d.]+) s;", line
+    )
+    assert startup, line
+    assert float(startup[1]) >= round(age, 1)  # from the process's start (here: pytest's) to the first scan's read

@@ -43,6 +43,6 @@ def test_preprocess_batch_with_bad_scan_and_resume(tmp_path, capsys):
     stamp = (out / "1.2.0" / "image.npy").stat().st_mtime_ns
     write_mhd(simple_chest()[0].with_array(simple_chest()[0].array, id="1.2.9"), data / "1.2.9.mhd")  # repaired
     assert main(["preprocess", str(tmp_path / "luna16"), "-o", str(out)]) == 0
-    assert "1 scans done, 2 already done, 0 failed" in capsys.readouterr().out
+    assert "1 scan done, 2 already done, 0 failed" in capsys.readouterr().out
     assert (out / "1.2.0" / "image.npy").stat().st_mtime_ns == stamp
     assert list(csv.DictReader((out / "errors.csv").read_text().splitlines())) == []
