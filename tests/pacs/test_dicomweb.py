@@ -128,7 +128,7 @@ def test_orthanc_stopped_mid_run_then_rerun_after_restart(
     assert not (out / ".scratch").exists()
     capsys.readouterr()
     assert _detect(orthanc, study, out, confident_model) == 0
-    assert "1 scans done" in capsys.readouterr().out
+    assert "1 scan done" in capsys.readouterr().out
     assert (out / "errors.csv").read_text().strip() == "id,path,error"
     assert _detect(orthanc, study, out, confident_model) == 0
     printed = capsys.readouterr()
@@ -172,7 +172,7 @@ def test_studies_from_a_query_and_a_list(orthanc, study, confident_model, tmp_pa
     extra = ["--query", f"PatientID={patient}", "--study-list", str(listed)]
     argv = ["detect", "--dicomweb", orthanc.dicomweb, "-o", str(out), "--stage", "candidates"]
     assert main([*argv, "--model", str(confident_model), "--no-pictures", *extra]) == 3
-    assert "1 scans done, 0 already done, 1 failed" in capsys.readouterr().out
+    assert "1 scan done, 0 already done, 1 failed" in capsys.readouterr().out
     assert (out / "scans" / f"{study}.json").exists()
     with open(out / "errors.csv", newline="") as fh:
         assert [r["id"] for r in csv.DictReader(fh)] == [MISSING_STUDY]
