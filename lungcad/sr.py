@@ -41,7 +41,7 @@ PERSON_NAMES = ("PatientName", "ReferringPhysicianName")
 
 #: lungcad's local coding scheme ("99" designators are private by DICOM PS3.16 8.2): designator, name, organisation;
 #: declared in the SR's Coding Scheme Identification Sequence.
-LUNGCAD_SCHEME = ("99LUNGCAD", "lungcad local codes", "lungcad (https://github.com/lungcad)")
+LUNGCAD_SCHEME = ("99LUNGCAD", "lungcad local codes", "the lungcad developers")
 #: Private code for the false-positive reducer's nodule probability.
 NODULE_PROBABILITY = ("nodule-probability", LUNGCAD_SCHEME[0], "Nodule probability (lungcad)")
 #: UCUM unit of a probability (a dimensionless ratio).
