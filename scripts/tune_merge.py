@@ -30,12 +30,14 @@ import yaml
 from tqdm import tqdm
 
 from lungcad.config import to_dict
+from lungcad.errors import LungcadError
 from lungcad.evaluate.tables import read_annotation_tables
 from lungcad.fileio import write_text_atomic
 from lungcad.merge import MergeConfig, SliceDetections, distance_merge, slice_detections, z_merge
 from lungcad.pipeline.detector import DETECTOR_FILE, CandidateDetector, DetectorConfig
 from lungcad.preprocess.pipeline import cache_folder, load_preprocessed
 from lungcad.scan import CTScan
+from lungcad.synth.datasets import check_training_folder
 from lungcad.train.candidates.train import candidate_recall
 
 #: Settings swept (the others stay as the model's detector.yaml says).
@@ -67,6 +69,10 @@ def main() -> None:
     )
     ap.add_argument("--thresholds", type=float, nargs="+", help=f"thresholds to try (default {GRID['threshold']})")
     args = ap.parse_args()
+    try:  # choosing the merge is model selection: never on LIDC-IDRI test patients' data
+        check_training_folder(args.data)
+    except LungcadError as exc:
+        raise SystemExit(f"tune_merge.py: error: {exc}") from None
     grid = {**GRID, **({"threshold": args.thresholds} if args.thresholds else {})}
     if args.reapply:  # e.g. after a resumed training run rewrote detector.yaml from the training config
         table = pd.read_csv(args.out or args.model / "merge_sweep.csv")

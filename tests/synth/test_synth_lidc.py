@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import sqlite3
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -292,9 +294,15 @@ def test_a_dataset_of_lidc_test_patients_never_becomes_training_data(tmp_path, c
     for folder in ("held", "held/luna16", "held/dsb2017/stage1"):
         with pytest.raises(ConfigError, match="testing only"):
             check_training_folder(tmp_path / folder)
-    for command in (["unet"], ["fpr"], ["classifier"], ["risk", "--labels", "x.csv"]):
-        code = main(["train", *command, "--data", str(tmp_path / "held" / "luna16"), "-o", str(tmp_path / "m")])
-        assert code == 2 and "testing only" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    for folder in ("held", "held/luna16"):  # the dataset root too: --data resolves it to its luna16/ or dsb2017/
+        for command in (["unet"], ["fpr"], ["classifier"], ["risk", "--labels", "x.csv"]):
+            code = main(["train", *command, "--data", str(tmp_path / folder), "-o", str(tmp_path / "m")])
+            assert code == 2 and "testing only" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    tune = subprocess.run(  # choosing the U-Net's merge settings is model selection too
+        [sys.executable, str(ROOT / "scripts" / "tune_merge.py"), "--model", str(tmp_path / "m"), "--data",
+         str(tmp_path / "held" / "luna16")], capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert tune.returncode != 0 and "testing only" in tune.stderr and "Traceback" not in tune.stderr
     write_dataset(tmp_path / "train", 1, 41, size=48, fmt="luna", config=_lidc_config("train"), progress=False)
     check_training_folder(tmp_path / "train" / "luna16")
     check_training_folder(tmp_path)  # no synth.json: real data passes
