@@ -111,17 +111,10 @@ def run(args: argparse.Namespace) -> int:
     summary = detect_scans(
         args.inputs,
         args.output,
-        stage=args.stage,
-        model_dir=args.model,
-        fpr_model_dir=args.fpr_model,
-        risk_model_dir=args.risk_model,
         workers=args.workers,
-        series_uid=args.series,
-        pictures=not args.no_pictures,
         scheduler=args.scheduler,
-        dicom_sr=args.dicom_sr,
-        blobs=args.blobs,
         allow_external_data=args.allow_external_data,
+        **scan_options(args),
     )
     if summary.startup_s is not None:
         summary.startup_s += before
@@ -146,17 +139,24 @@ def run_dicomweb(args: argparse.Namespace) -> int:
         studies,
         args.output,
         query=query,
-        series_uid=args.series,
         store_results=args.store_results,
-        stage=args.stage,
-        model_dir=args.model,
-        fpr_model_dir=args.fpr_model,
-        risk_model_dir=args.risk_model,
-        pictures=not args.no_pictures,
-        dicom_sr=args.dicom_sr,
-        blobs=args.blobs,
+        **scan_options(args),
     )
     return report(summary, args)
+
+
+def scan_options(args: argparse.Namespace) -> dict:
+    """What every scan of a folder run and of a DICOMweb run is detected with: stage, models, series, outputs."""
+    return {
+        "stage": args.stage,
+        "model_dir": args.model,
+        "fpr_model_dir": args.fpr_model,
+        "risk_model_dir": args.risk_model,
+        "series_uid": args.series,
+        "pictures": not args.no_pictures,
+        "dicom_sr": args.dicom_sr,
+        "blobs": args.blobs,
+    }
 
 
 def report(summary, args: argparse.Namespace) -> int:
