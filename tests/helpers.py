@@ -157,3 +157,21 @@ def tiny_unet_config(epochs: int = 2, steps_per_epoch: int = 3):
         validation_patches=6,
         recall_scans=1,
     )
+
+
+def gdcm_transcode(path, syntax) -> None:
+    """Rewrite the DICOM file ``path`` in gdcm transfer syntax ``syntax`` (``gdcm.TransferSyntax.JPEGLSLossless``)."""
+    import gdcm
+
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(path))
+    assert reader.Read()
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(syntax))
+    change.SetInput(reader.GetImage())
+    assert change.Change()
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(str(path))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write()

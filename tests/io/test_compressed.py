@@ -6,24 +6,10 @@ import gdcm
 import numpy as np
 import pydicom
 import pytest
+from helpers import gdcm_transcode
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from lungcad.io import ct_slice_datasets, load_scan, write_datasets
-
-
-def _gdcm_transcode(path, syntax) -> None:
-    reader = gdcm.ImageReader()
-    reader.SetFileName(str(path))
-    assert reader.Read()
-    change = gdcm.ImageChangeTransferSyntax()
-    change.SetTransferSyntax(gdcm.TransferSyntax(syntax))
-    change.SetInput(reader.GetImage())
-    assert change.Change()
-    writer = gdcm.ImageWriter()
-    writer.SetFileName(str(path))
-    writer.SetFile(reader.GetFile())
-    writer.SetImage(change.GetOutput())
-    assert writer.Write()
 
 
 def _pydicom_compress(path, uid) -> None:
@@ -35,8 +21,8 @@ def _pydicom_compress(path, uid) -> None:
 CASES = {
     "rle": lambda p: _pydicom_compress(p, RLELossless),
     "jpeg2000": lambda p: _pydicom_compress(p, JPEG2000Lossless),
-    "jpeg-ls": lambda p: _gdcm_transcode(p, gdcm.TransferSyntax.JPEGLSLossless),
-    "jpeg-lossless": lambda p: _gdcm_transcode(p, gdcm.TransferSyntax.JPEGLosslessProcess14_1),
+    "jpeg-ls": lambda p: gdcm_transcode(p, gdcm.TransferSyntax.JPEGLSLossless),
+    "jpeg-lossless": lambda p: gdcm_transcode(p, gdcm.TransferSyntax.JPEGLosslessProcess14_1),
 }
 
 

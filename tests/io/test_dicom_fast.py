@@ -9,6 +9,7 @@ import gdcm
 import numpy as np
 import pydicom
 import pytest
+from helpers import gdcm_transcode
 from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian, RLELossless
 
 from lungcad.io import ct_slice_datasets, dicom, load_scan, write_datasets
@@ -123,21 +124,6 @@ def test_unused_high_bits_ignored_as_pydicom_does(tmp_path, make_scan, monkeypat
     np.testing.assert_array_equal(fast.array, scan.array)
 
 
-def _gdcm_jpeg_ls(path) -> None:
-    reader = gdcm.ImageReader()
-    reader.SetFileName(str(path))
-    assert reader.Read()
-    change = gdcm.ImageChangeTransferSyntax()
-    change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLSLossless))
-    change.SetInput(reader.GetImage())
-    assert change.Change()
-    writer = gdcm.ImageWriter()
-    writer.SetFileName(str(path))
-    writer.SetFile(reader.GetFile())
-    writer.SetImage(change.GetOutput())
-    assert writer.Write()
-
-
 def _rle(path) -> None:
     ds = pydicom.dcmread(path)
     ds.compress(RLELossless)
@@ -150,7 +136,7 @@ def test_compressed_slices_fall_back_to_pydicom(tmp_path, make_scan, monkeypatch
     scan = make_scan(shape=(6, 40, 40), low=-1024, high=2000)
     paths = _write(scan, tmp_path / "p", padding_value=None)
     for path in paths[::2]:
-        (_rle if codec == "rle" else _gdcm_jpeg_ls)(path)
+        _rle(path) if codec == "rle" else gdcm_transcode(path, gdcm.TransferSyntax.JPEGLSLossless)
     assert pydicom.dcmread(paths[0]).file_meta.TransferSyntaxUID.is_compressed
     fast, reference, fast_reads = _fast_and_pydicom(tmp_path / "p", monkeypatch)
     assert fast_reads == 3
