@@ -19,7 +19,7 @@ class LungMaskConfig:
     airway_threshold_hu: float
     airway_max_ml: float
     min_lung_ml: float
-    second_lung_ratio: float
+    lung_min_height: float
     closing_radius_mm: float
     border_threshold_hu: float
     pleura_shell_voxels: int

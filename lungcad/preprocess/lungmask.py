@@ -8,8 +8,10 @@ Steps (coarse grid of ``working_spacing_mm``, block-averaged so noise drops):
 2. the trachea is found near the midline in the most superior slices and region-grown below
    ``airway_threshold_hu`` (lowering the threshold when it leaks into emphysematous lung); trachea and
    main bronchi are removed;
-3. the largest component is kept, and the second if it is at least ``second_lung_ratio`` of it (so merged
-   lungs and one-lung scans work); bowel gas and small pockets go;
+3. the largest component is kept, and every other of at least ``min_lung_ml`` that spans at least
+   ``lung_min_height`` of the largest's height (z), so merged lungs, one-lung scans, a lung shrunk by a big heart,
+   an effusion or a collapse (tall though small) and a lung split into pieces by consolidation work; gastric and
+   bowel gas (flat) and small pockets go;
 4. per lung: holes filled slice by slice (vessels, nodules), then a 3-D closing with a ball of
    ``closing_radius_mm`` so nodules attached to the chest wall (juxtapleural) stay inside the mask;
 5. back on the full grid: the coarse mask's interior is kept, and in a one-coarse-voxel band around its
@@ -54,7 +56,7 @@ def lung_mask(scan: CTScan, config: LungMaskConfig) -> np.ndarray:
     airway = _airway(hu, air, spacing, config, superior_last)
     if airway is not None:
         air &= ~ndimage.binary_dilation(airway, iterations=1)
-    raw = _keep_lungs(air, voxel_ml, config)
+    raw = _keep_lungs(air, voxel_ml, config, spacing[0])
     if not raw.any():
         log.warning(
             "%s: no lung found (no air pocket larger than %.0f mL inside the body)", scan.id, config.min_lung_ml
@@ -132,16 +134,26 @@ def _trachea_seed(
     return None
 
 
-def _keep_lungs(air: np.ndarray, voxel_ml: float, config: LungMaskConfig) -> np.ndarray:
-    """The largest air component, plus the second largest when it is big enough to be the other lung."""
+def _keep_lungs(air: np.ndarray, voxel_ml: float, config: LungMaskConfig, z_mm: float) -> np.ndarray:
+    """The largest air component and every other of at least ``min_lung_ml`` whose height (z extent, ``z_mm`` per
+    slice) makes it lung (step 3 of the module docstring)."""
     labels, n = ndimage.label(air)
     if n == 0:
         return np.zeros_like(air)
     sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1)) * voxel_ml
     order = np.argsort(sizes)[::-1]
-    keep = [order[0] + 1] if sizes[order[0]] >= config.min_lung_ml else []
-    if keep and n > 1 and sizes[order[1]] >= max(config.min_lung_ml, config.second_lung_ratio * sizes[order[0]]):
-        keep.append(order[1] + 1)
+    if sizes[order[0]] < config.min_lung_ml:
+        return np.zeros_like(air)
+    boxes = ndimage.find_objects(labels)
+    heights = np.array([(b[0].stop - b[0].start) * z_mm for b in boxes])
+    keep = [order[0] + 1]
+    for i in order[1:]:
+        if sizes[i] < config.min_lung_ml:
+            break
+        if heights[i] >= config.lung_min_height * heights[order[0]]:
+            keep.append(i + 1)
+    if len(keep) > 2:
+        log.info("lung mask: %d air components kept as lung (a lung split by disease?)", len(keep))
     return np.isin(labels, keep)
 
 

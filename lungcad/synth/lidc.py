@@ -48,7 +48,8 @@ from scipy.spatial.distance import pdist
 from lungcad.errors import ConfigError
 
 #: Patient number ranges (inclusive) of each split: LIDC-IDRI-0001..0800 train/validation, 0801..1012 test only.
-SPLITS: dict[str, tuple[int, int]] = {"train": (1, 800), "test": (801, 1012)}
+#: ``fit`` and ``validation`` divide ``train`` so that model selection sees nodules its models were not fitted on.
+SPLITS: dict[str, tuple[int, int]] = {"train": (1, 800), "test": (801, 1012), "fit": (1, 700), "validation": (701, 800)}
 RATINGS = (
     "subtlety",
     "internalStructure",
@@ -96,7 +97,8 @@ def patient_number(patient_id: str) -> int:
 def split_of(patient_id: str) -> str:
     """``train`` (LIDC-IDRI-0001..0800) or ``test`` (0801..1012)."""
     n = patient_number(patient_id)
-    for name, (lo, hi) in SPLITS.items():
+    for name in ("train", "test"):
+        lo, hi = SPLITS[name]
         if lo <= n <= hi:
             return name
     raise ValueError(f"{patient_id}: not an LIDC-IDRI patient id (0001-1012)")
@@ -207,14 +209,17 @@ def _full_index(db: Path) -> pd.DataFrame:
 
 
 def nodule_index(split: str, database: str | Path | None = None) -> pd.DataFrame:
-    """One row per LIDC-IDRI nodule of ``split``'s patients (``train``: 0001-0800, ``test``: 0801-1012).
+    """One row per LIDC-IDRI nodule of ``split``'s patients (``train``: 0001-0800, ``test``: 0801-1012; ``fit``:
+    0001-0700 and ``validation``: 0701-0800, the two parts of ``train``).
 
     Columns: ``patient_id, scan_id, nodule, annotation_ids`` (``;``-joined), ``readers`` (1-4),
     ``diameter_mm`` (mean of the readers' greatest axial diameters), ``pixel_mm``, the nine ratings (medians over
     the readers), ``split``. Built once per process from the database (about 4 s).
     """
     index = _full_index(database_path(database))
-    return index[index["split"] == check_split(split)].reset_index(drop=True)
+    lo, hi = SPLITS[check_split(split)]
+    numbers = index["patient_id"].map(patient_number)
+    return index[(numbers >= lo) & (numbers <= hi)].reset_index(drop=True)
 
 
 @dataclass(frozen=True)

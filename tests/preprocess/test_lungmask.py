@@ -34,6 +34,31 @@ def test_trachea_removed_and_bowel_gas_ignored():
     assert trachea_top.any() and not (mask[-3:] & trachea_top).any()
 
 
+def test_a_lung_squeezed_to_a_strip_stays_and_a_flat_gas_bubble_goes():
+    """A big heart or an effusion leaves the left lung a thin strip against the wall, under 10% of the right lung's
+    volume but as tall: it is lung (the held-out world lost such lungs whole); a gastric bubble below the base,
+    larger than ``min_lung_ml`` but flat, is not."""
+    scan, truth, _ = simple_chest()
+    array = scan.array.copy()
+    nz, ny, nx = scan.shape
+    left = truth.copy()
+    left[:, :, : nx // 2] = False
+    columns = np.flatnonzero(left.any(axis=(0, 1)))
+    strip = left.copy()
+    strip[:, :, : columns[0] + int(0.88 * (columns[-1] - columns[0]))] = False
+    array[left & ~strip] = 30  # effusion / heart
+    base = int(np.flatnonzero(truth.any(axis=(1, 2)))[0])
+    bubble = (slice(base - 7, base - 2), slice(ny // 2 - 7, ny // 2 + 7), slice(nx // 2 + 6, nx // 2 + 30))
+    array[bubble] = -1000
+    config = default_config().lung_mask
+    ml = float(np.prod(scan.spacing)) / 1000
+    assert strip.sum() < 0.1 * (truth & ~left).sum()  # the old rule (2nd largest if >= 10% of the 1st) dropped it
+    assert array[bubble].size * ml > max(config.min_lung_ml, strip.sum() * ml)  # larger than the strip
+    mask = lung_mask(scan.with_array(array.astype(np.int16)), config)
+    assert (mask & strip).sum() >= 0.95 * strip.sum()
+    assert not mask[bubble].any()
+
+
 def test_no_lungs_gives_empty_mask():
     scan, _, _ = simple_chest()
     body = scan.with_array(np.where(scan.array < -400, 40, scan.array).astype(np.int16))

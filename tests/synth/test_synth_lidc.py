@@ -194,6 +194,11 @@ def test_the_split_is_by_patient_and_loses_no_nodule():
     assert len(numbers["train"]) > 650 and len(numbers["test"]) > 150  # 1,010 patients, most with a nodule
     everything = lidc._full_index(lidc.database_path())
     assert len(train) + len(test) == len(everything) > 2500
+    # fit (0001-0700) and validation (0701-0800) divide train: disjoint patients, no nodule lost
+    fit, val = lidc.nodule_index("fit"), lidc.nodule_index("validation")
+    fit_p, val_p = set(fit["patient_id"]), set(val["patient_id"])
+    assert not fit_p & val_p and len(fit) + len(val) == len(train) and len(val) > 200
+    assert max(map(lidc.patient_number, fit_p)) <= 700 < min(map(lidc.patient_number, val_p))
 
 
 def _lidc_config(split: str, **lidc_overrides):
@@ -202,7 +207,7 @@ def _lidc_config(split: str, **lidc_overrides):
 
 
 @needs_pylidc
-@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("split", ["train", "test", "validation"])
 def test_phantoms_draw_only_their_splits_patients(split):
     lo, hi = lidc.SPLITS[split]
     cfg = _lidc_config(split)
@@ -227,12 +232,13 @@ def test_no_training_config_can_draw_test_nodules():
                 check_training_world(cfg)
             refused.append(path.stem)
         else:
-            assert cfg.lidc.split == "train", path.name
+            assert cfg.lidc.split in ("train", "fit", "validation"), path.name
             assert check_training_world(cfg) is cfg
     assert checked >= 6 and "world_heldout" in refused
     assert load_synth_config("world_train").lidc.fraction > 0  # the training world does draw LIDC nodules
     # training on phantoms made on the fly (lungcad train ... --synth CONFIG) goes through the guard
-    assert SynthSource(config="world_train").synth_config().lidc.split == "train"
+    assert SynthSource(config="world_train").synth_config().lidc.split == "fit"
+    assert load_synth_config("world_val").lidc.split == "validation"  # settings are chosen on other patients' nodules
     with pytest.raises(ConfigError, match="testing only"):
         SynthSource(config="world_heldout").synth_config()
 
