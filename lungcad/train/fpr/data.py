@@ -38,6 +38,11 @@ class FprSamplingConfig:
             ``--candidates`` table whose ``source`` is ``unet``: the marks the FPR ranks at inference) instead of
             from all negatives alike (in the recipe's data the synthetic ``candidates.csv`` and blob rows
             outnumber them 13 to 1); 0: all alike (the bundled model).
+        noise_hu: Gaussian noise of a standard deviation drawn in ``[0, noise_hu]`` HU added to each patch (dose).
+        kernel_probability: chance that a patch is blurred, and again that it is sharpened (the reconstruction
+            kernel): a Gaussian of sigma drawn in ``[0, blur_sigma_mm]`` (patch voxels are ``patches.spacing_mm``,
+            1 mm), or an unsharp mask of amount drawn in ``[0, sharpen_amount]`` (edge overshoot). 0: neither
+            (models trained before 2026-12-05).
     """
 
     label_margin_mm: float
@@ -50,6 +55,10 @@ class FprSamplingConfig:
     contrast_range: tuple[float, float]
     scale_range: tuple[float, float] = (1.0, 1.0)
     hard_negative_fraction: float = 0.0
+    noise_hu: float = 0.0
+    kernel_probability: float = 0.0
+    blur_sigma_mm: float = 0.0
+    sharpen_amount: float = 0.0
 
     def __post_init__(self) -> None:
         low, high = self.scale_range
@@ -57,6 +66,10 @@ class FprSamplingConfig:
             raise ValueError(f"sampling.scale_range {list(self.scale_range)}: expected 0 < low <= high")
         if not 0.0 <= self.hard_negative_fraction <= 1.0:
             raise ValueError(f"sampling.hard_negative_fraction {self.hard_negative_fraction}: expected 0 to 1")
+        if not 0.0 <= self.kernel_probability <= 0.5:
+            raise ValueError(f"sampling.kernel_probability {self.kernel_probability}: expected 0 to 0.5")
+        if min(self.noise_hu, self.blur_sigma_mm, self.sharpen_amount) < 0:
+            raise ValueError("sampling.noise_hu, blur_sigma_mm and sharpen_amount must be >= 0")
 
 
 def _gap_to_spheres(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -168,9 +181,31 @@ def scaled_crop(patch: np.ndarray, size: int, dims: int, zoom: float, rng) -> np
     return ndimage.map_coordinates(patch.astype(np.float32), grid, order=1, mode="nearest")
 
 
+#: HU per unit of a [0, 1]-normalised patch (the offset jitter's historical scale, kept for its draws).
+HU_PER_UNIT = 2000.0
+
+
+def scanner_jitter(patch: np.ndarray, dims: int, config: FprSamplingConfig, rng) -> np.ndarray:
+    """Blur or sharpen (the reconstruction kernel) and noise (the dose) of one normalised patch, over its ``dims``
+    spatial axes (2.5-D planes are channels, each filtered in-plane); nothing drawn when the config turns them
+    off, so older configs keep their random streams."""
+    if config.kernel_probability > 0:
+        draw = rng.random()
+        sigma = (1.0,) * dims + (0.0,) * (patch.ndim - dims)
+        if draw < config.kernel_probability:
+            s = rng.uniform(0.0, config.blur_sigma_mm)
+            patch = ndimage.gaussian_filter(patch, [s * v for v in sigma])
+        elif draw < 2 * config.kernel_probability:
+            amount = rng.uniform(0.0, config.sharpen_amount)
+            patch = patch + amount * (patch - ndimage.gaussian_filter(patch, sigma))
+    if config.noise_hu > 0:
+        patch = patch + rng.normal(0.0, rng.uniform(0.0, config.noise_hu) / HU_PER_UNIT, size=patch.shape)
+    return patch.astype(np.float32)
+
+
 def augment(patch: np.ndarray, size: int, dims: int, config: FprSamplingConfig, rng) -> np.ndarray:
-    """Random crop (shift), zoom (``scale_range``), flips, 90-degree in-plane rotation and intensity jitter of one
-    patch."""
+    """Random crop (shift), zoom (``scale_range``), flips, 90-degree in-plane rotation, kernel and noise
+    (:func:`scanner_jitter`) and intensity jitter of one patch."""
     if config.scale_range == (1.0, 1.0):  # integer crops, the random draws of models trained before scaling
         start = rng.integers(0, patch.shape[0] - size + 1, size=dims)
         out = patch[tuple(slice(s, s + size) for s in start)].astype(np.float32)
@@ -182,7 +217,8 @@ def augment(patch: np.ndarray, size: int, dims: int, config: FprSamplingConfig, 
                 out = np.flip(out, axis)
     if config.rotate90:
         out = np.rot90(out, k=int(rng.integers(4)), axes=(dims - 2, dims - 1))
-    jitter = out * rng.uniform(*config.contrast_range) + rng.uniform(-config.hu_offset, config.hu_offset) / 2000.0
+    out = scanner_jitter(out, dims, config, rng)
+    jitter = out * rng.uniform(*config.contrast_range) + rng.uniform(-config.hu_offset, config.hu_offset) / HU_PER_UNIT
     return np.clip(jitter, 0.0, 1.0)
 
 
