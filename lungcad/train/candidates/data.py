@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from lungcad.candidates.targets import nodule_targets
 from lungcad.preprocess.pipeline import PreprocessedScan
+from lungcad.train.augment import check_jitter, scanner_jitter
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class SamplingConfig:
             ``1 + boost * miss``, ``miss = 1 - peak`` with ``peak`` the starting model's highest probability
             on the nodule (:func:`lungcad.train.candidates.mining.nodule_peaks`): the nodules it misses are drawn
             up to ``1 + boost`` times as often.
+        noise_hu, kernel_probability, blur_sigma_mm, sharpen_amount: dose and reconstruction kernel per patch
+            (:func:`lungcad.train.augment.scanner_jitter`, each context slice filtered in-plane); 0: none (the
+            models trained before 2026-12-05).
     """
 
     patch_size: int
@@ -58,8 +62,13 @@ class SamplingConfig:
     positive_size_power: float = 0.0
     positive_contact_boost: float = 0.0
     positive_miss_boost: float = 0.0
+    noise_hu: float = 0.0
+    kernel_probability: float = 0.0
+    blur_sigma_mm: float = 0.0
+    sharpen_amount: float = 0.0
 
     def __post_init__(self) -> None:
+        check_jitter(self)
         for name in ("positive_size_power", "positive_contact_boost", "positive_miss_boost"):
             if getattr(self, name) < 0:
                 raise ValueError(f"sampling.{name} must be >= 0, got {getattr(self, name)}")
@@ -90,6 +99,7 @@ class TrainingScan:
     vessel_voxels: np.ndarray  # (M, 3) bright lung voxels outside nodules
     lung_voxels: np.ndarray  # (K, 3) random lung voxels
     hu_window: tuple[float, float]
+    pixel_mm: float = 1.0  # in-plane voxel size of the cache grid
 
 
 def training_scan(pre: PreprocessedScan, annotations, excluded, config: SamplingConfig, rng) -> TrainingScan:
@@ -128,6 +138,7 @@ def training_scan(pre: PreprocessedScan, annotations, excluded, config: Sampling
         pool(vessel),
         pool(lung),
         (lo, hi),
+        float(pre.scan.spacing[1]),
     )
 
 
@@ -209,6 +220,7 @@ def sample_patch(
     y = warp(scan.target[z].astype(np.float32), 0, 0.0)
     w = 1.0 - warp(scan.ignore[z].astype(np.float32), 0, 0.0)
     lo, hi = scan.hu_window
+    x = scanner_jitter(x, 2, config, rng, hi - lo, voxel_mm=scan.pixel_mm)
     offset_norm = rng.uniform(-config.hu_offset, config.hu_offset) / (hi - lo)
     x = np.clip(x * rng.uniform(*config.contrast_range) + offset_norm, 0.0, 1.0)
     return x.astype(np.float32), y[..., None], w[..., None].astype(np.float32)

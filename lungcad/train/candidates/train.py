@@ -109,6 +109,8 @@ def make_validator(config: UNetTrainConfig, val_scans, val_pre, annotations):
                     scale_range=(1.0, 1.0),
                     hu_offset=0.0,
                     contrast_range=(1.0, 1.0),
+                    noise_hu=0.0,
+                    kernel_probability=0.0,
                 ),
                 rng,
             )

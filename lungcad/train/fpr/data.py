@@ -20,6 +20,7 @@ from scipy import ndimage
 from lungcad.patches import PatchConfig, candidate_spacing, extract_patches
 from lungcad.scan import CTScan
 from lungcad.schema import XYZ
+from lungcad.train.augment import check_jitter, scanner_jitter
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,9 @@ class FprSamplingConfig:
             from all negatives alike (in the recipe's data the synthetic ``candidates.csv`` and blob rows
             outnumber them 13 to 1); 0: all alike (the bundled model).
         noise_hu: Gaussian noise of a standard deviation drawn in ``[0, noise_hu]`` HU added to each patch (dose).
-        kernel_probability: chance that a patch is blurred, and again that it is sharpened (the reconstruction
-            kernel): a Gaussian of sigma drawn in ``[0, blur_sigma_mm]`` (patch voxels are ``patches.spacing_mm``,
-            1 mm), or an unsharp mask of amount drawn in ``[0, sharpen_amount]`` (edge overshoot). 0: neither
-            (models trained before 2026-12-05).
+        kernel_probability, blur_sigma_mm, sharpen_amount: the reconstruction kernel
+            (:func:`lungcad.train.augment.scanner_jitter`; patch voxels of ``patches.spacing_mm``, 1 mm). 0:
+            neither (models trained before 2026-12-05).
     """
 
     label_margin_mm: float
@@ -66,10 +66,7 @@ class FprSamplingConfig:
             raise ValueError(f"sampling.scale_range {list(self.scale_range)}: expected 0 < low <= high")
         if not 0.0 <= self.hard_negative_fraction <= 1.0:
             raise ValueError(f"sampling.hard_negative_fraction {self.hard_negative_fraction}: expected 0 to 1")
-        if not 0.0 <= self.kernel_probability <= 0.5:
-            raise ValueError(f"sampling.kernel_probability {self.kernel_probability}: expected 0 to 0.5")
-        if min(self.noise_hu, self.blur_sigma_mm, self.sharpen_amount) < 0:
-            raise ValueError("sampling.noise_hu, blur_sigma_mm and sharpen_amount must be >= 0")
+        check_jitter(self)
 
 
 def _gap_to_spheres(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -185,24 +182,6 @@ def scaled_crop(patch: np.ndarray, size: int, dims: int, zoom: float, rng) -> np
 HU_PER_UNIT = 2000.0
 
 
-def scanner_jitter(patch: np.ndarray, dims: int, config: FprSamplingConfig, rng) -> np.ndarray:
-    """Blur or sharpen (the reconstruction kernel) and noise (the dose) of one normalised patch, over its ``dims``
-    spatial axes (2.5-D planes are channels, each filtered in-plane); nothing drawn when the config turns them
-    off, so older configs keep their random streams."""
-    if config.kernel_probability > 0:
-        draw = rng.random()
-        sigma = (1.0,) * dims + (0.0,) * (patch.ndim - dims)
-        if draw < config.kernel_probability:
-            s = rng.uniform(0.0, config.blur_sigma_mm)
-            patch = ndimage.gaussian_filter(patch, [s * v for v in sigma])
-        elif draw < 2 * config.kernel_probability:
-            amount = rng.uniform(0.0, config.sharpen_amount)
-            patch = patch + amount * (patch - ndimage.gaussian_filter(patch, sigma))
-    if config.noise_hu > 0:
-        patch = patch + rng.normal(0.0, rng.uniform(0.0, config.noise_hu) / HU_PER_UNIT, size=patch.shape)
-    return patch.astype(np.float32)
-
-
 def augment(patch: np.ndarray, size: int, dims: int, config: FprSamplingConfig, rng) -> np.ndarray:
     """Random crop (shift), zoom (``scale_range``), flips, 90-degree in-plane rotation, kernel and noise
     (:func:`scanner_jitter`) and intensity jitter of one patch."""
@@ -217,7 +196,7 @@ def augment(patch: np.ndarray, size: int, dims: int, config: FprSamplingConfig, 
                 out = np.flip(out, axis)
     if config.rotate90:
         out = np.rot90(out, k=int(rng.integers(4)), axes=(dims - 2, dims - 1))
-    out = scanner_jitter(out, dims, config, rng)
+    out = scanner_jitter(out, dims, config, rng, HU_PER_UNIT)
     jitter = out * rng.uniform(*config.contrast_range) + rng.uniform(-config.hu_offset, config.hu_offset) / HU_PER_UNIT
     return np.clip(jitter, 0.0, 1.0)
 

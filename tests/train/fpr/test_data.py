@@ -11,14 +11,12 @@ import pytest
 
 from lungcad.config import load_config
 from lungcad.train.fpr.data import (
-    HU_PER_UNIT,
     FprSamplingConfig,
     PatchSet,
     augment,
     balanced_stream,
     hard_rows,
     scaled_crop,
-    scanner_jitter,
 )
 from lungcad.train.fpr.train import FprTrainConfig, read_candidates_tables
 
@@ -49,28 +47,6 @@ def test_without_zoom_a_sample_is_an_integer_crop_within_the_margin():
             if np.array_equal(out, patch[i : i + SIZE, j : j + SIZE].astype(np.float32))
         ]  # fmt: skip
         assert len(hits) == 1
-
-
-def test_kernel_jitter_blurs_or_sharpens_each_plane_in_plane_and_noise_follows_the_dose():
-    disc = _disc_patch(4.0, channels=2).astype(np.float32)
-    disc[..., 1] = 0.3  # a flat plane: in-plane filtering must not mix the planes (channels)
-    edge = np.abs(np.diff(disc[..., 0], axis=1)).max()
-    blur = _sampling(kernel_probability=0.5, blur_sigma_mm=1.5, sharpen_amount=0.0)
-    sharpen = _sampling(kernel_probability=0.5, blur_sigma_mm=0.0, sharpen_amount=0.8)
-    blurred = sharpened = 0
-    for seed in range(12):
-        b = scanner_jitter(disc, 2, blur, np.random.default_rng(seed))
-        s = scanner_jitter(disc, 2, sharpen, np.random.default_rng(seed))
-        assert np.allclose(b[..., 1], 0.3, atol=1e-6) and np.allclose(s[..., 1], 0.3, atol=1e-6)
-        blurred += np.abs(np.diff(b[..., 0], axis=1)).max() < 0.9 * edge
-        sharpened += s[..., 0].max() > 0.81 or s[..., 0].min() < 0.09  # overshoot beyond the disc and background
-    assert 3 <= blurred <= 9 and 3 <= sharpened <= 9  # about half blurred, the other half sharpened
-    flat = np.full((SIZE, SIZE, 3), 0.5, np.float32)
-    noisy = [scanner_jitter(flat, 2, _sampling(noise_hu=60.0), np.random.default_rng(s)).std() for s in range(40)]
-    assert min(noisy) > 0 and max(noisy) <= 60.0 / HU_PER_UNIT * 1.15
-    assert np.mean(noisy) == pytest.approx(30.0 / HU_PER_UNIT, rel=0.2)  # sigma drawn in [0, 60] HU
-    off = _sampling()  # the bundled config: no kernel or noise jitter, the patch unchanged
-    assert off.noise_hu == off.kernel_probability == 0 and np.array_equal(scanner_jitter(disc, 2, off, None), disc)
 
 
 @pytest.mark.parametrize("zoom", [0.8, 1.0, 1.25])
