@@ -22,6 +22,24 @@ Steps, each resumable (rerun the same command after an interruption):
 9. models, configs, training curves and held-out metrics copied into ``lungcad/models/{unet,fpr,risk}/``.
 
     python scripts/train_default_models.py --work /work/runs/default [--train-scans 128] [--heldout-scans 10]
+
+``--world`` (issue #32): the models above fine-tuned for the randomized world, starting from what is committed
+(``--init``, default ``training_runs/2026-12-05_phantom_models``: the phantom recipe's models, bundled until then):
+
+w1. ``lungcad synth`` of the training world (``configs/world_train.yaml``: LIDC-IDRI fit patients 0001-0700; seed
+    32100, ``--world-scans`` scans, LUNA16 layout with cancer labels);
+w2. ``unet``: ``lungcad train unet --init INIT/unet --config unet_world`` on them (scanner jitter, small nodules
+    favoured), then its merge settings (``tune_merge.py``) on the run's validation scans;
+w3. ``fpr``: the starting U-Net's candidates on the training scans (so this step can run beside w2: ``--world-steps
+    fpr``), then ``lungcad train fpr --init INIT/fpr --config fpr_world`` with them as hard negatives;
+w4. ``risk``: ``lungcad train risk --config risk_classifiers`` on the training scans' cancer labels, with the new
+    U-Net and FPR and the starting model's nodule classifiers;
+w5. ``validate``: ``scripts/cross_world.py --worlds validation,phantoms`` of the new set against the starting one
+    (the validation world: LIDC validation patients 0701-0800; never the held-out world, which is looked at once per
+    bundle by hand: ``cross_world.py --worlds heldout``);
+w6. ``bundle``: into ``lungcad/models/`` (by hand, after w5 says the new set is better: ``--world-steps bundle``).
+
+    python scripts/train_default_models.py --work /work/runs/world --world [--world-steps unet,fpr,risk,validate]
 """
 
 from __future__ import annotations
@@ -29,14 +47,18 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 
-from pipeline_steps import REPO, concat_tables, link_into, lungcad, tune_merge
+from pipeline_steps import REPO, call, concat_tables, link_into, lungcad, tune_merge
 
 from lungcad.fileio import write_json_atomic
 from lungcad.synth import PHANTOM_VERSION
 
 TRAIN_SEED, HELDOUT_SEED = 1000, 5000
+WORLD_SEED = 32100  # the training world's phantoms (--world)
+WORLD_STEPS = ("unet", "fpr", "risk", "validate", "bundle")
+PHANTOM_MODELS = REPO / "training_runs" / "2026-12-05_phantom_models"
 RISK_TRAIN_SEED, RISK_HELDOUT_SEED = 7000, 8000
 RISK_MORE_HELDOUT_SEEDS = (8500, 8800, 8900)  # patients never looked at while the risk model's form was chosen
 MALIGNANCY_SEED = 9000
@@ -157,6 +179,48 @@ def risk_heldout(luna: Path, out: Path, models: tuple[str, ...], risk: Path, wor
     return json.loads((out / "dsb.json").read_text())
 
 
+def model_set(folder: Path, unet: Path, fpr: Path, risk: Path) -> Path:
+    """A model-set folder (``unet/``, ``fpr/``, ``risk/`` links) as ``cross_world.py --models`` takes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, source in (("unet", unet), ("fpr", fpr), ("risk", risk)):
+        link = folder / name
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(source.resolve(), target_is_directory=True)
+    return folder
+
+
+def train_world(work: Path, init: Path, scans: int, steps: set[str], workers: int, epochs: int | None) -> None:
+    """The ``--world`` steps (module docstring, w1-w6), each resumable."""
+    luna = synth(work / "world_train", scans, WORLD_SEED, workers, "--config", "world_train")
+    unet, fpr, risk = work / "world_unet", work / "world_fpr", work / "world_risk"
+    if "unet" in steps:
+        train("unet", luna, unet, epochs, "--workers", str(workers), "--init", str(init / "unet"),
+              "--config", "unet_world")  # fmt: skip
+        tune_merge(unet, luna)
+    if "fpr" in steps:
+        mined = work / "world_train_candidates"
+        lungcad("detect", str(luna), "-o", str(mined), "--stage", "candidates", "--model", str(init / "unet"),
+                "--no-pictures", "--workers", str(workers))  # fmt: skip
+        train("fpr", luna, fpr, epochs, "--candidates", str(mined / "candidates.csv"), "--init", str(init / "fpr"),
+              "--config", "fpr_world")  # fmt: skip
+    if "risk" in steps:
+        classifiers = init / "risk" / "classifiers"
+        lungcad("train", "risk", "--data", str(luna), "--labels", str(luna / "cancer_labels.csv"), "-o", str(risk),
+                "--model", str(unet), "--fpr-model", str(fpr), "--config", "risk_classifiers",
+                "--workers", str(workers),
+                *[a for name in CLASSIFIERS for a in ("--classifier", f"{name}={classifiers / name}")])  # fmt: skip
+    if "validate" in steps:
+        new = model_set(work / "models_world", unet, fpr, risk)
+        command = [sys.executable, str(REPO / "scripts" / "cross_world.py"), "--work", str(work / "cross_world"),
+                   "--worlds", "validation,phantoms", "--models", str(init), "--models", str(new),
+                   "--workers", str(workers)]  # fmt: skip
+        call(command, "cross_world.py")
+    if "bundle" in steps:
+        for name, model, files in (("unet", unet, UNET_FILES), ("fpr", fpr, FPR_FILES), ("risk", risk, RISK_FILES)):
+            bundle(name, model, files + (RUN_FILES if name != "risk" else ()), {"world": "see MODEL_CARD.md"}, {})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", required=True, type=Path, help="folder for data, caches and runs")
@@ -168,8 +232,18 @@ def main() -> None:
     ap.add_argument("--malignancy-scans", type=int, default=200, help="nodule-rich phantoms for the classifiers")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--epochs", type=int, help="override train.epochs of both models (smoke runs)")
+    ap.add_argument("--world", action="store_true", help="the randomized-world steps w1-w6 (module docstring)")
+    ap.add_argument("--init", type=Path, default=PHANTOM_MODELS, help="--world: the model set to start from")
+    ap.add_argument("--world-scans", type=int, default=80, help="--world: training-world phantoms")
+    ap.add_argument("--world-steps", default="unet,fpr,risk,validate", help=f"--world: of {','.join(WORLD_STEPS)}")
     args = ap.parse_args()
     work = args.work
+    if args.world:
+        steps = set(args.world_steps.split(","))
+        if steps - set(WORLD_STEPS):
+            raise SystemExit(f"--world-steps: unknown {sorted(steps - set(WORLD_STEPS))}; known: {WORLD_STEPS}")
+        train_world(work, args.init, args.world_scans, steps, args.workers, args.epochs)
+        return
     train_luna = synth(work / "synth_train", args.train_scans, TRAIN_SEED, args.workers)
     heldout = synth(work / "synth_heldout", args.heldout_scans, HELDOUT_SEED, args.workers)
     base, unet, fpr = work / "unet", work / "unet_zoom", work / "fpr"
