@@ -4,10 +4,14 @@ One SR per DICOM series: each finding is a planar ROI (TID 1410), an ellipse of 
 slice nearest its centre (the plane of that image, its centre projected onto it: at most half a slice spacing away),
 in the patient coordinates (mm) of the source's frame of reference, with its diameter (whose source of measurement is
 that slice) and its nodule probability as measurements; the patient's cancer probability, when known, is one more
-measurement (DCM 111047 "Probability of cancer"). The SR references the source series' instances that its findings
-lie on, so viewers (OHIF, 3D Slicer) draw the findings on the images. The nodule probability's code is lungcad's own
-(scheme :data:`LUNGCAD_SCHEME`, a local "99" designator), declared in the Coding Scheme Identification Sequence
-(0008,0110).
+measurement. The SR references the source series' instances that its findings lie on, so viewers (OHIF, 3D Slicer)
+draw the findings on the images. Every code is a standard one (DCM, SCT, UCUM, LN: no private scheme to declare): the
+nodule probability is (111012, DCM, "Certainty of Finding"), "the likelihood that the finding detected is in fact the
+type of finding identified" (PS3.16 Table D-1, CID 6048), here a nodule; the cancer probability is (111047, DCM,
+"Probability of cancer"). Both are written as the CAD templates write them (PS3.16 TID 4104 row 12, TID 4006 rows
+6-7): in percent, (%, UCUM, "Percent"), 0-100 (:func:`percent`); TID 1500 allows them as ROI measurements (TID 1419's
+concept names and units are extensible context groups, CID 7469 and CID 7181). A probability is read back with
+:func:`probabilities`.
 
 Every UID the SR copies from the source is checked (DICOM PS3.5 9.1, :func:`uid_problem`) before it is written: an
 invalid one that the SR's references need (:data:`REFERENCE_UIDS`, the frame of reference of the findings'
@@ -39,13 +43,12 @@ TYPE2_COPIED = (
 #: The person-name (PN) attributes among them.
 PERSON_NAMES = ("PatientName", "ReferringPhysicianName")
 
-#: lungcad's local coding scheme ("99" designators are private by DICOM PS3.16 8.2): designator, name, organisation;
-#: declared in the SR's Coding Scheme Identification Sequence.
-LUNGCAD_SCHEME = ("99LUNGCAD", "lungcad local codes", "the lungcad developers")
-#: Private code for the false-positive reducer's nodule probability.
-NODULE_PROBABILITY = ("nodule-probability", LUNGCAD_SCHEME[0], "Nodule probability (lungcad)")
-#: UCUM unit of a probability (a dimensionless ratio).
-NO_UNITS = ("1", "UCUM", "no units")
+#: The false-positive reducer's nodule probability: the likelihood that the candidate is a nodule (PS3.16 CID 6048).
+NODULE_PROBABILITY = ("111012", "DCM", "Certainty of Finding")
+#: The patient's cancer probability.
+CANCER_PROBABILITY = ("111047", "DCM", "Probability of cancer")
+#: The unit both are written in, 0-100, as the CAD templates write them (PS3.16 TID 4104 row 12, TID 4006 rows 6-7).
+PERCENT = ("%", "UCUM", "Percent")
 
 #: A UID (DICOM PS3.5 9.1): components of digits without leading zeros, separated by dots, ...
 UID_PATTERN = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
@@ -96,6 +99,31 @@ def ellipse_on_slice(ds, centre_xyz: np.ndarray, diameter_mm: float) -> np.ndarr
     centre = np.asarray(centre_xyz, float)
     on_plane = centre - ((centre - origin) @ normal) * normal
     return ellipse_points(on_plane, diameter_mm, row, column)
+
+
+def percent(probability: float) -> float:
+    """A probability (0-1) as the SR writes it: in percent (:data:`PERCENT`)."""
+    return 100.0 * float(probability)
+
+
+def probabilities(group) -> dict[str, float]:
+    """The probabilities (0-1) that a measurement group read back with highdicom (e.g. from
+    ``Comprehensive3DSR.from_dataset(ds).content.get_planar_roi_measurement_groups()``) holds, by concept meaning
+    ("Certainty of Finding": the nodule probability; "Probability of cancer"); a value not in percent is refused
+    (:class:`~lungcad.errors.LungcadError`)."""
+    found = {}
+    for measurement in group.get_measurements():
+        key = (measurement.name.value, measurement.name.scheme_designator)
+        if key not in {NODULE_PROBABILITY[:2], CANCER_PROBABILITY[:2]}:
+            continue
+        unit = measurement.unit
+        if (unit.value, unit.scheme_designator) != PERCENT[:2]:
+            raise LungcadError(
+                f"the SR's {measurement.name.meaning} is in {unit.value!r} ({unit.scheme_designator}), not in %",
+                fix="read it as its unit says (lungcad writes probabilities in percent since it dropped 99LUNGCAD)",
+            )
+        found[measurement.name.meaning] = float(measurement.value) / 100.0
+    return found
 
 
 def uid_problem(value) -> str | None:
@@ -222,8 +250,8 @@ def _finding(hd, scan: CTScan, row: pd.Series, rank: int, uid: str, image=None):
         ),
         hd.sr.Measurement(
             name=hd.sr.CodedConcept(*NODULE_PROBABILITY),
-            value=float(row["probability"]),
-            unit=hd.sr.CodedConcept(*NO_UNITS),
+            value=percent(row["probability"]),
+            unit=hd.sr.CodedConcept(*PERCENT),
         ),
     ]
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
@@ -233,14 +261,6 @@ def _finding(hd, scan: CTScan, row: pd.Series, rank: int, uid: str, image=None):
         finding_sites=[hd.sr.FindingSite(codes.SCT.Lung)],
         measurements=measurements,
     )
-
-
-def _lungcad_scheme():
-    """The Coding Scheme Identification Sequence item that declares :data:`LUNGCAD_SCHEME`."""
-    from highdicom.coding_schemes import CodingSchemeIdentificationItem
-
-    designator, name, organisation = LUNGCAD_SCHEME
-    return CodingSchemeIdentificationItem(designator, name=name, responsible_organization=organisation)
 
 
 def write_sr(
@@ -280,9 +300,9 @@ def write_sr(
     ]
     if cancer_probability is not None:
         patient = hd.sr.Measurement(
-            name=codes.DCM.ProbabilityOfCancer,
-            value=float(cancer_probability),
-            unit=hd.sr.CodedConcept(*NO_UNITS),
+            name=hd.sr.CodedConcept(*CANCER_PROBABILITY),
+            value=percent(cancer_probability),
+            unit=hd.sr.CodedConcept(*PERCENT),
         )
         groups.append(
             hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -310,7 +330,6 @@ def write_sr(
         instance_number=1,
         manufacturer="lungcad",
         series_description="lungcad findings",
-        coding_schemes=[_lungcad_scheme()],
     )
     for element in sr.iterall():  # the last guard: nothing invalid copied by a path not checked above
         problem = next(filter(None, map(uid_problem, _uid_values(element))), None) if element.VR == "UI" else None

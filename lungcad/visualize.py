@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from lungcad.fileio import to_json_text, write_atomic, write_text_atomic
+from lungcad.patches import sample_hu
 from lungcad.scan import CTScan
 from lungcad.schema import VOXEL_ZYX, XYZ
 
@@ -301,9 +302,7 @@ class FindingStack:
 def finding_stack(scan: CTScan, centre_xyz, crop_mm: float = 80.0, pixels: int = 128, half: int = 10) -> FindingStack:
     """The crops of :class:`FindingStack` around the world point ``centre_xyz`` (mm): ``2 * half + 1`` axial planes
     through the scan's slices nearest the centre and ``half`` on each side, ``crop_mm`` wide in ``pixels``
-    (trilinear in HU from the scan's own grid, exact for any direction)."""
-    from scipy.ndimage import map_coordinates
-
+    (trilinear in HU from the scan's own grid, exact for any direction: :func:`lungcad.patches.sample_hu`)."""
     centre = np.asarray(centre_xyz, dtype=np.float64)
     slice_axis = lps_axes(scan.direction)[0][0]  # the source array axis along world z
     voxel = scan.world_to_voxel(centre, outside="keep")
@@ -316,22 +315,9 @@ def finding_stack(scan: CTScan, centre_xyz, crop_mm: float = 80.0, pixels: int =
     plane_z = scan.voxel_to_world(plane_voxels)[:, 2]
     pixel_mm = crop_mm / pixels
     u = (np.arange(pixels) - (pixels - 1) / 2) * pixel_mm
-    # world -> voxel is affine: the grid's voxel coordinates are sums of one term per world axis (fast, separable)
-    to_index = np.linalg.inv(scan.direction) / scan.spacing_xyz[:, None]  # world offset -> (i, j, k)
-    base = to_index @ (np.array([centre[0], centre[1], 0.0]) - np.asarray(scan.origin))
-    coords = np.empty((3, len(plane_z), pixels, pixels))
-    for i in range(3):  # i, j, k -> array axis 2 - i
-        m = to_index[i]
-        coords[2 - i] = base[i] + m[2] * plane_z[:, None, None] + m[1] * u[None, :, None] + m[0] * u[None, None, :]
-    coords = coords.reshape(3, -1)
-    # only the block around the crops, as float32 (faster to interpolate than int16, small to convert)
-    lo = np.clip(np.floor(coords.min(axis=1)).astype(int) - 1, 0, np.asarray(scan.shape))
-    hi = np.clip(np.ceil(coords.max(axis=1)).astype(int) + 2, lo, np.asarray(scan.shape))
-    block = scan.array[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(np.float32)
-    if block.size:
-        hu = map_coordinates(block, coords - lo[:, None], order=1, mode="constant", cval=OUTSIDE_HU, output=np.float32)
-    else:  # the crops lie wholly outside the scan
-        hu = np.full(coords.shape[1], OUTSIDE_HU, np.float32)
+    # an LPS-aligned world grid: x (to the patient's left) along the columns, y (to posterior) along the rows
+    z, y, x = np.meshgrid(plane_z, centre[1] + u, centre[0] + u, indexing="ij")
+    hu = sample_hu(scan, np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1), outside_hu=OUTSIDE_HU)
     points = np.repeat(centre[None, :], len(plane_z), axis=0)
     points[:, 2] = plane_z
     _, numbers = slice_numbers(scan, points)

@@ -12,7 +12,9 @@ import pytest
 from helpers import rotation, simple_chest
 
 from lungcad.cli.main import main
+from lungcad.errors import LungcadError
 from lungcad.io import write_dicom_series, write_mhd
+from lungcad.sr import probabilities
 
 hd = pytest.importorskip("highdicom")
 
@@ -57,14 +59,67 @@ def test_sr_round_trip_names_each_finding_its_centre_diameter_and_source(tmp_pat
         assert np.linalg.norm(points[1] - points[0]) == pytest.approx(row.diameter_mm, abs=1e-3)
         values = {m.name.meaning: m.value for m in group.get_measurements()}
         assert values["Diameter"] == pytest.approx(row.diameter_mm, abs=1e-3)
-        assert values["Nodule probability (lungcad)"] == pytest.approx(row.probability, abs=1e-6)
+        # the nodule probability: (111012, DCM, "Certainty of Finding") in percent, read back as written
+        assert probabilities(group) == {"Certainty of Finding": pytest.approx(row.probability, abs=1e-6)}
+        assert values["Certainty of Finding"] == pytest.approx(100 * row.probability, abs=1e-4)
     record = json.loads((out / "scans" / "1.2.3.json").read_text())
     assert record["dicom_sr"].startswith("not written") and not (out / "sr" / "1.2.3.dcm").exists()
-    # the private scheme of the probability's code is declared (PS3.3 C.12.1.1.4)
-    (scheme,) = sr.CodingSchemeIdentificationSequence
-    assert scheme.CodingSchemeDesignator == "99LUNGCAD" == groups[0].get_measurements()[1].name.scheme_designator
-    assert scheme.CodingSchemeName == "lungcad local codes" and scheme.CodingSchemeResponsibleOrganization
+    ds = pydicom.dcmread(out / "sr" / "patientC.dcm")
+    assert _schemes(ds) <= STANDARD_SCHEMES and "CodingSchemeIdentificationSequence" not in ds  # nothing private
     _check_with_dciodvfy(out / "sr" / "patientC.dcm")
+
+
+def test_sr_probabilities_are_standard_codes_in_percent_and_read_back(tmp_path):
+    """Both probabilities, the patient's cancer probability too, round-trip through the file within DS rounding."""
+    import pydicom
+
+    from lungcad.io import load_scan
+    from lungcad.sr import write_sr
+
+    scan, _, _ = simple_chest(shape=(12, 32, 32), seed=1)
+    write_dicom_series(scan, tmp_path / "in" / "p")
+    scan = load_scan(tmp_path / "in" / "p")
+    centre = scan.voxel_to_world(np.array([[5, 16, 16], [7, 10, 20]]))
+    table = pd.DataFrame(centre, columns=["coordX", "coordY", "coordZ"])
+    table = table.assign(diameter_mm=[6.0, 4.5], probability=[0.123456789, 0.999999], slice_index=[5, 7])
+    path = write_sr(scan, table, tmp_path / "p.dcm", cancer_probability=1 / 3)
+    ds = pydicom.dcmread(path)
+    sr = hd.sr.Comprehensive3DSR.from_dataset(ds)
+    groups = sr.content.get_planar_roi_measurement_groups()
+    read = [probabilities(g)["Certainty of Finding"] for g in groups]
+    np.testing.assert_allclose(read, table.probability, atol=1e-9)
+    for group in groups:
+        (m,) = [m for m in group.get_measurements() if m.name.value == "111012"]
+        assert (m.name.scheme_designator, m.unit.value, m.unit.scheme_designator) == ("DCM", "%", "UCUM")
+    (patient,) = sr.content.get_image_measurement_groups()  # TID 1501: the patient's, not on a region
+    assert probabilities(patient) == {"Probability of cancer": pytest.approx(1 / 3, abs=1e-9)}
+    assert _schemes(ds) <= STANDARD_SCHEMES and "CodingSchemeIdentificationSequence" not in ds
+    _check_with_dciodvfy(path)
+
+
+def test_probabilities_refuses_a_value_not_in_percent():
+    """A probability written as a ratio (the old encoding's unit "1") is not silently read as a percentage."""
+    name = hd.sr.CodedConcept("111012", "DCM", "Certainty of Finding")
+    ratio = hd.sr.Measurement(name=name, value=0.5, unit=hd.sr.CodedConcept("1", "UCUM", "no units"))
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="t"), measurements=[ratio]
+    )
+    with pytest.raises(LungcadError, match="not in %"):
+        probabilities(group)
+    percent = hd.sr.Measurement(name=name, value=50, unit=hd.sr.CodedConcept("%", "UCUM", "Percent"))
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="t"), measurements=[percent]
+    )
+    assert probabilities(group) == {"Certainty of Finding": 0.5}
+
+
+#: Coding schemes of DICOM's own list (PS3.16 Table 8-1; RFC5646: the language, TID 1204): none private ("99").
+STANDARD_SCHEMES = {"DCM", "SCT", "UCUM", "LN", "RFC5646"}
+
+
+def _schemes(ds) -> set[str]:
+    """Every CodingSchemeDesignator in ``ds``, at any depth."""
+    return {e.value for e in ds.iterall() if e.keyword == "CodingSchemeDesignator"}
 
 
 def _plane(ds) -> tuple[np.ndarray, np.ndarray]:
@@ -78,8 +133,8 @@ def _referenced(measurement) -> list[str]:
 
 
 #: dciodvfy's warnings that are not the SR's own: the source (lungcad's test writer) has no StudyTime, which the SR
-#: copies empty; dciodvfy knows no private ("99") coding scheme, declared or not.
-KNOWN_WARNINGS = ("needed to build DICOMDIR - Study Time", "Unrecognized defined term <99LUNGCAD>")
+#: copies empty.
+KNOWN_WARNINGS = ("needed to build DICOMDIR - Study Time",)
 
 
 def _check_with_dciodvfy(path) -> None:
