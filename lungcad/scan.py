@@ -28,6 +28,13 @@ OutsidePolicy = Literal["raise", "nan", "keep"]
 LUNG_WINDOW_HU = (-1350.0, 150.0)
 
 
+
+def _times(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``points @ matrix`` for (..., 3) points and a 3x3 matrix, as three column updates: a BLAS call for an
+    (M, 3) by (3, 3) product starts threads that cost 10-30x the arithmetic on a loaded machine (226 against 8 ms
+    for 344k points: the picture and patch samplers' grids)."""
+    return points[..., 0, None] * matrix[0] + points[..., 1, None] * matrix[1] + points[..., 2, None] * matrix[2]
+
 @dataclass(frozen=True, eq=False)
 class CTScan:
     """A CT volume in Hounsfield units with its exact world geometry.
@@ -97,7 +104,7 @@ class CTScan:
         """
         pts = np.asarray(zyx, dtype=np.float64)
         ijk = pts[..., ::-1]
-        return np.asarray(self.origin) + (ijk * self.spacing_xyz) @ self.direction.T
+        return np.asarray(self.origin) + _times(ijk * self.spacing_xyz, self.direction.T)
 
     def world_to_voxel(self, xyz: np.ndarray | tuple | list, outside: OutsidePolicy = "raise") -> np.ndarray:
         """Map world ``(x, y, z)`` mm to fractional voxel coordinates ``(z, y, x)``.
@@ -107,7 +114,7 @@ class CTScan:
         for outside points; ``"keep"`` returns the unchecked coordinates.
         """
         pts = np.asarray(xyz, dtype=np.float64)
-        ijk = ((pts - np.asarray(self.origin)) @ np.linalg.inv(self.direction).T) / self.spacing_xyz
+        ijk = _times(pts - np.asarray(self.origin), np.linalg.inv(self.direction).T) / self.spacing_xyz
         zyx = ijk[..., ::-1]
         if outside == "keep":
             return zyx
