@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from lungcad.pipeline import default_model_dir
+from lungcad.synth.config import load_synth_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from cross_world import WORLDS, World, candidate_recall, measure_world, model_sets, parse_sets  # noqa: E402
@@ -26,6 +27,13 @@ def test_parse_sets_and_the_default_worlds():
         held.luna_synth == "world_heldout" and sum(n for _, n in held.luna) >= 20 and sum(n for _, n in held.dsb) >= 40
     )
     assert sum(n for _, n in WORLDS["phantoms"].luna) == 200
+    # the validation world: the training world's ranges, LIDC validation patients only, seeds no trainer uses
+    val = WORLDS["validation"]
+    for config in (val.luna_synth, val.dsb_synth):
+        assert load_synth_config(config).lidc.split == "validation"
+    assert load_synth_config("world_train").lidc.split == "fit"
+    train_seeds = {1000, 7000, 9000, 32000, 32100}  # train_default_models.py, configs/unet_world.yaml
+    assert not {seed for seed, _ in val.luna + val.dsb} & train_seeds
 
 
 def test_model_sets_name_the_bundled_models_and_refuse_incomplete_folders(tmp_path):
