@@ -3,9 +3,9 @@ series once it has been quiet for a while, and sends the DICOM SR to a destinati
 
 How it works (:class:`DicomNode`):
 
-- a C-STORE SCP for CT Image Storage and Enhanced CT Image Storage in the common transfer syntaxes (uncompressed,
-  deflate, JPEG, JPEG-LS, JPEG 2000, RLE), and C-ECHO (Verification); with an allow-list, an association from any
-  other calling AE title is refused;
+- a C-STORE SCP for CT Image Storage in the common transfer syntaxes (uncompressed, deflate, JPEG, JPEG-LS,
+  JPEG 2000, RLE), and C-ECHO (Verification); with an allow-list, an association from any other calling AE title is
+  refused. Enhanced (multi-frame) CT is not accepted: lungcad's DICOM reader reads single-frame slices only;
 - each instance is written atomically to ``OUT/.inbox/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm``;
   an instance that is not CT or lacks its UIDs is refused with a failure status (0xA900), one that cannot be
   decoded with 0xC210; the node stays up;
@@ -53,7 +53,6 @@ QUIET_SECONDS = 10.0
 POLL_S = 0.2
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
 VERIFICATION = "1.2.840.10008.1.1"
 #: The transfer syntaxes the SCP accepts for CT: uncompressed, deflate, JPEG, JPEG-LS, JPEG 2000, RLE.
 TRANSFER_SYNTAXES = (
@@ -129,7 +128,7 @@ def send_file(path: Path, peer: Peer, *, calling_ae: str = "LUNGCAD", timeout: f
     ae.add_requested_context(ds.SOPClassUID, list(dict.fromkeys([syntax, "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])))
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
     if not assoc.is_established:
-        why = "refused" if assoc.is_rejected else "not made (no answer)"
+        why = "refused" if assoc.is_rejected else "not made (nothing answers there)"
         raise PacsError(
             f"C-STORE of {path.name}: the association with {peer} was {why}",
             path=path,
@@ -219,8 +218,7 @@ class DicomNode:
             self._resume()
             ae = pynetdicom.AE(ae_title=self.ae_title)
             ae.maximum_pdu_size = 0  # no limit
-            for sop_class in (CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE):
-                ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
+            ae.add_supported_context(CT_IMAGE_STORAGE, list(TRANSFER_SYNTAXES))
             ae.add_supported_context(VERIFICATION)
             ae.require_calling_aet = list(self.allow_ae)
             handlers = [
@@ -327,13 +325,14 @@ class DicomNode:
         except Exception as exc:  # a dataset pydicom cannot decode
             log.warning("instance from %s refused: cannot be decoded (%s: %s)", peer, type(exc).__name__, exc)
             return UNREADABLE
-        try:
-            if modality != "CT":
-                raise PacsError(f"modality {modality or 'missing'}, not CT")
-            for uid, what in ((study, "StudyInstanceUID"), (series, "SeriesInstanceUID"), (sop, "SOPInstanceUID")):
+        reason = f"modality {modality or 'missing'}, not CT" if modality != "CT" else None
+        for uid, what in ((study, "StudyInstanceUID"), (series, "SeriesInstanceUID"), (sop, "SOPInstanceUID")):
+            try:
                 check_uid(uid, what)
-        except PacsError as exc:
-            log.warning("instance %s from %s refused: %s", sop or "?", peer, str(exc).split(" (")[0])
+            except PacsError:
+                reason = reason or (f"{what} {uid!r} is not a DICOM UID" if uid else f"no {what}")
+        if reason:
+            log.warning("instance %s from %s refused: %s", sop or "?", peer, reason)
             return NOT_CT
         folder = self.inbox / study / series
         try:

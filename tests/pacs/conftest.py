@@ -77,13 +77,14 @@ class Orthanc:
         self.stop()
         raise RuntimeError(f"Orthanc did not answer /system in {timeout} s: see {self.root / 'orthanc.log'}")
 
-    def rest(self, method: str, path: str, body=None):
-        """One REST request (``body``: bytes as is, anything else as JSON); its JSON answer (None when empty)."""
+    def rest(self, method: str, path: str, body=None, *, raw: bool = False):
+        """One REST request (``body``: bytes as is, anything else as JSON); its JSON answer (None when empty), or
+        with ``raw`` its bytes."""
         data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, method=method)
         with urllib.request.urlopen(request, timeout=120) as r:
             text = r.read()
-        return json.loads(text) if text else None
+        return text if raw else json.loads(text) if text else None
 
     def add_modality(self, name: str, ae_title: str, port: int, host: str = "127.0.0.1") -> None:
         """Register a DICOM node (``PUT /modalities/NAME``) that Orthanc can C-ECHO and C-STORE to."""
