@@ -201,7 +201,8 @@ class DicomNode:
 
     # ------------------------------------------------------------------------------------------ start, stop
     def start(self) -> DicomNode:
-        """Lock the output folder, check and load the models, schedule the series left in the inbox, and listen.
+        """Lock the output folder, check the models, schedule the series left in the inbox, listen, load the
+        models.
 
         Raises:
             OutputError, OutputBusyError: the output folder cannot be written or another run holds it.
@@ -211,10 +212,7 @@ class DicomNode:
         stack = contextlib.ExitStack()
         try:
             stack.enter_context(output_folder(self.out, "lungcad serve"))
-            self.models = model_set(*self._model_args)
-            seconds = load_models(self.models)
-            if seconds:
-                log.info("models loaded in %.1f s", seconds)
+            self.models = model_set(*self._model_args)  # checked (a bad directory fails here), loaded below
             self._resume()
             ae = pynetdicom.AE(ae_title=self.ae_title)
             ae.maximum_pdu_size = 0  # no limit
@@ -237,6 +235,9 @@ class DicomNode:
                     fix="choose another --port, or stop the program that uses it",
                 ) from exc
             self.port = self._server.server_address[1]
+            seconds = load_models(self.models)  # instances are received meanwhile; detection waits for this
+            if seconds:
+                log.info("models loaded in %.1f s", seconds)
         except BaseException:
             if self._server is not None:
                 self._server.shutdown()
@@ -317,7 +318,6 @@ class DicomNode:
         peer = self._peer(event)
         try:
             ds = event.dataset
-            ds.file_meta = event.file_meta
             modality, study, series, sop = (
                 str(getattr(ds, k, "") or "")
                 for k in ("Modality", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")

@@ -181,6 +181,17 @@ def test_serve_command_runs_until_sigterm(confident_model, tmp_path):
         pass  # the folder's lock was released
 
 
+def test_a_port_in_use_is_one_line(confident_model, tmp_path):
+    from lungcad.errors import PacsError
+
+    with _node(tmp_path / "a", confident_model) as first, pytest.raises(PacsError, match="cannot listen") as exc:
+        DicomNode(tmp_path / "b", port=first.port, stage="candidates", model_dir=confident_model).start()
+    assert f"127.0.0.1:{first.port}" in str(exc.value)
+    assert "\n" not in str(exc.value) and "--port" in str(exc.value)
+    with _node(tmp_path / "b", confident_model):  # the failed start released its output folder
+        pass
+
+
 def test_peer_parse():
     assert Peer.parse("ORTHANC@127.0.0.1:4242") == Peer("ORTHANC", "127.0.0.1", 4242)
     assert Peer.parse("PACS@[::1]:104") == Peer("PACS", "::1", 104)
