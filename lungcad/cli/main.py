@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "train": "train a model (unet, fpr, classifier, risk)",
     "detect": "find nodules in scans (batch, resumable)",
     "evaluate": "score detections (LUNA16 FROC/CPM) or patient predictions (DSB 2017 log loss)",
+    "serve": "a DICOM node: receive CT series (C-STORE), detect, send the SR",
     "demo": "run the full pipeline with the bundled models on synthetic patients and score it",
 }
 

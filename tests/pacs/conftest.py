@@ -77,6 +77,19 @@ class Orthanc:
         self.stop()
         raise RuntimeError(f"Orthanc did not answer /system in {timeout} s: see {self.root / 'orthanc.log'}")
 
+    def rest(self, method: str, path: str, body=None, *, raw: bool = False):
+        """One REST request (``body``: bytes as is, anything else as JSON); its JSON answer (None when empty), or
+        with ``raw`` its bytes."""
+        data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        with urllib.request.urlopen(request, timeout=120) as r:
+            text = r.read()
+        return text if raw else json.loads(text) if text else None
+
+    def add_modality(self, name: str, ae_title: str, port: int, host: str = "127.0.0.1") -> None:
+        """Register a DICOM node (``PUT /modalities/NAME``) that Orthanc can C-ECHO and C-STORE to."""
+        self.rest("PUT", f"/modalities/{name}", {"AET": ae_title, "Host": host, "Port": port})
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -93,6 +106,17 @@ def orthanc(tmp_path_factory):
     if shutil.which("Orthanc") is None:
         pytest.skip("the Orthanc binary is missing (apt-get install orthanc orthanc-dicomweb; .ci/run does this)")
     server = Orthanc(tmp_path_factory.mktemp("orthanc"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def own_orthanc(tmp_path_factory):
+    """An Orthanc for one test module alone (results stored into it do not reach another module's checks)."""
+    if shutil.which("Orthanc") is None:
+        pytest.skip("the Orthanc binary is missing (apt-get install orthanc orthanc-dicomweb; .ci/run does this)")
+    server = Orthanc(tmp_path_factory.mktemp("own-orthanc"))
     server.start()
     yield server
     server.stop()
