@@ -43,6 +43,8 @@ SCRATCH = ".scratch"
 TIMEOUT_S = (10, 120)
 #: Retries (with exponential backoff) of a request that fails with a reset or a 502/503/504.
 RETRIES = 3
+#: The most studies one QIDO-RS study search (``--query``) may find; more is an error asking for a narrower query.
+MAX_STUDIES = 10_000
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 MODALITY, STUDY_UID, SERIES_UID = "00080060", "0020000D", "0020000E"
@@ -143,14 +145,46 @@ def check_server(url: str) -> None:
         raise _network_error(exc, url, "QIDO-RS study search") from exc
 
 
-def find_studies(url: str, query: dict[str, str]) -> list[str]:
+def find_studies(url: str, query: dict[str, str], web=None) -> list[str]:
     """The StudyInstanceUIDs that a QIDO-RS study search with ``query`` (attribute keyword or tag -> value, e.g.
-    ``{"ModalitiesInStudy": "CT", "StudyDate": "20200101-20201231"}``) finds, all pages."""
-    try:
-        found = client(url).search_for_studies(search_filters=dict(query), get_remaining=True)
-    except Exception as exc:
-        raise _network_error(exc, url, f"QIDO-RS study search {query}") from exc
-    return [uid for uid in (_value(r, STUDY_UID) for r in found) if uid]
+    ``{"ModalitiesInStudy": "CT", "StudyDate": "20200101-20201231"}``) finds, all pages, each once.
+
+    Each request sends ``offset`` (the UIDs found so far) with ``limit`` (what is left of :data:`MAX_STUDIES`, plus
+    one): servers cap a page at their own size, Orthanc 1.10 ignores ``offset`` without ``limit`` (the same page
+    again and again), and with ``ModalitiesInStudy`` it answers results[offset:limit], which a limit counted from 0
+    keeps right. The search stops on an empty page, or (with a warning) on a page that brings no new UID.
+
+    Raises:
+        PacsError: the search fails, or finds more than :data:`MAX_STUDIES` studies.
+    """
+    web = client(url) if web is None else web
+    found: dict[str, None] = {}
+    while True:
+        try:
+            page = web.search_for_studies(
+                search_filters=dict(query), offset=len(found), limit=MAX_STUDIES + 1 - len(found)
+            )
+        except Exception as exc:
+            raise _network_error(exc, url, f"QIDO-RS study search {query}") from exc
+        uids = [uid for uid in (_value(r, STUDY_UID) for r in page or []) if uid]
+        new = [uid for uid in dict.fromkeys(uids) if uid not in found]
+        if uids and not new:
+            log.warning(
+                "QIDO-RS study search %s at %s: the page at offset %d brings no new study; stopping with %d",
+                query,
+                shown_url(url),
+                len(found),
+                len(found),
+            )
+        found.update(dict.fromkeys(new))
+        if len(found) > MAX_STUDIES:
+            raise PacsError(
+                f"QIDO-RS study search {query} finds more than {MAX_STUDIES} studies",
+                path=shown_url(url),
+                fix="narrow the query (e.g. --query StudyDate=20200101-20200131) or list the studies in --study-list",
+            )
+        if not new:
+            return list(found)
 
 
 def read_study_list(path: str | Path) -> list[str]:

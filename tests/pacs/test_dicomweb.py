@@ -228,3 +228,88 @@ def test_a_study_without_ct_is_one_errors_row(orthanc, confident_model, tmp_path
     with open(out / "errors.csv", newline="") as fh:
         [row] = list(csv.DictReader(fh))
     assert row["id"] == ds.StudyInstanceUID and "no CT series (modalities: MR)" in row["error"]
+
+
+class _Server:
+    """A fake QIDO-RS study search over ``studies``: ``page(offset, limit)`` is what one request answers."""
+
+    def __init__(self, studies: list[str], page) -> None:
+        self.studies, self.page, self.requests = studies, page, []
+
+    def search_for_studies(self, search_filters=None, offset=None, limit=None):
+        self.requests.append((offset, limit))
+        assert len(self.requests) < 50, "the study search does not stop"
+        return [{"0020000D": {"vr": "UI", "Value": [uid]}} for uid in self.page(self.studies, offset, limit)]
+
+
+UIDS = [f"1.2.3.{i}" for i in range(7)]
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        lambda s, offset, limit: s[offset : offset + limit],  # as the standard says
+        lambda s, offset, limit: s[offset : offset + min(limit, 3)],  # a server that caps its pages at 3
+        lambda s, offset, limit: s[offset:limit],  # Orthanc 1.10 with ModalitiesInStudy
+    ],
+    ids=["standard", "capped-pages", "orthanc-modalities"],
+)
+def test_find_studies_finds_each_study_once(page):
+    from lungcad.pacs.dicomweb import find_studies
+
+    server = _Server(UIDS, page)
+    assert find_studies("http://pacs/dicom-web", {"ModalitiesInStudy": "CT"}, web=server) == UIDS
+    assert all(limit is not None for _, limit in server.requests)  # Orthanc ignores offset without limit
+
+
+def test_find_studies_stops_on_a_page_that_repeats(caplog):
+    """Orthanc 1.10 without a limit: the same page whatever the offset. One page more, a warning, no endless loop."""
+    from lungcad.pacs.dicomweb import find_studies
+
+    server = _Server(UIDS[:2], lambda s, offset, limit: s)
+    with caplog.at_level("WARNING", logger="lungcad.pacs.dicomweb"):
+        assert find_studies("http://pacs/dicom-web", {"ModalitiesInStudy": "CT"}, web=server) == UIDS[:2]
+    assert len(server.requests) == 2
+    assert "brings no new study" in caplog.text
+
+
+def test_find_studies_has_a_bound(monkeypatch):
+    """A search that finds more than MAX_STUDIES is one line naming the server and the fix, not an endless pull."""
+    from lungcad.errors import PacsError
+    from lungcad.pacs import dicomweb
+
+    monkeypatch.setattr(dicomweb, "MAX_STUDIES", 5)
+    endless = _Server([], lambda s, offset, limit: [f"1.2.{offset + i}" for i in range(min(limit, 2))])
+    with pytest.raises(PacsError) as exc:
+        dicomweb.find_studies("http://user:pw@pacs/dicom-web", {"ModalitiesInStudy": "CT"}, web=endless)
+    line = str(exc.value)
+    assert "\n" not in line and "more than 5 studies" in line and "narrow the query" in line
+    assert "http://pacs/dicom-web" in line and "pw" not in line.replace("narrow", "")
+    assert len(endless.requests) == 3
+
+
+def test_modality_and_date_queries_on_orthanc(orthanc, study, monkeypatch):
+    """Orthanc 1.10 answers a ModalitiesInStudy search without a limit with the same page whatever the offset
+    (dicomweb-client's get_remaining then never stops): the search finds the sample study once, in two requests."""
+    from lungcad.errors import PacsError
+    from lungcad.pacs import dicomweb
+
+    web = dicomweb.client(orthanc.dicomweb)
+    calls = []
+
+    def counted(response, *args, **kwargs):  # every HTTP request, also those that dicomweb-client pages by itself
+        calls.append(response.url)
+        assert len(calls) <= 5, "the study search does not stop"
+
+    web._session.hooks["response"].append(counted)
+    for query in ({"ModalitiesInStudy": "CT"}, {"ModalitiesInStudy": "CT", "StudyDate": "20161231-20170102"}):
+        calls.clear()
+        found = dicomweb.find_studies(orthanc.dicomweb, query, web=web)
+        assert found.count(study) == 1 and len(found) == len(set(found))
+        assert len(calls) == 2
+    calls.clear()
+    assert dicomweb.find_studies(orthanc.dicomweb, {"StudyDate": "20180101-20181231"}, web=web) == []
+    monkeypatch.setattr(dicomweb, "MAX_STUDIES", 0)
+    with pytest.raises(PacsError, match="more than 0 studies") as exc:
+        dicomweb.find_studies(orthanc.dicomweb, {"ModalitiesInStudy": "CT"}, web=web)
+    assert orthanc.dicomweb in str(exc.value)
