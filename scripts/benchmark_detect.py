@@ -178,7 +178,7 @@ def batch(args: argparse.Namespace, work: Path) -> None:
         per_scan = {k: statistics.mean(r["timings_s"].get(k, 0.0) for r in records) for k in (*STAGES, "total_s")}
         rest = per_scan["total_s"] - sum(per_scan[k] for k in STAGES)
         busy = per_scan["total_s"] * done / args.workers
-        slices = statistics.mean(r["geometry"]["shape"][0] for r in records) if records else 0
+        slices = statistics.mean(r["geometry"]["slices"] for r in records) if records else 0
         print(
             f"{layout:5}: {done} scans (512x512x{slices:.0f} on average) in {run['wall_s']:.1f} s with "
             f"--workers {args.workers} = {3600 * done / run['wall_s']:.0f} scans/hour "
