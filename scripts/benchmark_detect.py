@@ -21,7 +21,9 @@ first scan, CSV and JSON; the batch's own: workers starting, TensorFlow imported
     python scripts/benchmark_detect.py [--quick] [--workdir DIR] [--seed 11] [--repeats 2] [--seed-slices 4]
     python scripts/benchmark_detect.py --batch 20 [--workers 2] [--workdir DIR]
 
-``--quick``: one repeat, 2 seed-design slices, the start-up of the float32 run only (batch: 4 scans).
+``--precision``: float32, bfloat16 (every model) and auto (what ``lungcad detect`` runs by default) unless given.
+``--quick``: one repeat, 2 seed-design slices, float32 and auto, the start-up of the first run only (batch: 4
+scans). Run it from the repository root with ``PYTHONPATH=.`` in a development checkout.
 """
 
 from __future__ import annotations
@@ -100,7 +102,8 @@ def one_scan(args: argparse.Namespace, work: Path) -> None:
         for precision in args.precision:
             row = {"layout": layout, "precision": precision}
             if not args.quick or not rows:
-                row["startup"] = startup(path, work / f"startup-{layout}-{precision}", precision, args.model)
+                fresh = Path(tempfile.mkdtemp(prefix=f"startup-{layout}-{precision}-", dir=work))  # not a resume
+                row["startup"] = startup(path, fresh, precision, args.model)
             models = model_set(stage, args.model, precision=precision)
             ref = find_scans([path])[0]
             detect_one(ref, out=work / f"warmup-{layout}-{precision}", models=models)  # graph building
@@ -132,10 +135,11 @@ def one_scan(args: argparse.Namespace, work: Path) -> None:
         )
     for layout in paths:
         by = {r["precision"]: r["timings"] for r in rows if r["layout"] == layout}
-        if {"float32", "bfloat16"} <= set(by):
-            a, b = by["float32"], by["bfloat16"]
-            parts = ", ".join(f"{NAMES.get(k, k[:-2])} {a[k] / b[k]:.2f}x" for k in STAGES[1:5] if b.get(k))
-            print(f"  {layout}: bfloat16 vs float32: total {a['total_s'] / b['total_s']:.2f}x ({parts})")
+        for other in ("bfloat16", "auto"):
+            if {"float32", other} <= set(by):
+                a, b = by["float32"], by[other]
+                parts = ", ".join(f"{NAMES.get(k, k[:-2])} {a[k] / b[k]:.2f}x" for k in STAGES[1:5] if b.get(k))
+                print(f"  {layout}: {other} vs float32: total {a['total_s'] / b['total_s']:.2f}x faster ({parts})")
 
 
 def print_row(row: dict) -> None:
@@ -205,9 +209,8 @@ def main() -> None:
     ap.add_argument(
         "--precision",
         nargs="+",
-        default=["float32", "bfloat16"],
         choices=["auto", "float32", "bfloat16"],
-        help="precisions to time (default: float32 bfloat16; --batch: the first)",
+        help="precisions to time (default: float32 bfloat16 auto; --quick: float32 auto; --batch: auto)",
     )
     ap.add_argument("--quick", action="store_true", help="1 repeat, 2 seed slices, one start-up (batch: 4 scans)")
     ap.add_argument("--batch", type=int, metavar="N", help="scans/hour of lungcad detect over N phantoms per layout")
@@ -215,6 +218,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.repeats, args.seed_slices = 1, 2
+    default = ["auto"] if args.batch else ["float32", "auto"] if args.quick else ["float32", "bfloat16", "auto"]
+    args.precision = args.precision or default
     work = args.workdir or Path(tempfile.mkdtemp(prefix="lungcad-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     batch(args, work) if args.batch else one_scan(args, work)
