@@ -51,8 +51,9 @@ NAMES = {"read_s": "read", "preprocess_s": "preprocess", "unet_and_merge_s": "U-
 
 
 def lungcad_process(args: list[str], watch: str | None = None) -> dict:
-    """``lungcad ARGS`` in a fresh process: its stdout, wall seconds, peak RSS (MB) and the seconds from its start
-    to the first stderr line containing ``watch``."""
+    """``lungcad ARGS`` in a fresh process: its stdout, wall seconds, CPU seconds (user + system, its worker
+    processes included), peak RSS (MB) and the seconds from its start to the first stderr line containing
+    ``watch``."""
     t0 = time.perf_counter()
     command = [sys.executable, "-m", "lungcad.cli.main", *args]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -66,7 +67,8 @@ def lungcad_process(args: list[str], watch: str | None = None) -> dict:
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(command)} failed: {stdout}{''.join(tail)}")
-    return {"stdout": stdout, "wall_s": wall, "peak_mb": usage.ru_maxrss / 1024, "seen_s": seen}
+    cpu = usage.ru_utime + usage.ru_stime  # Linux: the child's and its reaped children's (the pool's workers)
+    return {"stdout": stdout, "wall_s": wall, "cpu_s": cpu, "peak_mb": usage.ru_maxrss / 1024, "seen_s": seen}
 
 
 def startup(path: Path, out: Path, precision: str, model: Path | None = None) -> dict:
@@ -196,6 +198,13 @@ def batch(args: argparse.Namespace, work: Path) -> None:
             f"each worker's first scan, CSV and JSON); the batch's own: {run['wall_s'] - busy:.1f} s (workers "
             f"starting and importing TensorFlow, waiting for the last scan, candidates.csv and index.html); peak RSS "
             f"of the main process {run['peak_mb']:.0f} MB"
+        )
+        cores = len(os.sched_getaffinity(0))
+        print(
+            f"       CPU time: {run['cpu_s'] / done:.1f} s per scan (all processes) = "
+            f"{3600 * cores / (run['cpu_s'] / done):.0f} scans/hour if this run had the {cores} cores to itself "
+            f"(it got {run['cpu_s'] / run['wall_s'] / cores:.0%} of them; load average after "
+            f"{os.getloadavg()[0]:.1f})"
         )
 
 
