@@ -134,6 +134,7 @@ def detect(
     fpr_model: str | Path | None = None,
     risk_model: str | Path | None = None,
     blobs: str | Path | None = None,
+    precision: str = "auto",
 ) -> DetectionResult:
     """Find nodules in one scan, in memory (no file written): what ``lungcad detect`` computes per scan.
 
@@ -144,6 +145,9 @@ def detect(
             patient's P(cancer)); default: as far as models are bundled or given ("risk" in a full installation).
         model, fpr_model, risk_model: model directories (``lungcad train unet|fpr|risk``); default: the bundled.
         blobs: also add blob-filter candidates (a config name in ``configs/``, e.g. "blobs", or a YAML path).
+        precision: "auto" (bfloat16 for the models that run faster in it, where the CPU has AMX or AVX512-BF16),
+            "float32" or "bfloat16" (every model): :mod:`lungcad.pipeline.precision`; ``result.precision`` says
+            what each model computed in.
 
     Returns:
         a :class:`DetectionResult`: ``candidates`` (DataFrame, most probable first: world mm ``coordX..Z``,
@@ -157,7 +161,7 @@ def detect(
     from lungcad.pipeline.models import model_set
     from lungcad.pipeline.run import detect_scan
 
-    models = model_set(stage, model, fpr_model, risk_model, blobs)
+    models = model_set(stage, model, fpr_model, risk_model, blobs, precision)
     timings: dict[str, float] = {}
     if isinstance(path_or_scan, CTScan):
         scan = path_or_scan
@@ -169,7 +173,13 @@ def detect(
         timings["read_s"] = time.perf_counter() - t
     found = detect_scan(scan, models, timings)
     return DetectionResult(
-        found.scan, found.preprocessed, found.candidates, found.cancer_probability, found.timings_s, models
+        found.scan,
+        found.preprocessed,
+        found.candidates,
+        found.cancer_probability,
+        found.timings_s,
+        found.precision,
+        models=models,
     )
 
 

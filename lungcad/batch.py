@@ -51,6 +51,9 @@ class BatchSummary:
     seconds: float = 0.0
     #: seconds before the first scan's work began, model loading (TensorFlow) included, when measured
     startup_s: float | None = None
+    #: what the models computed in, in words (e.g. "U-Net float32, FPR and risk bfloat16"), when known (the
+    #: command's report says it after :meth:`line`)
+    precision: str | None = None
 
     @property
     def exit_code(self) -> int:

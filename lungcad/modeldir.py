@@ -58,6 +58,24 @@ def float32_model(model: keras.Model) -> keras.Model:
     return copy
 
 
+def mixed_precision_model(model: keras.Model, policy: str = "mixed_bfloat16") -> keras.Model:
+    """A copy of ``model`` with the same weights whose layers compute under the Keras dtype policy ``policy`` (e.g.
+    ``"mixed_bfloat16"``: bfloat16 arithmetic, float32 weights), its output layers in float32 (the probabilities at
+    full precision); ``model`` itself for ``"float32"`` (:func:`float32_model`)."""
+    if policy == "float32":
+        return float32_model(model)
+    config = model.get_config()
+    entries = config.get("output_layers", [])
+    entries = [entries] if entries and isinstance(entries[0], str) else entries  # one output: [name, 0, 0]
+    outputs = {entry[0] for entry in entries}
+    for layer in config["layers"]:
+        if layer["class_name"] != "InputLayer":
+            layer["config"]["dtype"] = "float32" if layer["config"]["name"] in outputs else policy
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def save_model_dir(model: keras.Model, config: Any, model_dir: str | Path, config_file: str) -> Path:
     """Write ``model.keras`` (computing in float32: :func:`float32_model`) and the inference config (a dataclass)
     as ``config_file``."""

@@ -107,7 +107,7 @@ def test_detect_checks_its_arguments_before_reading(tmp_path, confident_model):
 @pytest.fixture(scope="module")
 def sample_result():
     scan = lungcad.load_scan(SAMPLE_SCAN)
-    return lungcad.detect(scan, stage="fpr")
+    return lungcad.detect(scan, stage="fpr", precision="float32")  # the pinned table is float32's
 
 
 def hits(candidates: pd.DataFrame, annotations: pd.DataFrame) -> int:

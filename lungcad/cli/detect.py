@@ -61,6 +61,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "from the U-Net's: a second detector for small nodules touching vessels, which the U-Net misses; more "
         "nodules among the marks, more false positives for the FPR to rank (see the README)",
     )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="arithmetic of the models (default: auto: bfloat16 for the FPR and the risk classifiers where the CPU has "
+        "AMX or AVX512-BF16, measured faster there with the same results; float32 otherwise and for the U-Net); "
+        "float32 or bfloat16 force it on every model. Each scan's JSON records it (precision)",
+    )
     p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to read from multi-series DICOM folders")
     p.add_argument(
         "--allow-external-data",
@@ -114,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         scheduler=args.scheduler,
         allow_external_data=args.allow_external_data,
+        precision=args.precision,
         **scan_options(args),
     )
     if summary.startup_s is not None:
@@ -128,6 +137,8 @@ def run_dicomweb(args: argparse.Namespace) -> int:
         )
     if args.workers > 1 or args.scheduler:
         args.parser.error("--dicomweb runs one study at a time: leave out --workers and --scheduler")
+    if args.precision != "auto":
+        args.parser.error("--dicomweb runs with --precision auto: leave out --precision")
     query = dict(q.partition("=")[::2] for q in args.query or [])
     if not all(query) or not all(query.values()):
         args.parser.error("--query takes KEY=VALUE, e.g. ModalitiesInStudy=CT")
@@ -162,7 +173,9 @@ def scan_options(args: argparse.Namespace) -> dict:
 def report(summary, args: argparse.Namespace) -> int:
     out = Path(args.output)
     print(
-        f"detect: {summary.line()}; candidates in {out / 'candidates.csv'}"
+        f"detect: {summary.line()}"
+        + (f"; precision: {summary.precision}" if summary.precision else "")
+        + f"; candidates in {out / 'candidates.csv'}"
         + (f"; patients in {out / 'patients.csv'}" if (out / "patients.csv").exists() else "")
         + (f"; pictures in {out / 'index.html'}" if (out / "index.html").exists() else "")
         + (f"; errors in {out / 'errors.csv'}" if summary.failed else "")

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from lungcad.fpr.fusion import check_unet_weight, fuse
 from lungcad.fpr.wideresnet import WRNConfig
-from lungcad.modeldir import CONFIG_FILES, load_model_dir, save_model_dir
+from lungcad.modeldir import CONFIG_FILES, load_model_dir, mixed_precision_model, save_model_dir
 from lungcad.modeldir import check_model_dir as check_dir
 from lungcad.patches import PatchConfig, candidate_spacing, extract_patches
 from lungcad.scan import CTScan
@@ -91,14 +91,16 @@ class PatchScorer:
         # One graph for every batch size: 30% less time than eager calls (2.2 vs 3.2 s for 240 views of
         # WideResNet-16-4 on 2 cores), the same scores.
         self.infer = tf.function(
-            lambda x: model(x, training=False),
+            lambda x: tf.cast(model(x, training=False), tf.float32),
             input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)],
         )
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> PatchScorer:
-        """Load a directory written by ``lungcad train fpr``."""
-        return cls(*load_model_dir(model_dir, ScorerConfig, FPR_FILE, "fpr"))
+    def load(cls, model_dir: str | Path, policy: str = "float32") -> PatchScorer:
+        """Load a directory written by ``lungcad train fpr``; the network computes under the Keras dtype
+        ``policy`` ("float32", or "mixed_bfloat16" on CPUs with bfloat16 units: 2.9x faster with AMX)."""
+        model, config = load_model_dir(model_dir, ScorerConfig, FPR_FILE, "fpr")
+        return cls(mixed_precision_model(model, policy), config)
 
     def save(self, model_dir: str | Path) -> Path:
         """Write ``model.keras`` and ``fpr.yaml`` into ``model_dir``."""

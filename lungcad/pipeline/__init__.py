@@ -6,6 +6,7 @@ module                         what it is
 :mod:`lungcad.pipeline.run`      one scan in memory -> :class:`Detection` (no files): the Python API's core
 :mod:`lungcad.pipeline.detector` the candidate stage composed: preprocess -> U-Net -> merge (-> blobs)
 :mod:`lungcad.pipeline.models`   the model registry: bundled defaults, checks, loading once per process
+:mod:`lungcad.pipeline.precision` float32 or bfloat16 per model (the CPU's bfloat16 units, ``--precision``)
 :mod:`lungcad.pipeline.writers`  a result's files (CSV, JSON, pictures, SR) and the batch's tables
 :mod:`lungcad.pipeline.batch`    many scans: resumable, errors.csv, workers (``lungcad detect``)
 ============================== ===========================================================================

@@ -51,6 +51,16 @@ class StageLog(dict):
 _FIRST_READ: list[float | None] = [None]
 
 
+def precision_text(precision: dict[str, str]) -> str:
+    """``{"unet": "float32", "fpr": "bfloat16", "risk": "bfloat16"}`` -> ``"U-Net float32, FPR and risk
+    bfloat16"`` (the summary line's words)."""
+    names = {"unet": "U-Net", "fpr": "FPR", "risk": "risk"}
+    groups: dict[str, list[str]] = {}
+    for role, dtype in precision.items():
+        groups.setdefault(dtype, []).append(names[role])
+    return ", ".join(f"{' and '.join(roles)} {dtype}" for dtype, roles in groups.items())
+
+
 def detect_one(
     ref: ScanRef,
     *,
@@ -98,11 +108,14 @@ def detect_scans(
     scheduler: str | None = None,
     blobs: str | Path | None = None,
     allow_external_data: bool = False,
+    precision: str = "auto",
 ) -> BatchSummary:
     """Run detection over every scan in ``inputs`` into ``out`` up to ``stage`` (one of
     :data:`lungcad.pipeline.models.STAGES`); returns the batch summary. Models default to the bundled ones, ``stage``
     to :func:`lungcad.pipeline.models.default_stage`; ``blobs`` (a config name in ``configs/`` or a YAML path) adds
-    blob-filter candidates; ``allow_external_data``: see :func:`lungcad.io.load_scan`.
+    blob-filter candidates; ``allow_external_data``: see :func:`lungcad.io.load_scan`; ``precision``: "auto",
+    "float32" or "bfloat16" (:mod:`lungcad.pipeline.precision`; each scan's JSON records what ran, the summary's
+    ``precision`` what this machine resolves it to).
 
     The summary's ``startup_s`` (single-process runs) is the time from this call to the first scan's read plus the
     time spent loading models (importing TensorFlow, reading the weights) while the first scans ran.
@@ -114,7 +127,7 @@ def detect_scans(
     _FIRST_READ[0] = None
     with output_folder(out, "lungcad detect") as out:
         refs = find_scans(inputs)  # a missing input is reported before the models' checks import TensorFlow
-        models = model_set(stage, model_dir, fpr_model_dir, risk_model_dir, blobs)
+        models = model_set(stage, model_dir, fpr_model_dir, risk_model_dir, blobs, precision)
         work = functools.partial(
             detect_one,
             out=out,
@@ -135,6 +148,7 @@ def detect_scans(
             is_done=lambda ref: is_finished(out, ref.id, models.record()),
         )
         write_batch_tables(out)
+    summary.precision = precision_text(models.precisions())
     if _FIRST_READ[0] is not None:  # a scan was read in this process (not by workers): start-up is known
         summary.startup_s = _FIRST_READ[0] - t0 + loading_seconds() - loaded
     return summary

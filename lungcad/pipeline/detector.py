@@ -21,8 +21,9 @@ from lungcad.candidates.blobs import BlobConfig, blob_candidates
 from lungcad.candidates.inference import near_lung, predict_volume
 from lungcad.candidates.unet import UNetConfig
 from lungcad.merge import MergeConfig, merge_candidates
-from lungcad.modeldir import CONFIG_FILES, load_model_dir, save_model_dir
+from lungcad.modeldir import CONFIG_FILES, load_model_dir, mixed_precision_model, save_model_dir
 from lungcad.modeldir import check_model_dir as check_dir
+from lungcad.pipeline.precision import keras_policy
 from lungcad.preprocess.config import PreprocessConfig
 from lungcad.preprocess.pipeline import PreprocessedScan, preprocess_scan
 from lungcad.scan import CTScan
@@ -67,15 +68,16 @@ class CandidateDetector:
         self.source = source
         channels = config.model.channels
         self.infer = tf.function(
-            lambda x: model(x, training=False),
+            lambda x: tf.cast(model(x, training=False), tf.float32),
             input_signature=[tf.TensorSpec((None, None, None, channels), tf.float32)],
         )
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> CandidateDetector:
-        """Load ``model.keras`` and ``detector.yaml`` from a directory written by ``lungcad train unet``."""
+    def load(cls, model_dir: str | Path, precision: str = "float32") -> CandidateDetector:
+        """Load ``model.keras`` and ``detector.yaml`` from a directory written by ``lungcad train unet``; the U-Net
+        computes in ``precision`` ("float32" or "bfloat16": :mod:`lungcad.pipeline.precision`)."""
         model, config = load_model_dir(model_dir, DetectorConfig, DETECTOR_FILE, "unet")
-        return cls(model, config, Path(model_dir))
+        return cls(mixed_precision_model(model, keras_policy(precision)), config, Path(model_dir))
 
     def save(self, model_dir: str | Path) -> Path:
         """Write ``model.keras`` and ``detector.yaml`` into ``model_dir``."""

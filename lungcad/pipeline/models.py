@@ -23,6 +23,7 @@ from pathlib import Path
 from lungcad.errors import ConfigError
 from lungcad.modeldir import CONFIG_FILES
 from lungcad.modeldir import check_model_dir as check_dir
+from lungcad.pipeline.precision import PRECISIONS, keras_policy, resolve_precision
 
 #: Where the bundled default models live (trained by scripts/train_default_models.py).
 BUNDLED_MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -58,12 +59,15 @@ class ModelSet:
         fpr: the false-positive reducer's, or None to stop after the candidates.
         risk: the risk model's, or None to stop after the FPR (needs ``fpr``).
         blobs: a :class:`lungcad.candidates.blobs.BlobConfig` YAML file that adds blob-filter candidates, or None.
+        precision: "auto", "float32" or "bfloat16" (:mod:`lungcad.pipeline.precision`), resolved by
+            :meth:`precisions` on the machine that runs the models.
     """
 
     unet: str
     fpr: str | None = None
     risk: str | None = None
     blobs: str | None = None
+    precision: str = "float32"
 
     @property
     def stage(self) -> str:
@@ -75,6 +79,13 @@ class ModelSet:
         extra = {k: v for k, v in (("fpr", self.fpr), ("risk", self.risk), ("blobs", self.blobs)) if v}
         return {"unet": self.unet, **extra}
 
+    def precisions(self) -> dict[str, str]:
+        """``{"unet": ..., "fpr": ..., "risk": ...}`` ("float32" or "bfloat16"), the models this set has, as
+        :attr:`precision` resolves on this machine (:func:`lungcad.pipeline.precision.resolve_precision`): what a
+        scan's JSON records as its ``precision``."""
+        resolved = resolve_precision(self.precision)
+        return {role: resolved[role] for role in ("unet", "fpr", "risk") if getattr(self, role)}
+
 
 def model_set(
     stage: str | None = None,
@@ -82,10 +93,13 @@ def model_set(
     fpr_model_dir: str | Path | None = None,
     risk_model_dir: str | Path | None = None,
     blobs: str | Path | None = None,
+    precision: str = "auto",
 ) -> ModelSet:
     """The checked models ``stage`` needs (default :func:`default_stage`), the bundled ones where none is given;
     ``blobs`` is a config name in ``configs/`` or a YAML path, checked now (a bad file fails before any scan is
-    read)."""
+    read); ``precision`` one of :data:`lungcad.pipeline.precision.PRECISIONS`."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}", expected=" or ".join(PRECISIONS))
     stage = stage or default_stage(fpr_model_dir, risk_model_dir)
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}", expected=" or ".join(STAGES))
@@ -103,7 +117,7 @@ def model_set(
     unet = str(check_dir(model_dir or default_model_dir("unet"), CONFIG_FILES["unet"], "unet"))
     fpr = str(check_dir(fpr_model_dir or default_model_dir("fpr"), CONFIG_FILES["fpr"], "fpr")) if needed >= 1 else None
     risk = str(check_risk(risk_model_dir or default_model_dir("risk"))) if needed >= 2 else None
-    return ModelSet(unet, fpr, risk, blob_config_path(blobs))
+    return ModelSet(unet, fpr, risk, blob_config_path(blobs), precision)
 
 
 def blob_config_path(blobs: str | Path | None) -> str | None:
@@ -149,14 +163,15 @@ def _timed(load):
 
 
 @_timed
-def load_detector(model_dir: str, blobs: str | None = None):
-    """The U-Net candidate detector of ``model_dir`` (cached per process); with ``blobs`` (a BlobConfig YAML) it
-    also adds blob-filter candidates (:mod:`lungcad.candidates.blobs`), whatever its ``detector.yaml`` says."""
+def load_detector(model_dir: str, blobs: str | None = None, precision: str = "float32"):
+    """The U-Net candidate detector of ``model_dir`` computing in ``precision`` ("float32", "bfloat16"; cached per
+    process); with ``blobs`` (a BlobConfig YAML) it also adds blob-filter candidates
+    (:mod:`lungcad.candidates.blobs`), whatever its ``detector.yaml`` says."""
     from lungcad.candidates.blobs import BlobConfig
     from lungcad.config import load_config
     from lungcad.pipeline.detector import CandidateDetector
 
-    detector = CandidateDetector.load(model_dir)
+    detector = CandidateDetector.load(model_dir, precision)
     if blobs is None:
         return detector
     config = replace(detector.config, blobs=load_config(BlobConfig, blobs))
@@ -164,28 +179,29 @@ def load_detector(model_dir: str, blobs: str | None = None):
 
 
 @_timed
-def load_scorer(model_dir: str):
-    """The patch scorer (FPR, nodule classifier) of ``model_dir``, cached per process."""
+def load_scorer(model_dir: str, precision: str = "float32"):
+    """The patch scorer (FPR, nodule classifier) of ``model_dir`` computing in ``precision``, cached per process."""
     from lungcad.fpr.inference import PatchScorer
 
-    return PatchScorer.load(model_dir)
+    return PatchScorer.load(model_dir, keras_policy(precision))
 
 
 @_timed
-def load_risk_model(model_dir: str):
-    """The risk model of ``model_dir``, cached per process."""
+def load_risk_model(model_dir: str, precision: str = "float32"):
+    """The risk model of ``model_dir`` (its nodule classifiers computing in ``precision``), cached per process."""
     from lungcad.risk.model import RiskModel
 
-    return RiskModel.load(model_dir)
+    return RiskModel.load(model_dir, keras_policy(precision))
 
 
 def load_models(models: ModelSet) -> float:
     """Load (once per process) every model of ``models``; returns the seconds it took now (0 when all were loaded
     before)."""
     before = loading_seconds()
-    load_detector(models.unet, models.blobs)
+    precision = models.precisions()
+    load_detector(models.unet, models.blobs, precision["unet"])
     if models.fpr is not None:
-        load_scorer(models.fpr)
+        load_scorer(models.fpr, precision["fpr"])
     if models.risk is not None:
-        load_risk_model(models.risk)
+        load_risk_model(models.risk, precision["risk"])
     return loading_seconds() - before

@@ -45,6 +45,8 @@ class Detection:
             ``study_instance_uid`` (the DICOM series' UIDs; empty for other input).
         cancer_probability: the patient's P(cancer), when the risk stage ran.
         timings_s: seconds per step (``preprocess_s``, ``unet_and_merge_s``, ``fpr_s``, ``risk_s``).
+        precision: what each model computed in, ``{"unet": "float32", "fpr": "bfloat16", ...}``
+            (:meth:`lungcad.pipeline.models.ModelSet.precisions`).
     """
 
     scan: CTScan
@@ -52,20 +54,22 @@ class Detection:
     candidates: pd.DataFrame
     cancer_probability: float | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
+    precision: dict[str, str] = field(default_factory=dict)
 
 
 def detect_scan(scan: CTScan, models: ModelSet, timings: dict[str, float] | None = None) -> Detection:
     """Run every stage ``models`` has (candidates; FPR when ``models.fpr``; risk when ``models.risk`` too) on
     ``scan``; ``timings`` (if given) receives the seconds per step as well."""
     timings = {} if timings is None else timings
-    table, pre = load_detector(models.unet, models.blobs).detect_and_preprocess(scan, timings)
+    precision = models.precisions()
+    table, pre = load_detector(models.unet, models.blobs, precision["unet"]).detect_and_preprocess(scan, timings)
     cancer = None
     if models.fpr is not None:
-        table = score_candidates(scan, table, load_scorer(models.fpr), timings)
+        table = score_candidates(scan, table, load_scorer(models.fpr, precision["fpr"]), timings)
         if models.risk is not None:
-            table, cancer = assess_risk(scan, table, load_risk_model(models.risk), timings)
+            table, cancer = assess_risk(scan, table, load_risk_model(models.risk, precision["risk"]), timings)
     table = submission_order(locate_in_source(scan, table))
-    return Detection(scan, pre, table, cancer, timings)
+    return Detection(scan, pre, table, cancer, timings, precision)
 
 
 def score_candidates(

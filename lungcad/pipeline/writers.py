@@ -104,6 +104,7 @@ def write_scan_result(
         "geometry": scan.summary(),
         "timings_s": timings,
         "model": models,
+        "precision": result.precision,
         **({"cancer_probability": cancer} if cancer is not None else {}),
         **({"pictures": drawn} if drawn is not None else {}),
         **({"dicom_sr": report} if report is not None else {}),

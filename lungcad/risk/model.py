@@ -112,8 +112,9 @@ class RiskModel:
         return Path(model_dir)
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> RiskModel:
-        """Read a directory written by ``lungcad train risk``."""
+    def load(cls, model_dir: str | Path, policy: str = "float32") -> RiskModel:
+        """Read a directory written by ``lungcad train risk``; its nodule classifiers compute under the Keras
+        dtype ``policy`` (:meth:`lungcad.fpr.inference.PatchScorer.load`)."""
         path = check_model_dir(model_dir) / RISK_FILE
         try:
             record = json.loads(path.read_text())
@@ -130,13 +131,14 @@ class RiskModel:
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"unreadable risk model: {exc}", path=path) from exc
         classifiers = load_classifiers(
-            {name: Path(model_dir) / CLASSIFIERS_DIR / name for name in classifier_names(m.features)}
+            {name: Path(model_dir) / CLASSIFIERS_DIR / name for name in classifier_names(m.features)}, policy
         )
         return cls(config, np.asarray(record["feature_mean"]), np.asarray(record["feature_std"]), noisy_or, classifiers)
 
 
-def load_classifiers(folders: dict[str, Path]) -> dict:
-    """``{NAME: PatchScorer}`` of nodule classifier model directories; ConfigError naming a missing one."""
+def load_classifiers(folders: dict[str, Path], policy: str = "float32") -> dict:
+    """``{NAME: PatchScorer}`` of nodule classifier model directories (computing under the Keras dtype
+    ``policy``); ConfigError naming a missing one."""
     from lungcad.fpr.inference import PatchScorer
     from lungcad.fpr.inference import check_model_dir as check_classifier
 
@@ -148,7 +150,7 @@ def load_classifiers(folders: dict[str, Path]) -> dict:
                 path=folder,
                 fix=f"train one with 'lungcad train classifier' and give 'lungcad train risk --classifier {name}=DIR'",
             )
-        out[name] = PatchScorer.load(check_classifier(folder))
+        out[name] = PatchScorer.load(check_classifier(folder), policy)
     return out
 
 

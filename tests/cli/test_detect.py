@@ -70,7 +70,18 @@ def test_detect_fpr_stage_puts_the_wideresnet_score_in_probability(tmp_path, con
         )
         == 0
     )
-    args = ["--model", str(tiny_model), "--stage", "fpr", "--fpr-model", str(tmp_path / "fpr")]
+    # float32: compared with the float32 scorer to 1e-5 (bfloat16, --precision auto on AMX, is tested in
+    # tests/pipeline/test_precision.py)
+    args = [
+        "--model",
+        str(tiny_model),
+        "--stage",
+        "fpr",
+        "--fpr-model",
+        str(tmp_path / "fpr"),
+        "--precision",
+        "float32",
+    ]
     assert main(["detect", str(tmp_path / "in"), "-o", str(out / "f"), *args]) == 0
     unet = pd.read_csv(out / "c" / "candidates.csv")
     fpr = pd.read_csv(out / "f" / "candidates.csv")
@@ -89,7 +100,7 @@ def test_detect_fpr_stage_puts_the_wideresnet_score_in_probability(tmp_path, con
     # a model with a fusion weight: probability is the FPR's fused with the candidate's mean U-Net probability
     fused = PatchScorer(scorer.model, dataclasses.replace(scorer.config, unet_weight=0.3))
     fused.save(tmp_path / "fused")
-    args_fused = ["--model", str(tiny_model), "--stage", "fpr", "--fpr-model", str(tmp_path / "fused")]
+    args_fused = [*args[:-4], "--fpr-model", str(tmp_path / "fused"), "--precision", "float32"]
     assert main(["detect", str(tmp_path / "in"), "-o", str(out / "g"), *args_fused]) == 0
     g = pd.read_csv(out / "g" / "candidates.csv")
     assert g.fpr_probability.to_numpy() == pytest.approx(
