@@ -26,6 +26,16 @@ def _port(text: str) -> int:
     return value
 
 
+def _attempts(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
@@ -34,8 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "C-STORE and answers C-ECHO; a series that received nothing for --quiet-seconds is detected as a folder run "
         "(OUT/scans/<SeriesInstanceUID>.{csv,json}, OUT/sr/<SeriesInstanceUID>.dcm, OUT/candidates.csv), and with "
         "--send-to its DICOM SR is sent there with C-STORE. A failed series or send is one row in OUT/errors.csv "
-        "and stays in OUT/.inbox/, where a restart picks it up with the other series not yet detected. Needs: pip "
-        "install 'lungcad[pacs,sr]'",
+        "and stays in OUT/.inbox/, where a restart picks it up with the other series not yet detected; after "
+        "--max-attempts failures it moves to OUT/.inbox-failed/<study>/<series>/ (move it back into "
+        "OUT/.inbox/<study>/ and restart to retry). Needs: pip install 'lungcad[pacs,sr]'",
         epilog="Exit codes: 0 stopped by SIGINT/SIGTERM; 1 the port, models or output folder cannot be used; "
         "2 bad arguments.",
     )
@@ -57,6 +68,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=10.0,
         metavar="S",
         help="detect a series once it has received no instance for S seconds",
+    )
+    p.add_argument(
+        "--max-attempts",
+        type=_attempts,
+        default=3,
+        metavar="N",
+        help="attempts (one per start) at a series whose detection or send fails before it moves to OUT/.inbox-failed/",
     )
     p.add_argument(
         "--stage",
@@ -86,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         send_to=send_to,
         allow_ae=(args.allow_ae or "").split(",") if args.allow_ae else None,
         quiet_seconds=args.quiet_seconds,
+        max_attempts=args.max_attempts,
         stage=args.stage,
         model_dir=args.model,
         fpr_model_dir=args.fpr_model,

@@ -13,9 +13,14 @@ How it works (:class:`DicomNode`):
   (:func:`lungcad.pipeline.batch.detect_one`): outputs, resume and ``errors.csv`` are those of ``lungcad detect``,
   keyed by the SeriesInstanceUID (``OUT/scans/<SeriesInstanceUID>.json``, ``OUT/sr/<SeriesInstanceUID>.dcm``);
 - with ``send_to``, the SR is sent there with C-STORE; a series whose detection or send fails is one row in
-  ``OUT/errors.csv``, stays in the inbox (not finished) and is done again when the node restarts;
+  ``OUT/errors.csv``, stays in the inbox (not finished) and is done again when the node restarts, at most
+  ``max_attempts`` times in all (counted in the series folder's ``.attempts`` file); then it is moved to
+  ``OUT/.inbox-failed/<StudyInstanceUID>/<SeriesInstanceUID>/`` and its ``errors.csv`` row says so (to retry, move
+  the folder back into ``OUT/.inbox/<StudyInstanceUID>/`` and restart the node: it gets ``max_attempts`` again);
 - a finished series' inbox folder is removed; on start, the series left in the inbox are done once they have been
-  quiet for ``quiet_seconds`` (a sender that was interrupted may go on), the finished ones are not redone.
+  quiet for ``quiet_seconds`` (a sender that was interrupted may go on), the finished ones are not redone, and the
+  ``.tmp-*`` files of writes a killed node left half done are removed;
+- the SCP accepts PDUs of at most ``MAX_PDU`` bytes (16 MiB).
 
 :func:`serve` runs a node until SIGINT or SIGTERM (the series being detected is finished first; a second signal
 stops at once).
@@ -32,11 +37,13 @@ import shutil
 import signal
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-from lungcad.batch import output_folder, run_batch
+from lungcad.batch import output_folder, read_errors, run_batch, write_errors
 from lungcad.errors import LungcadError, PacsError
+from lungcad.fileio import write_text_atomic
 from lungcad.io import ScanRef
 from lungcad.pacs.dicomweb import check_uid
 from lungcad.pipeline.batch import detect_one
@@ -47,6 +54,14 @@ log = logging.getLogger(__name__)
 
 #: The folder inside the output folder where received instances wait for their series to be detected.
 INBOX = ".inbox"
+#: Where a series goes after ``max_attempts`` failed attempts (``OUT/.inbox-failed/<study>/<series>/``).
+FAILED = ".inbox-failed"
+#: The file in a series' inbox folder that counts its failed attempts.
+ATTEMPTS = ".attempts"
+#: Default number of attempts (one per node start) at a series whose detection or send fails.
+MAX_ATTEMPTS = 3
+#: The largest PDU (bytes) the SCP accepts (pynetdicom's own default is 16 KiB; 0 would mean no limit).
+MAX_PDU = 16 * 1024 * 1024
 #: Default seconds without a new instance after which a series counts as complete.
 QUIET_SECONDS = 10.0
 #: How often (s) the node looks for series that became quiet.
@@ -159,6 +174,8 @@ class DicomNode:
         send_to: where each series' SR goes (``AE@HOST:PORT`` or a :class:`Peer`); None keeps it in ``OUT/sr/``.
         allow_ae: calling AE titles accepted; None or empty accepts any.
         quiet_seconds: a series is detected once it received no instance for this long.
+        max_attempts: a series whose detection or send failed this many times (once per start) is moved to
+            ``OUT/.inbox-failed/``.
         stage, model_dir, fpr_model_dir, risk_model_dir, blobs, pictures: as :func:`lungcad.pipeline.detect_scans`.
     """
 
@@ -172,6 +189,7 @@ class DicomNode:
         send_to: str | Peer | None = None,
         allow_ae: list[str] | None = None,
         quiet_seconds: float = QUIET_SECONDS,
+        max_attempts: int = MAX_ATTEMPTS,
         stage: str | None = None,
         model_dir: str | Path | None = None,
         fpr_model_dir: str | Path | None = None,
@@ -181,6 +199,8 @@ class DicomNode:
     ) -> None:
         if not 0 < len(ae_title.strip()) <= 16:
             raise PacsError(f"AE title {ae_title!r} must have 1 to 16 characters", fix="give another --ae-title")
+        if max_attempts < 1:
+            raise PacsError(f"max_attempts must be 1 or more, got {max_attempts}", fix="give another --max-attempts")
         self.out = Path(out)
         self.inbox = self.out / INBOX
         self.ae_title = ae_title.strip()
@@ -188,12 +208,14 @@ class DicomNode:
         self.send_to = Peer.parse(send_to) if isinstance(send_to, str) else send_to
         self.allow_ae = [a.strip() for a in allow_ae or [] if a.strip()]
         self.quiet_seconds = float(quiet_seconds)
+        self.max_attempts = int(max_attempts)
         self._model_args = (stage, model_dir, fpr_model_dir, risk_model_dir, blobs)
         self.pictures = pictures
         self.models: ModelSet | None = None
         self._lock = threading.Lock()
         self._last: dict[tuple[str, str], float] = {}  # (study, series) -> monotonic time of its last instance
-        self._received: dict[int, int] = {}  # id(association) -> instances stored
+        # association -> instances stored; weak keys: an association that never reports its end cannot leak
+        self._received: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._stop = threading.Event()
         self._stack: contextlib.ExitStack | None = None
         self._server = None
@@ -215,7 +237,7 @@ class DicomNode:
             self.models = model_set(*self._model_args)  # checked (a bad directory fails here), loaded below
             self._resume()
             ae = pynetdicom.AE(ae_title=self.ae_title)
-            ae.maximum_pdu_size = 0  # no limit
+            ae.maximum_pdu_size = MAX_PDU
             ae.add_supported_context(CT_IMAGE_STORAGE, list(TRANSFER_SYNTAXES))
             ae.add_supported_context(VERIFICATION)
             ae.require_calling_aet = list(self.allow_ae)
@@ -226,6 +248,7 @@ class DicomNode:
                 (pynetdicom.evt.EVT_REJECTED, self._on_rejected),
                 (pynetdicom.evt.EVT_RELEASED, self._on_closed),
                 (pynetdicom.evt.EVT_ABORTED, self._on_closed),
+                (pynetdicom.evt.EVT_CONN_CLOSE, self._on_conn_close),
             ]
             try:
                 self._server = ae.start_server((self.bind, self.port), block=False, evt_handlers=handlers)
@@ -304,9 +327,16 @@ class DicomNode:
 
     def _on_closed(self, event) -> None:
         with self._lock:
-            n = self._received.pop(id(event.assoc), 0)
+            n = self._received.pop(event.assoc, 0)
         how = "released" if event.event.name == "EVT_RELEASED" else "aborted"
         log.info("association from %s %s (%d instances stored)", self._peer(event), how, n)
+
+    def _on_conn_close(self, event) -> None:
+        """The connection closed (after a release or abort, or without either): forget its count."""
+        with self._lock:
+            n = self._received.pop(event.assoc, None)
+        if n is not None:
+            log.warning("connection from %s closed without release (%d instances stored)", self._peer(event), n)
 
     def _on_echo(self, event) -> int:
         log.info("C-ECHO from %s", self._peer(event))
@@ -346,7 +376,7 @@ class DicomNode:
         with self._lock:
             new = (study, series) not in self._last
             self._last[(study, series)] = time.monotonic()
-            self._received[id(event.assoc)] = self._received.get(id(event.assoc), 0) + 1
+            self._received[event.assoc] = self._received.get(event.assoc, 0) + 1
         if new:
             log.info("series %s: receiving from %s", series, peer)
         return SUCCESS
@@ -361,11 +391,13 @@ class DicomNode:
             for folder in sorted(p for p in study.iterdir() if p.is_dir()):
                 for tmp in folder.glob(".tmp-*"):
                     tmp.unlink(missing_ok=True)
-                if any(folder.glob("*.dcm")):
+                if _instances(folder):
                     self._last[(study.name, folder.name)] = now
                     log.info("series %s: left in the inbox, resumed", folder.name)
                 else:
                     shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):  # a study folder left empty
+                study.rmdir()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -385,13 +417,16 @@ class DicomNode:
                 log.error("series %s: %s: %s", due[0][1], type(exc).__name__, exc)
                 with self._lock:
                     self._last.pop(due[0], None)
+                with contextlib.suppress(Exception):
+                    self._attempt_failed(*due[0], f"{type(exc).__name__}: {exc}")
 
     def process(self, study: str, series: str) -> bool:
         """Detect the series ``OUT/.inbox/<study>/<series>/`` now (and send its SR); returns whether it is finished.
-        A failure is one row in ``OUT/errors.csv``; the series then stays in the inbox."""
+        A failure is one row in ``OUT/errors.csv``; the series then stays in the inbox, or after ``max_attempts``
+        failures moves to ``OUT/.inbox-failed/``."""
         folder = self.inbox / study / series
         started = time.monotonic()
-        n = sum(1 for _ in folder.glob("*.dcm"))
+        n = len(_instances(folder))
         log.info("series %s: received %d instances; detecting", series, n)
         ref = ScanRef(series, folder)
         records = self.models.record()
@@ -414,10 +449,47 @@ class DicomNode:
             (self.out / "scans" / f"{scan_stem(series)}.json").unlink(missing_ok=True)
             return False
         if summary.failed:
+            self._attempt_failed(study, series, summary.failed.get(series, "failed"))
             return False
         shutil.rmtree(folder, ignore_errors=True)
         with contextlib.suppress(OSError):  # when it was the study's last series
             (self.inbox / study).rmdir()
+        return True
+
+    def _attempt_failed(self, study: str, series: str, error: str) -> bool:
+        """Count a failed attempt at a series; after ``max_attempts`` move it to ``OUT/.inbox-failed/`` and make its
+        ``errors.csv`` row say where it is and how to retry. Returns whether it was moved."""
+        folder = self.inbox / study / series
+        state = folder / ATTEMPTS
+        try:
+            attempts = int(state.read_text().strip()) + 1
+        except (OSError, ValueError):
+            attempts = 1
+        if attempts < self.max_attempts:
+            write_text_atomic(state, f"{attempts}\n")
+            log.warning(
+                "series %s: attempt %d of %d failed; tried again when the node restarts",
+                series,
+                attempts,
+                self.max_attempts,
+            )
+            return False
+        dest = self.out / FAILED / study / series
+        dest.mkdir(parents=True, exist_ok=True)
+        for path in folder.iterdir():  # into a folder a former failure of the same series left: merged
+            if path.name != ATTEMPTS and path.is_file():
+                os.replace(path, dest / path.name)
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # when it was the study's last series
+            (self.inbox / study).rmdir()
+        where = (
+            f"gave up after {attempts} attempt{'s' if attempts > 1 else ''}: the series is in {dest}; "
+            f"to retry, move that folder back into {self.inbox / study} and restart the node"
+        )
+        errors = read_errors(self.out / "errors.csv")
+        errors[series] = (str(dest), f"{error} ({where})")
+        write_errors(self.out / "errors.csv", errors)
+        log.error("series %s: %s", series, where)
         return True
 
     def _detect(self, ref: ScanRef, *, study: str):
@@ -440,6 +512,12 @@ class DicomNode:
             raise
         log.info("series %s: SR %s sent to %s", ref.id, sr.name, self.send_to)
         return table
+
+
+def _instances(folder: Path) -> list[Path]:
+    """The received instances in a series' inbox folder (not the temporary or state files, whose names start with
+    a dot)."""
+    return [p for p in folder.glob("*.dcm") if not p.name.startswith(".")]
 
 
 def serve(out: str | Path, **options) -> int:

@@ -18,7 +18,18 @@ import pydicom
 import pytest
 
 from lungcad.cli.main import main
-from lungcad.pacs.node import CT_IMAGE_STORAGE, INBOX, NOT_CT, VERIFICATION, DicomNode, Peer
+from lungcad.pacs.node import (
+    ATTEMPTS,
+    CT_IMAGE_STORAGE,
+    FAILED,
+    INBOX,
+    MAX_PDU,
+    NOT_CT,
+    SUCCESS,
+    VERIFICATION,
+    DicomNode,
+    Peer,
+)
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "dsb2017" / "stage1"
 PATIENT = SAMPLE / sorted(p.name for p in SAMPLE.iterdir() if p.is_dir())[0]
@@ -91,6 +102,7 @@ def test_orthanc_sends_a_series_the_sr_comes_back(own_orthanc, series, confident
         assert _scu("INTRUDER", node.port, VERIFICATION).is_rejected
         assoc = _scu("TESTSCU", node.port, CT_IMAGE_STORAGE, VERIFICATION)
         assert assoc.is_established
+        assert assoc.acceptor.maximum_length == MAX_PDU  # a fixed limit, not 0 (unlimited)
         mr = pydicom.dcmread(FILES[0])
         mr.Modality = "MR"
         assert assoc.send_c_store(mr).Status == NOT_CT
@@ -136,6 +148,7 @@ def test_failed_send_then_restart_resumes(own_orthanc, series, confident_model, 
         [row] = list(csv.DictReader(fh))
     assert row["id"] == series_uid and nobody in row["error"]
     assert not json_file.exists() and len(list(inbox.glob("*.dcm"))) == len(FILES)  # not finished: kept
+    assert (inbox / ATTEMPTS).read_text().strip() == "1"  # the first of 3 attempts
 
     before = len(_sr_series(own_orthanc, study))
     with _node(out, confident_model, send_to=f"ORTHANC@127.0.0.1:{own_orthanc.dicom_port}", quiet_seconds=0.2):
@@ -153,6 +166,95 @@ def test_failed_send_then_restart_resumes(own_orthanc, series, confident_model, 
         _wait_for(lambda: not inbox.exists())
     assert json_file.stat().st_mtime_ns == written
     assert f"series {series_uid}: already done" in caplog.text
+
+
+def _errors(out: Path) -> list[dict]:
+    with open(out / "errors.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_a_series_that_always_fails_ends_in_inbox_failed(confident_model, tmp_path, caplog):
+    """A series that cannot be read fails once per start; after --max-attempts it moves to OUT/.inbox-failed/
+    with one errors.csv row saying where it is and how to retry; moved back, it gets its attempts again. Start-up
+    removes the .tmp-* files of half-done writes (and a series folder that holds nothing else)."""
+    out = tmp_path / "out"
+    study, series_uid = "1.2.826.0.1.1", "1.2.826.0.1.1.2"
+    folder = out / INBOX / study / series_uid
+    folder.mkdir(parents=True)
+    (folder / "1.2.826.0.1.1.2.3.dcm").write_bytes(b"not a DICOM file" * 64)
+    (folder / ".tmp-1.2.826.0.1.1.2.4-140.dcm").write_bytes(b"\0" * 10)  # a write cut off halfway
+    only_tmp = out / INBOX / "1.2.826.0.9" / "1.2.826.0.9.1"
+    only_tmp.mkdir(parents=True)
+    (only_tmp / ".tmp-1.2.826.0.9.1.1-7.dcm").write_bytes(b"\0" * 10)
+    caplog.set_level(logging.INFO, logger="lungcad")
+
+    def one_start() -> None:
+        before = len(caplog.records)
+        with _node(out, confident_model, quiet_seconds=0, max_attempts=2):
+            _wait_for(
+                lambda: any(series_uid in r.getMessage() for r in caplog.records[before:] if r.levelname == "ERROR")
+            )
+
+    one_start()
+    assert [p.name for p in folder.iterdir()] and not list(folder.glob(".tmp-*"))
+    assert sorted(p.name for p in folder.iterdir()) == [ATTEMPTS, "1.2.826.0.1.1.2.3.dcm"]
+    assert (folder / ATTEMPTS).read_text().strip() == "1"
+    assert not only_tmp.parent.exists()  # nothing but a temporary file: removed, and its empty study folder
+    [row] = _errors(out)
+    assert row["id"] == series_uid and FAILED not in row["error"]
+
+    one_start()  # the second and last attempt
+    failed = out / FAILED / study / series_uid
+    assert not (out / INBOX / study).exists()
+    assert sorted(p.name for p in failed.iterdir()) == ["1.2.826.0.1.1.2.3.dcm"]
+    [row] = _errors(out)
+    assert row["id"] == series_uid and row["path"] == str(failed)
+    assert (
+        "gave up after 2 attempts" in row["error"]
+        and f"move that folder back into {out / INBOX / study}" in row["error"]
+    )
+    assert "\n" not in row["error"]
+    assert sum(f"series {series_uid}: gave up" in r.getMessage() for r in caplog.records) == 1
+
+    (out / INBOX / study).mkdir(parents=True)  # the retry the row describes: a fresh count
+    failed.rename(folder)
+    one_start()
+    assert (folder / ATTEMPTS).read_text().strip() == "1" and not failed.exists()
+
+
+class _Assoc:
+    requestor = type("Requestor", (), {"ae_title": "SCU", "address": "127.0.0.1", "port": 1})
+
+
+class _Event:
+    """What the node's handlers read of a pynetdicom event."""
+
+    def __init__(self, assoc, ds=None, name: str = "EVT_C_STORE") -> None:
+        self.assoc, self.dataset, self.event = assoc, ds, type("E", (), {"name": name})
+
+    def encoded_dataset(self, include_meta: bool = True) -> bytes:
+        buffer = io.BytesIO()
+        self.dataset.save_as(buffer, enforce_file_format=True)
+        return buffer.getvalue()
+
+
+def test_the_count_of_an_association_that_ends_is_dropped(tmp_path, caplog):
+    """The per-association instance count goes when the connection closes, even without a release or abort, and
+    an association object that is gone (its id may be reused) leaves nothing behind."""
+    import gc
+
+    node = DicomNode(tmp_path / "out", port=0)
+    ds = pydicom.dcmread(FILES[0])
+    first, second = _Assoc(), _Assoc()
+    assert node._on_store(_Event(first, ds)) == SUCCESS and node._on_store(_Event(first, ds)) == SUCCESS
+    assert node._on_store(_Event(second, ds)) == SUCCESS
+    assert node._received[first] == 2 and node._received[second] == 1
+    node._on_conn_close(_Event(first, name="EVT_CONN_CLOSE"))  # no EVT_RELEASED/EVT_ABORTED came
+    assert first not in node._received and "closed without release (2 instances stored)" in caplog.text
+    del second
+    gc.collect()
+    assert len(node._received) == 0
+    assert (tmp_path / "out" / INBOX / ds.StudyInstanceUID / ds.SeriesInstanceUID / f"{ds.SOPInstanceUID}.dcm").exists()
 
 
 def test_serve_command_runs_until_sigterm(confident_model, tmp_path):
@@ -205,6 +307,7 @@ def test_peer_parse():
         ["--send-to", "127.0.0.1:4242"],  # no AE title
         ["--port", "70000"],
         ["--quiet-seconds", "-1"],
+        ["--max-attempts", "0"],
         [],  # no output folder
     ],
 )
