@@ -76,6 +76,18 @@ def mixed_precision_model(model: keras.Model, policy: str = "mixed_bfloat16") ->
     return copy
 
 
+def inference_graph(model: keras.Model, input_signature: list) -> Any:
+    """One ``tf.function`` calling ``model`` in inference mode, its output cast to float32 (a bfloat16 model's too):
+    a graph built once per input shape instead of eager calls. A named function, not a lambda: AutoGraph cannot
+    parse a lambda's source when a formatter splits it, and warns at every model load."""
+    import tensorflow as tf
+
+    def infer(x):
+        return tf.cast(model(x, training=False), tf.float32)
+
+    return tf.function(infer, input_signature=input_signature)
+
+
 def save_model_dir(model: keras.Model, config: Any, model_dir: str | Path, config_file: str) -> Path:
     """Write ``model.keras`` (computing in float32: :func:`float32_model`) and the inference config (a dataclass)
     as ``config_file``."""

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from lungcad.fpr.fusion import check_unet_weight, fuse
 from lungcad.fpr.wideresnet import WRNConfig
-from lungcad.modeldir import CONFIG_FILES, load_model_dir, mixed_precision_model, save_model_dir
+from lungcad.modeldir import CONFIG_FILES, inference_graph, load_model_dir, mixed_precision_model, save_model_dir
 from lungcad.modeldir import check_model_dir as check_dir
 from lungcad.patches import PatchConfig, candidate_spacing, extract_patches
 from lungcad.scan import CTScan
@@ -90,10 +90,7 @@ class PatchScorer:
         self.config = config
         # One graph for every batch size: 30% less time than eager calls (2.2 vs 3.2 s for 240 views of
         # WideResNet-16-4 on 2 cores), the same scores.
-        self.infer = tf.function(
-            lambda x: tf.cast(model(x, training=False), tf.float32),
-            input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)],
-        )
+        self.infer = inference_graph(model, [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)])
 
     @classmethod
     def load(cls, model_dir: str | Path, policy: str = "float32") -> PatchScorer:

@@ -21,7 +21,7 @@ from lungcad.candidates.blobs import BlobConfig, blob_candidates
 from lungcad.candidates.inference import near_lung, predict_volume
 from lungcad.candidates.unet import UNetConfig
 from lungcad.merge import MergeConfig, merge_candidates
-from lungcad.modeldir import CONFIG_FILES, load_model_dir, mixed_precision_model, save_model_dir
+from lungcad.modeldir import CONFIG_FILES, inference_graph, load_model_dir, mixed_precision_model, save_model_dir
 from lungcad.modeldir import check_model_dir as check_dir
 from lungcad.pipeline.precision import keras_policy
 from lungcad.preprocess.config import PreprocessConfig
@@ -67,10 +67,7 @@ class CandidateDetector:
         self.config = config
         self.source = source
         channels = config.model.channels
-        self.infer = tf.function(
-            lambda x: tf.cast(model(x, training=False), tf.float32),
-            input_signature=[tf.TensorSpec((None, None, None, channels), tf.float32)],
-        )
+        self.infer = inference_graph(model, [tf.TensorSpec((None, None, None, channels), tf.float32)])
 
     @classmethod
     def load(cls, model_dir: str | Path, precision: str = "float32") -> CandidateDetector:
