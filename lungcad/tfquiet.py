@@ -8,6 +8,11 @@ imported, the C-level stderr goes to a temporary file until TensorFlow is loaded
 comes back. Where a GPU is visible (``/dev/nvidia*``, ``CUDA_VISIBLE_DEVICES`` not hiding it) and TensorFlow found
 none, one warning of ours names the first error it wrote.
 
+Only C-level writes are caught: :func:`install` first points ``sys.stderr`` at a copy of file descriptor 2
+(:func:`own_stderr`), so Python's own stderr writes (lungcad's log lines, warnings, a traceback) still arrive while
+TensorFlow loads, also when another thread loads it (:func:`lungcad.pipeline.models.preload`) beside the first
+scan's preprocess. Call it before logging is set up: a logging handler keeps the stream it was given.
+
 :func:`install` also sets :data:`ENV_FLAG`, so processes started from this one (``spawn`` workers) can call
 :func:`install_from_env` before they import TensorFlow (:func:`lungcad.batch._init_worker` does).
 """
@@ -117,10 +122,24 @@ class _QuietFinder(importlib.abc.MetaPathFinder):
         return None
 
 
+def own_stderr() -> None:
+    """Point ``sys.stderr`` at a duplicate of file descriptor 2 when it writes to fd 2 itself (same encoding, line
+    buffered): :class:`_Redirect` then moves only what C code writes to fd 2. A ``sys.stderr`` that is not fd 2
+    (a test's capture, a ``StringIO``, a copy made before) stays."""
+    try:
+        if sys.stderr.fileno() != 2:
+            return
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):  # no file descriptor (io.UnsupportedOperation is an OSError)
+        return
+    old = sys.stderr
+    sys.stderr = open(os.dup(2), "w", buffering=1, encoding=old.encoding, errors=old.errors)  # noqa: SIM115
+
+
 def install(verbose: bool = False) -> None:
     """Keep TensorFlow's native start-up lines off stderr in this process (and, through :data:`ENV_FLAG`, in the
-    processes it starts); ``verbose``: change nothing, TensorFlow's lines are shown. Does nothing once TensorFlow
-    is imported."""
+    processes it starts), Python's own stderr writes on it (:func:`own_stderr`: call this before logging is set
+    up); ``verbose``: change nothing, TensorFlow's lines are shown. Does nothing once TensorFlow is imported."""
     if verbose:
         os.environ.pop(ENV_FLAG, None)
         return
@@ -129,6 +148,7 @@ def install(verbose: bool = False) -> None:
         os.environ.setdefault(name, value)
     if "tensorflow" in sys.modules or any(isinstance(f, _QuietFinder) for f in sys.meta_path):
         return
+    own_stderr()
     sys.meta_path.insert(0, _QuietFinder())
 
 

@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    tfquiet.install(verbose=args.verbose >= 1)  # before anything imports TensorFlow, and before logging's stream
     setup_logging(args.verbose, args.quiet)
-    tfquiet.install(verbose=args.verbose >= 1)  # before anything imports TensorFlow
     progress.set_enabled(not (args.quiet or getattr(args, "no_progress", False)))
     try:
         return int(args.func(args) or 0)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from lungcad.batch import BatchSummary, output_folder, run_batch
 from lungcad.io import ScanRef, find_scans, load_scan
-from lungcad.pipeline.models import ModelSet, load_models, loading_seconds, model_set
-from lungcad.pipeline.run import detect_scan
+from lungcad.pipeline.models import ModelSet, load_models, loading_seconds, model_set, preload
+from lungcad.pipeline.run import detect_scan, preprocess_for
 from lungcad.pipeline.writers import is_finished, write_batch_tables, write_scan_result
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,10 @@ def detect_one(
     stages: bool = False,
 ):
     """Read one scan, detect, write its files (the batch worker); returns the candidate table. ``stages``: log
-    each step as it ends (:class:`StageLog`; a single-scan run shows this instead of a bar)."""
+    each step as it ends (:class:`StageLog`; a single-scan run shows this instead of a bar).
+
+    Once the first scan of a process is read, a background thread loads the models (TensorFlow imported there:
+    :func:`lungcad.pipeline.models.preload`) while this one preprocesses the scan; the U-Net waits for it."""
     t0 = time.perf_counter()
     if _FIRST_READ[0] is None:
         _FIRST_READ[0] = t0
@@ -82,11 +85,18 @@ def detect_one(
         log.info("%s: reading %s", ref.id, ref.path)
     scan = load_scan(ref.path, series_uid=series_uid, allow_external_data=allow_external_data)
     timings["read_s"] = time.perf_counter() - t0
-    if stages:  # the first scan of a process loads the models (TensorFlow): say so, not a silent pause
-        seconds = load_models(models)
-        if seconds:
-            log.info("%s: models loaded in %.1f s (TensorFlow imported, weights read)", ref.id, seconds)
-    result = detect_scan(scan, models, timings)
+    loading = preload(models)  # not before the read: a file that cannot be read fails without TensorFlow
+    pre = preprocess_for(scan, models, timings)
+    if stages and loading is not None:  # the first scan of a process loads the models (TensorFlow): say so
+        waited = load_models(models)
+        if loading.seconds:
+            log.info(
+                "%s: models loaded in %.1f s beside the preprocess, %.1f s waited (TensorFlow imported, weights read)",
+                ref.id,
+                loading.seconds,
+                waited,
+            )
+    result = detect_scan(scan, models, timings, pre)
     write_scan_result(
         result, out, path=ref.path, models=models.record(), pictures=pictures, dicom_sr=dicom_sr, started=t0
     )
@@ -118,7 +128,8 @@ def detect_scans(
     ``precision`` what this machine resolves it to).
 
     The summary's ``startup_s`` (single-process runs) is the time from this call to the first scan's read plus the
-    time spent loading models (importing TensorFlow, reading the weights) while the first scans ran.
+    time the scans waited for the models (importing TensorFlow, reading the weights), which load in a background
+    thread beside the first scan's preprocess (:func:`detect_one`).
 
     ``out`` is checked to be writable and locked for the run before any scan is read
     (:func:`lungcad.batch.output_folder`: OutputError, OutputBusyError).

@@ -16,14 +16,22 @@ The bundled models (``lungcad/models/<dir>``, made by ``scripts/train_default_mo
 from __future__ import annotations
 
 import functools
+import logging
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import yaml
+
+from lungcad.config import from_dict
 from lungcad.errors import ConfigError
 from lungcad.modeldir import CONFIG_FILES
 from lungcad.modeldir import check_model_dir as check_dir
 from lungcad.pipeline.precision import PRECISIONS, keras_policy, resolve_precision
+from lungcad.preprocess.config import PreprocessConfig
+
+log = logging.getLogger(__name__)
 
 #: Where the bundled default models live (trained by scripts/train_default_models.py).
 BUNDLED_MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -120,6 +128,18 @@ def model_set(
     return ModelSet(unet, fpr, risk, blob_config_path(blobs), precision)
 
 
+@functools.lru_cache(maxsize=8)
+def unet_preprocess_config(model_dir: str) -> PreprocessConfig:
+    """The preprocessing (grid, HU window, lung mask) the U-Net of ``model_dir`` was trained on: its
+    ``detector.yaml``'s ``preprocess`` section, read without TensorFlow (the scan is preprocessed while the models
+    load, :func:`preload`)."""
+    path = Path(model_dir) / CONFIG_FILES["unet"]
+    section = (yaml.safe_load(path.read_text()) or {}).get("preprocess")
+    if not isinstance(section, dict):
+        raise ConfigError("no preprocess section", path=path, fix="give a folder written by 'lungcad train unet'")
+    return from_dict(PreprocessConfig, section, source=str(path), prefix="preprocess.")
+
+
 def blob_config_path(blobs: str | Path | None) -> str | None:
     """The blob-filter config file (``"blobs"`` -> ``configs/blobs.yaml``), checked now."""
     if blobs is None:
@@ -132,29 +152,81 @@ def blob_config_path(blobs: str | Path | None) -> str | None:
     return str(path)
 
 
-#: Seconds this process has spent loading models (importing TensorFlow, reading ``model.keras``, building each
-#: model's graph): part of a run's start-up (:func:`loading_seconds`).
+#: Seconds this process's work has been held by model loading (importing TensorFlow, reading ``model.keras``,
+#: building each model's graph), in its own thread or waiting for a :func:`preload`: part of a run's start-up.
 _LOADING = [0.0]
 
 
 def loading_seconds() -> float:
     """Seconds this process has spent in :func:`load_detector`, :func:`load_scorer` and :func:`load_risk_model`
-    (first calls: later ones are cached); the first one includes importing TensorFlow."""
+    (first calls: later ones are cached; the first one includes importing TensorFlow), or waiting in them for a
+    :func:`preload` thread; the preload thread's own loading is not counted (it runs beside the work)."""
     return _LOADING[0]
+
+
+@dataclass
+class Preload:
+    """A background load of a :class:`ModelSet` (:func:`preload`): its thread, and the seconds it spent loading."""
+
+    thread: threading.Thread | None = None
+    seconds: float = 0.0
+
+
+#: model set -> its background load, started once per process
+_PRELOADS: dict[ModelSet, Preload] = {}
+#: ``.preload``: the :class:`Preload` whose thread this is (unset in other threads)
+_THREAD = threading.local()
+
+
+def preload(models: ModelSet) -> Preload | None:
+    """Start loading ``models`` (importing TensorFlow, once, in that thread) in a background thread, while the
+    caller goes on preprocessing the first scan with no TensorFlow; a load function called meanwhile
+    (:func:`load_detector` ...) waits for it. Returns the new :class:`Preload`, or None when ``models`` were
+    preloaded before in this process. A failure there is only logged at DEBUG: the caller's own load raises it."""
+    if models in _PRELOADS:
+        return None
+    _PRELOADS[models] = job = Preload()
+    job.thread = threading.Thread(target=_load_in_background, args=(job, models), name="lungcad-load-models")
+    job.thread.start()
+    return job
+
+
+def _load_in_background(job: Preload, models: ModelSet) -> None:
+    _THREAD.preload = job
+    try:
+        load_models(models)
+    except Exception as exc:  # noqa: BLE001 - the first scan's own load raises it where it is reported
+        log.debug("loading the models beside the first scan failed: %s", exc)
+
+
+def _wait_for_preloads() -> None:
+    """Block until every :func:`preload` thread (other than this one) is done; the wait counts in
+    :func:`loading_seconds`."""
+    for job in list(_PRELOADS.values()):
+        if job.thread is not threading.current_thread() and job.thread.is_alive():
+            t0 = time.perf_counter()
+            job.thread.join()
+            _LOADING[0] += time.perf_counter() - t0
 
 
 def _timed(load):
     """``load`` cached per process (``functools.lru_cache``), its first calls' seconds added to
-    :func:`loading_seconds`."""
+    :func:`loading_seconds` (to its :class:`Preload` in a preload thread); it first waits for running preloads
+    (one thread loads at a time: TensorFlow is imported by one)."""
     cached = functools.lru_cache(maxsize=4)(load)
 
     @functools.wraps(load)
     def wrapper(*args, **kwargs):
+        _wait_for_preloads()
         misses = cached.cache_info().misses
         t0 = time.perf_counter()
         value = cached(*args, **kwargs)
         if cached.cache_info().misses > misses:
-            _LOADING[0] += time.perf_counter() - t0
+            job = getattr(_THREAD, "preload", None)
+            if job is not None:
+                job.seconds += time.perf_counter() - t0
+            else:
+                _LOADING[0] += time.perf_counter() - t0
         return value
 
     wrapper.cache_clear = cached.cache_clear

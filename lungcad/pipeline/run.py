@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from lungcad.fpr.fusion import UNET_SCORE_COLUMN
-from lungcad.pipeline.models import ModelSet, load_detector, load_risk_model, load_scorer
-from lungcad.preprocess.pipeline import PreprocessedScan
+from lungcad.pipeline.models import ModelSet, load_detector, load_risk_model, load_scorer, unet_preprocess_config
+from lungcad.preprocess.pipeline import PreprocessedScan, preprocess_scan
 from lungcad.scan import CTScan
 from lungcad.schema import DICOM_UIDS, GRID_ZYX, VOXEL_ZYX, by_probability, centres_xyz, submission_order
 
@@ -57,12 +57,33 @@ class Detection:
     precision: dict[str, str] = field(default_factory=dict)
 
 
-def detect_scan(scan: CTScan, models: ModelSet, timings: dict[str, float] | None = None) -> Detection:
+def preprocess_for(scan: CTScan, models: ModelSet, timings: dict[str, float] | None = None) -> PreprocessedScan:
+    """``scan`` resampled and lung-masked as the U-Net of ``models`` was trained (its ``detector.yaml``), with no
+    model loaded: TensorFlow may load meanwhile (:func:`lungcad.pipeline.models.preload`); ``timings`` (if given)
+    receives ``preprocess_s``."""
+    t0 = time.perf_counter()
+    pre = preprocess_scan(scan, unet_preprocess_config(models.unet))
+    if timings is not None:
+        timings["preprocess_s"] = time.perf_counter() - t0
+    return pre
+
+
+def detect_scan(
+    scan: CTScan,
+    models: ModelSet,
+    timings: dict[str, float] | None = None,
+    preprocessed: PreprocessedScan | None = None,
+) -> Detection:
     """Run every stage ``models`` has (candidates; FPR when ``models.fpr``; risk when ``models.risk`` too) on
-    ``scan``; ``timings`` (if given) receives the seconds per step as well."""
+    ``scan``; ``timings`` (if given) receives the seconds per step as well; ``preprocessed``: ``scan`` already
+    through :func:`preprocess_for` (else preprocessed here, before the U-Net is loaded)."""
     timings = {} if timings is None else timings
     precision = models.precisions()
-    table, pre = load_detector(models.unet, models.blobs, precision["unet"]).detect_and_preprocess(scan, timings)
+    pre = preprocess_for(scan, models, timings) if preprocessed is None else preprocessed
+    detector = load_detector(models.unet, models.blobs, precision["unet"])
+    t0 = time.perf_counter()
+    table = detector.detect_preprocessed(pre)
+    timings["unet_and_merge_s"] = time.perf_counter() - t0
     cancer = None
     if models.fpr is not None:
         table = score_candidates(scan, table, load_scorer(models.fpr, precision["fpr"]), timings)

@@ -62,6 +62,53 @@ def test_detect_stderr_holds_only_lungcad_lines_also_from_workers(tmp_path, tiny
         assert word not in run.stderr
 
 
+# lungcad detect, its first preprocess held until TensorFlow is being imported beside it (fd 2 redirected, unless
+# -v), when one lungcad log line is written: it must reach stderr
+DURING_IMPORT = """
+import logging, os, sys, time
+import lungcad.pipeline.batch as batch
+from lungcad.cli.main import main
+
+preprocess = batch.preprocess_for
+STDERR = os.fstat(2)  # what file descriptor 2 is before TensorFlow's loader moves it
+
+def redirected():
+    now = os.fstat(2)
+    return (now.st_dev, now.st_ino) != (STDERR.st_dev, STDERR.st_ino)
+
+def preprocess_for(*args, **kwargs):
+    verbose = "-v" in sys.argv
+    end = time.monotonic() + 60
+    while time.monotonic() < end and not ("tensorflow" in sys.modules if verbose else redirected()):
+        time.sleep(0.01)
+    logging.getLogger("lungcad.probe").warning("a line of ours while TensorFlow loads")
+    print("REDIRECTED", redirected(), flush=True)
+    return preprocess(*args, **kwargs)
+
+batch.preprocess_for = preprocess_for
+sys.exit(main(["detect", *sys.argv[1:]]))
+"""
+
+
+def test_our_log_lines_reach_stderr_while_tensorflow_loads_beside_them_and_its_own_do_not(tmp_path, tiny_model):
+    scan = _small_scan(tmp_path / "a.mhd")
+    env = {k: v for k, v in os.environ.items() if k not in (ENV_FLAG, *QUIET_ENV)}
+    runs = {}
+    for flags in ((), ("-v",)):
+        argv = [str(scan), "-o", str(tmp_path / f"out{len(flags)}"), "--model", str(tiny_model), "--no-pictures",
+                "--stage", "candidates", *flags]  # fmt: skip
+        runs[flags] = run = subprocess.run(
+            [sys.executable, "-c", DURING_IMPORT, *argv], capture_output=True, text=True, cwd=ROOT, timeout=600, env=env
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "WARNING lungcad.probe: a line of ours while TensorFlow loads" in run.stderr
+    quiet, loud = runs[()], runs[("-v",)]
+    assert "REDIRECTED True" in quiet.stdout  # the line was written while TensorFlow's loader held fd 2
+    assert [line for line in quiet.stderr.splitlines() if not line.startswith(OURS)] == []
+    assert "REDIRECTED False" in loud.stdout
+    assert [line for line in loud.stderr.splitlines() if not line.startswith(OURS)]  # TensorFlow's own lines
+
+
 def test_a_missing_input_or_model_is_reported_before_tensorflow_loads(tmp_path):
     scan = _small_scan(tmp_path / "a.mhd")
     code = f"""

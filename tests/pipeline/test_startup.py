@@ -1,6 +1,6 @@
-"""Start-up of ``lungcad detect`` (#35): TensorFlow is imported only when a model loads (after the first scan's read
-begins), each model's graph is built once per process whatever the scan's shape, and the summary says how long
-the start-up took."""
+"""Start-up of ``lungcad detect`` (#35): TensorFlow is imported by one background thread, which loads the models
+while the main thread preprocesses the first scan; each model's graph is built once per process whatever
+the scan's shape, and the summary says how long the start-up took."""
 
 from __future__ import annotations
 
@@ -10,40 +10,87 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 from helpers import simple_chest, tiny_detector_config
 
 from lungcad.io import write_mhd
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# lungcad detect's CLI with the bundled models, stopped when the first scan's read begins
+# lungcad detect's CLI, where the import of keras and TensorFlow is held until the first scan is preprocessed: the
+# read and the preprocess must not need them, and only the model-loading thread imports them
 PROBE = """
-import json, os, sys
+import importlib.abc, json, sys, threading
+from lungcad import tfquiet
 import lungcad.pipeline.batch as batch
 from lungcad.cli.main import main
 
-def load_scan(*args, **kwargs):
-    print("PROBE", json.dumps({"tensorflow": "tensorflow" in sys.modules, "keras": "keras" in sys.modules}))
-    sys.stdout.flush()
-    os._exit(0)
+gate, seen = threading.Event(), {}
 
-batch.load_scan = load_scan
-main(["detect", sys.argv[1], "-o", sys.argv[2]])
+class Gate(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name in ("keras", "tensorflow") and name not in seen:
+            seen[name] = threading.current_thread().name
+            if not gate.is_set():
+                seen["gate_opened"] = gate.wait(60)
+        return None
+
+tfquiet.install()
+sys.meta_path.insert(0, Gate())  # before tfquiet's finder
+preprocess_for = batch.preprocess_for
+
+def preprocessed(scan, models, timings):
+    pre = preprocess_for(scan, models, timings)
+    seen["preprocessed"] = "tensorflow" not in sys.modules and "preprocess_s" in timings
+    gate.set()
+    return pre
+
+batch.preprocess_for = preprocessed
+code = main(["detect", *sys.argv[1:], "--stage", "candidates", "--no-pictures", "-q"])
+print("PROBE", json.dumps({"code": code, **seen}))
 """
 
 
-def test_detect_imports_no_tensorflow_before_the_first_scan(tmp_path):
-    scan = write_mhd(simple_chest(shape=(8, 32, 32))[0], tmp_path / "a.mhd")
+def test_tensorflow_loads_in_one_background_thread_while_the_first_scan_is_read_and_preprocessed(tmp_path):
+    from lungcad.candidates.unet import build_unet
+    from lungcad.config import load_config
+    from lungcad.pipeline.detector import CandidateDetector
+    from lungcad.train.candidates.train import UNetTrainConfig
+
+    detector = tiny_detector_config(load_config(UNetTrainConfig, "unet").detector)
+    model = CandidateDetector(build_unet(detector.model), detector).save(tmp_path / "unet")
+    scan = write_mhd(simple_chest(shape=(24, 48, 48))[0], tmp_path / "a.mhd")
     run = subprocess.run(
-        [sys.executable, "-c", PROBE, str(scan), str(tmp_path / "out")],
+        [sys.executable, "-c", PROBE, str(scan), "-o", str(tmp_path / "out"), "--model", str(model)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     line = [x for x in run.stdout.splitlines() if x.startswith("PROBE ")]
     assert line, run.stderr[-2000:]
-    assert json.loads(line[0][6:]) == {"tensorflow": False, "keras": False}
+    seen = json.loads(line[0][6:])
+    assert seen == {
+        "code": 0,
+        "keras": "lungcad-load-models",  # the main thread never imported them
+        "tensorflow": "lungcad-load-models",
+        "gate_opened": True,  # the main thread read and preprocessed the scan while the import waited
+        "preprocessed": True,  # with no TensorFlow
+    }, run.stderr[-2000:]
+    assert (tmp_path / "out" / "candidates.csv").is_file()
+
+
+def test_the_preprocessing_read_before_the_model_is_the_detectors_own(tmp_path):
+    from lungcad.config import load_config, to_dict
+    from lungcad.pipeline.detector import DETECTOR_FILE
+    from lungcad.pipeline.models import unet_preprocess_config
+    from lungcad.preprocess.config import default_config
+    from lungcad.train.candidates.train import UNetTrainConfig
+
+    detector = tiny_detector_config(load_config(UNetTrainConfig, "unet").detector)
+    assert detector.preprocess != default_config()  # a config of its own, not the defaults
+    (tmp_path / DETECTOR_FILE).write_text(yaml.safe_dump(to_dict(detector)))
+    assert unet_preprocess_config(str(tmp_path)) == detector.preprocess
 
 
 def test_model_loading_is_timed_once_per_model(tmp_path):
