@@ -34,9 +34,9 @@ w3. ``fpr``: the starting U-Net's candidates on the training scans (so this step
     fpr``), then ``lungcad train fpr --init INIT/fpr --config fpr_world`` with them as hard negatives;
 w4. ``risk``: ``lungcad train risk --config risk_classifiers`` on the training scans' cancer labels, with the new
     U-Net and FPR and the starting model's nodule classifiers;
-w5. ``validate``: ``scripts/cross_world.py --worlds validation,phantoms`` of the new set against the starting one
-    (the validation world: LIDC validation patients 0701-0800; never the held-out world, which is looked at once per
-    bundle by hand: ``cross_world.py --worlds heldout``);
+w5. ``validate``: ``scripts/cross_world.py --worlds validation`` of the new set against the starting one (the
+    validation world: LIDC validation patients 0701-0800); by hand after it, for a bundle: ``--worlds phantoms``
+    (no worse on today's phantoms) and, once, ``--worlds heldout``;
 w6. ``bundle``: into ``lungcad/models/`` (by hand, after w5 says the new set is better: ``--world-steps bundle``).
 
     python scripts/train_default_models.py --work /work/runs/world --world [--world-steps unet,fpr,risk,validate]
@@ -213,7 +213,7 @@ def train_world(work: Path, init: Path, scans: int, steps: set[str], workers: in
     if "validate" in steps:
         new = model_set(work / "models_world", unet, fpr, risk)
         command = [sys.executable, str(REPO / "scripts" / "cross_world.py"), "--work", str(work / "cross_world"),
-                   "--worlds", "validation,phantoms", "--models", str(init), "--models", str(new),
+                   "--worlds", "validation", "--models", str(init), "--models", str(new),
                    "--workers", str(workers)]  # fmt: skip
         call(command, "cross_world.py")
     if "bundle" in steps:
