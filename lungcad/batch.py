@@ -243,7 +243,7 @@ THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_T
 
 def worker_threads(workers: int, cpus: int | None = None) -> int:
     """Compute threads per worker process: the machine's CPUs shared out (at least 1), so N workers each
-    running TensorFlow do not fight over the cores (measured on 2 cores: see the README's benchmarks)."""
+    running TensorFlow do not fight over the cores (measured on 2 cores: docs/benchmarks.md)."""
     return max(1, (cpus or os.cpu_count() or 1) // max(workers, 1))
 
 

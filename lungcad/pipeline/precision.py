@@ -24,7 +24,7 @@ BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 #: Model roles of a run: the U-Net, the FPR, the risk model's nodule classifiers.
 ROLES = ("unet", "fpr", "risk")
 #: The roles ``auto`` runs in bfloat16 on a CPU with :data:`BF16_FLAGS` (measured faster there, results kept:
-#: see the module docstring and the README's benchmarks).
+#: see the module docstring and docs/benchmarks.md).
 AUTO_BFLOAT16 = ("fpr", "risk")
 
 

@@ -7,7 +7,7 @@ the end (#34: the DICOM series' UIDs; the sample is a ``.mhd`` scan, so they are
 U-Net and WideResNet outputs differently in the last bits, so numbers are compared to 1e-3 (mm, probability, logit);
 the rows, their order and the columns must be the same. The table is float32's (``precision="float32"``): bfloat16,
 which ``--precision auto`` gives the FPR and the risk classifiers on CPUs with AMX or AVX512-BF16, moves probabilities
-by up to 0.008 (tests/pipeline/test_precision.py; the held-out comparison in the README).
+by up to 0.008 (tests/pipeline/test_precision.py; the held-out comparison in docs/benchmarks.md).
 """
 
 from __future__ import annotations
