@@ -472,13 +472,20 @@ def load_synth_config(path: str | Path | None = None, **overrides: Any) -> Synth
     return load_config(SynthConfig, "synth" if path is None else path, **overrides)
 
 
+def draws_test_patients(fraction: float, split: str) -> bool:
+    """Whether LIDC nodules drawn at ``fraction`` from ``split`` may come from the testing-only patients (0801-1012):
+    the one rule behind :func:`check_training_world` and ``lungcad.synth.datasets.check_training_folder`` (a split
+    that is not a training split, unknown ones included, counts as testing)."""
+    return fraction > 0 and split not in LIDC_TRAINING_SPLITS
+
+
 def check_training_world(config: SynthConfig, what: str = "training data") -> SynthConfig:
     """``config`` if it may make training data, else a :class:`ConfigError`.
 
     LIDC-IDRI patients 0801-1012 are for testing only: a config that draws LIDC nodules (``lidc.fraction > 0``) from
     the ``test`` split never reaches training, tuning or model selection. Every training path calls this.
     """
-    if config.lidc.fraction > 0 and config.lidc.split not in LIDC_TRAINING_SPLITS:
+    if draws_test_patients(config.lidc.fraction, config.lidc.split):
         raise ConfigError(
             f"this synth config draws LIDC-IDRI {config.lidc.split} nodules (patients 0801-1012), which are for "
             f"testing only and never make {what}",

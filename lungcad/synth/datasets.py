@@ -46,7 +46,7 @@ from lungcad.fileio import write_json_atomic
 from lungcad.io.itk import check_mhd_data
 from lungcad.io.writers import write_dicom_series, write_mhd
 from lungcad.progress import progress as progress_bar
-from lungcad.synth.config import LIDC_TRAINING_SPLITS, SynthConfig, load_synth_config
+from lungcad.synth.config import SynthConfig, draws_test_patients, load_synth_config
 from lungcad.synth.phantom import PHANTOM_VERSION, Nodule, Phantom, make_phantom
 
 log = logging.getLogger("lungcad.synth")
@@ -341,7 +341,7 @@ def check_training_folder(data: str | Path) -> None:
         manifest = folder / "synth.json"
         if manifest.is_file():
             lidc = (json.loads(manifest.read_text()).get("config") or {}).get("lidc") or {}
-            if lidc.get("fraction", 0) > 0 and lidc.get("split", "train") not in LIDC_TRAINING_SPLITS:
+            if draws_test_patients(lidc.get("fraction", 0), lidc.get("split", "train")):
                 raise ConfigError(
                     "this synthetic dataset holds LIDC-IDRI test patients' nodules (0801-1012), which are for testing "
                     "only and never make training data",
