@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lungcad.cli.options import EXIT_CODES_BATCH, add_no_progress, add_workers
+from lungcad.cli.options import EXIT_CODES_BATCH, add_model_dirs, add_no_progress, add_workers
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,9 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(probability = FPR score, U-Net score in unet_probability); or also each patient's cancer probability "
         "(OUT/patients.csv, id,cancer: the DSB 2017 submission format)",
     )
-    p.add_argument("--model", help="U-Net model directory (default: the bundled model)")
-    p.add_argument("--fpr-model", help="FPR model directory from 'lungcad train fpr' (default: the bundled one)")
-    p.add_argument("--risk-model", help="risk model directory from 'lungcad train risk' (default: the bundled one)")
+    add_model_dirs(p)
     p.add_argument(
         "--no-pictures",
         action="store_true",

@@ -56,6 +56,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_model_dirs(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--fpr-model``, ``--risk-model``: the model directories a detection runs with (default: the
+    bundled ones); ``lungcad detect`` and ``lungcad serve``."""
+    parser.add_argument("--model", help="U-Net model directory (default: the bundled model)")
+    parser.add_argument("--fpr-model", help="FPR model directory from 'lungcad train fpr' (default: the bundled one)")
+    parser.add_argument(
+        "--risk-model", help="risk model directory from 'lungcad train risk' (default: the bundled one)"
+    )
+
+
 def add_workers(parser: argparse.ArgumentParser, help_text: str = "parallel worker processes") -> None:
     """``--workers N`` (N >= 1, default 1)."""
     parser.add_argument("--workers", type=positive_int, default=1, metavar="N", help=help_text)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from lungcad.cli.options import add_model_dirs, positive_int
+
 
 def _seconds(text: str) -> float:
     try:
@@ -23,16 +25,6 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
     if not 0 <= value < 65536:
         raise argparse.ArgumentTypeError(f"must be 0 to 65535, got {value}")
-    return value
-
-
-def _attempts(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
     return value
 
 
@@ -71,7 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-attempts",
-        type=_attempts,
+        type=positive_int,
         default=3,
         metavar="N",
         help="attempts (one per start) at a series whose detection or send fails before it moves to OUT/.inbox-failed/",
@@ -81,9 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=["candidates", "fpr", "risk"],
         help="last stage to run (default: the full pipeline, as for 'lungcad detect')",
     )
-    p.add_argument("--model", help="U-Net model directory (default: the bundled model)")
-    p.add_argument("--fpr-model", help="FPR model directory (default: the bundled one)")
-    p.add_argument("--risk-model", help="risk model directory (default: the bundled one)")
+    add_model_dirs(p)
     p.add_argument("--no-pictures", action="store_true", help="skip the PNGs and OUT/index.html")
     p.set_defaults(func=run, parser=p)
 
