@@ -210,15 +210,20 @@ def train_world(work: Path, init: Path, scans: int, steps: set[str], workers: in
                 "--model", str(unet), "--fpr-model", str(fpr), "--config", "risk_classifiers",
                 "--workers", str(workers),
                 *[a for name in CLASSIFIERS for a in ("--classifier", f"{name}={classifiers / name}")])  # fmt: skip
+    new = work / "models_world"
     if "validate" in steps:
-        new = model_set(work / "models_world", unet, fpr, risk)
+        model_set(new, unet, fpr, risk)
         command = [sys.executable, str(REPO / "scripts" / "cross_world.py"), "--work", str(work / "cross_world"),
                    "--worlds", "validation", "--models", str(init), "--models", str(new),
                    "--workers", str(workers)]  # fmt: skip
         call(command, "cross_world.py")
-    if "bundle" in steps:
+    if "bundle" in steps:  # what each model's heldout_metrics.json records: the set's validation-world row
+        row = work / "cross_world" / "results" / new.name / "validation" / "row.json"
+        if not row.is_file():
+            raise SystemExit(f"{row}: no validation-world figures of the new set; run --world-steps validate first")
+        summary = {"validation_world": json.loads(row.read_text())}
         for name, model, files in (("unet", unet, UNET_FILES), ("fpr", fpr, FPR_FILES), ("risk", risk, RISK_FILES)):
-            bundle(name, model, files + (RUN_FILES if name != "risk" else ()), {"world": "see MODEL_CARD.md"}, {})
+            bundle(name, model, files + (RUN_FILES if name != "risk" else ()), summary, {})
 
 
 def main() -> None:
