@@ -13,6 +13,7 @@ filters) is slower in bfloat16 there (0.24 vs 0.18 s per 8 slices) and stays flo
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from lungcad.errors import ConfigError
@@ -46,6 +47,13 @@ def read_cpuinfo(path: str | Path = "/proc/cpuinfo") -> str:
         return ""
 
 
+@functools.lru_cache(maxsize=1)
+def machine_has_bf16() -> bool:
+    """:func:`has_bf16_units` of this machine's ``/proc/cpuinfo``, read once per process (every scan resolves its
+    precision; the file is hundreds of KB on a many-core machine)."""
+    return has_bf16_units(read_cpuinfo())
+
+
 def resolve_precision(requested: str = "auto", cpuinfo: str | None = None) -> dict[str, str]:
     """``{role: "float32" | "bfloat16"}`` for every role of :data:`ROLES`: ``requested`` "float32" or "bfloat16"
     forces it on every model; "auto" gives bfloat16 to the :data:`AUTO_BFLOAT16` roles when ``cpuinfo`` (default:
@@ -54,7 +62,7 @@ def resolve_precision(requested: str = "auto", cpuinfo: str | None = None) -> di
         raise ConfigError(f"unknown precision {requested!r}", expected=" or ".join(PRECISIONS))
     if requested != "auto":
         return dict.fromkeys(ROLES, requested)
-    bf16 = has_bf16_units(read_cpuinfo() if cpuinfo is None else cpuinfo)
+    bf16 = machine_has_bf16() if cpuinfo is None else has_bf16_units(cpuinfo)
     return {role: "bfloat16" if bf16 and role in AUTO_BFLOAT16 else "float32" for role in ROLES}
 
 

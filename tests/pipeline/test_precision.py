@@ -45,11 +45,13 @@ def test_auto_gives_bfloat16_only_to_the_models_measured_faster_and_only_on_a_bf
         resolve_precision("fp16", SAPPHIRE)
 
 
-def test_a_model_set_resolves_auto_on_the_machine_that_runs_it(monkeypatch, confident_model):
+def test_a_model_set_resolves_auto_on_the_machine_that_runs_it(monkeypatch, confident_model, request):
     from lungcad.pipeline import model_set
 
     models = model_set("candidates", confident_model)
     assert models.precision == "auto"
+    precision_module.machine_has_bf16.cache_clear()  # read once per process: read the patched text, then forget it
+    request.addfinalizer(precision_module.machine_has_bf16.cache_clear)
     monkeypatch.setattr(precision_module, "read_cpuinfo", lambda: SAPPHIRE)
     assert models.precisions() == {"unet": "float32"}
     assert model_set("candidates", confident_model, precision="bfloat16").precisions() == {"unet": "bfloat16"}
