@@ -101,33 +101,30 @@ class Orthanc:
         self.proc = None
 
 
-@pytest.fixture(scope="session")
-def orthanc(tmp_path_factory):
+def running_orthanc(root: Path, users: dict[str, str] | None = None):
+    """Yield a started :class:`Orthanc` on ``root``, stopped after; the test is skipped where the binary is missing."""
     if shutil.which("Orthanc") is None:
         pytest.skip("the Orthanc binary is missing (apt-get install orthanc orthanc-dicomweb; .ci/run does this)")
-    server = Orthanc(tmp_path_factory.mktemp("orthanc"))
+    server = Orthanc(root, users=users)
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    yield from running_orthanc(tmp_path_factory.mktemp("orthanc"))
 
 
 @pytest.fixture(scope="module")
 def own_orthanc(tmp_path_factory):
     """An Orthanc for one test module alone (results stored into it do not reach another module's checks)."""
-    if shutil.which("Orthanc") is None:
-        pytest.skip("the Orthanc binary is missing (apt-get install orthanc orthanc-dicomweb; .ci/run does this)")
-    server = Orthanc(tmp_path_factory.mktemp("own-orthanc"))
-    server.start()
-    yield server
-    server.stop()
+    yield from running_orthanc(tmp_path_factory.mktemp("own-orthanc"))
 
 
 @pytest.fixture
 def locked_orthanc(tmp_path):
     """An Orthanc that requires HTTP basic authentication (user ``reader``, password ``pw-123``)."""
-    if shutil.which("Orthanc") is None:
-        pytest.skip("the Orthanc binary is missing (apt-get install orthanc orthanc-dicomweb; .ci/run does this)")
-    server = Orthanc(tmp_path / "locked", users={"reader": "pw-123"})
-    server.start()
-    yield server
-    server.stop()
+    yield from running_orthanc(tmp_path / "locked", users={"reader": "pw-123"})
