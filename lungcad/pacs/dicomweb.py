@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -67,6 +68,22 @@ def check_uid(uid: str, what: str) -> str:
             fix=f"give the {what} as shown by the PACS",
         )
     return uid
+
+
+def deliver_sr(out: Path, uid: str, what: str, send: Callable[[Path], None]) -> Path:
+    """``send`` the SR written for the scan ``uid`` (a ``what``: "study" or "series") and return its path. A scan is
+    not finished until its SR is delivered: on any failure (none written, the send failed) its JSON is removed, so
+    a rerun or a restart does it again, and the error is raised. Shared by ``--store-results`` (STOW-RS) and
+    ``lungcad serve --send-to`` (C-STORE)."""
+    sr = out / "sr" / f"{scan_stem(uid)}.dcm"
+    try:
+        if not sr.exists():
+            raise PacsError(f"no SR was written for {what} {uid}", path=sr, fix=f"see the {what}'s JSON")
+        send(sr)
+    except LungcadError:
+        (out / "scans" / f"{scan_stem(uid)}.json").unlink(missing_ok=True)
+        raise
+    return sr
 
 
 def client(url: str):
@@ -304,16 +321,8 @@ def detect_study(
     finally:
         shutil.rmtree(ref.path, ignore_errors=True)
     if store_results:
-        sr = out / "sr" / f"{scan_stem(study)}.dcm"
-        try:
-            if not sr.exists():
-                raise PacsError(f"no SR was written for study {study}", path=sr, fix="see the scan's JSON")
-            store_sr(web, url, sr)
-            log.info("%s: stored %s with STOW-RS", study, sr.name)
-        except LungcadError:
-            # not finished until stored: a rerun does the study again
-            (out / "scans" / f"{scan_stem(study)}.json").unlink(missing_ok=True)
-            raise
+        sr = deliver_sr(out, study, "study", functools.partial(store_sr, web, url))
+        log.info("%s: stored %s with STOW-RS", study, sr.name)
     return result.candidates
 
 

@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lungcad.batch import output_folder, read_errors, run_batch, write_errors
-from lungcad.errors import LungcadError, PacsError
+from lungcad.errors import PacsError
 from lungcad.fileio import write_text_atomic
 from lungcad.io import ScanRef
-from lungcad.pacs.dicomweb import check_uid
+from lungcad.pacs.dicomweb import check_uid, deliver_sr
 from lungcad.pipeline.batch import detect_one
 from lungcad.pipeline.models import ModelSet, load_models, model_set
 from lungcad.pipeline.writers import is_finished, scan_stem, write_batch_tables
@@ -501,15 +501,8 @@ class DicomNode:
         log.info("series %s: detection done in %.1f s, %d candidates", ref.id, time.perf_counter() - t0, len(table))
         if self.send_to is None:
             return table
-        sr = self.out / "sr" / f"{scan_stem(ref.id)}.dcm"
-        try:
-            if not sr.exists():
-                raise PacsError(f"no SR was written for series {ref.id}", path=sr, fix="see the series' JSON")
-            send_file(sr, self.send_to, calling_ae=self.ae_title)
-        except LungcadError:
-            # not finished until sent: the next start detects and sends it again
-            (self.out / "scans" / f"{scan_stem(ref.id)}.json").unlink(missing_ok=True)
-            raise
+        send = functools.partial(send_file, peer=self.send_to, calling_ae=self.ae_title)
+        sr = deliver_sr(self.out, ref.id, "series", send)  # not finished until sent: the next start does it again
         log.info("series %s: SR %s sent to %s", ref.id, sr.name, self.send_to)
         return table
 
